@@ -1,0 +1,246 @@
+//! Settings read once at start-up from the environment.
+//!
+//! `Config::from_lookup` takes any key lookup so that it stays a plain function; `main` hands
+//! it `std::env::var`. A bad setting stops the function at init with a message that names the
+//! variable, never its value (it may be a secret).
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// When the function answers Twenty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Answer 200 as soon as the delivery is verified; queue after the response.
+    Immediate,
+    /// Answer only once SQS has accepted every message; 503 when it has not.
+    AfterEnqueue,
+}
+
+/// One HMAC key. Its `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(key: impl Into<Vec<u8>>) -> Self {
+        Self(key.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub queue_url: String,
+    /// True when `queue_url` names a FIFO queue (its name ends in `.fifo`).
+    pub fifo: bool,
+    /// Every secret that may have signed a delivery (rotation, several webhooks).
+    pub secrets: Vec<Secret>,
+    /// How far a signed timestamp may lie from now, either way.
+    pub tolerance: Duration,
+    pub ack_mode: AckMode,
+    /// Accept deliveries that carry no signature headers at all.
+    pub allow_unsigned: bool,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} is invalid: {why}")]
+    Invalid { name: &'static str, why: String },
+}
+
+pub const QUEUE_URL: &str = "QUEUE_URL";
+pub const SECRET: &str = "TWENTY_WEBHOOK_SECRET";
+pub const TOLERANCE: &str = "TWENTY_WEBHOOK_TOLERANCE_SECS";
+pub const ACK_MODE: &str = "ACK_MODE";
+pub const ALLOW_UNSIGNED: &str = "TWENTY_WEBHOOK_ALLOW_UNSIGNED";
+
+const DEFAULT_TOLERANCE_SECS: u64 = 300;
+/// A day: anything wider is no replay protection at all.
+const MAX_TOLERANCE_SECS: u64 = 86_400;
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every setting through `lookup`; an empty value counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+
+        let queue_url = get(QUEUE_URL).ok_or(ConfigError::Missing(QUEUE_URL))?;
+        if !(queue_url.starts_with("https://") || queue_url.starts_with("http://")) {
+            return Err(invalid(QUEUE_URL, "must be an http(s) SQS queue URL"));
+        }
+        let fifo = queue_url.trim_end_matches('/').ends_with(".fifo");
+
+        let allow_unsigned = match get(ALLOW_UNSIGNED).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(invalid(ALLOW_UNSIGNED, "must be `true` or `false`")),
+        };
+
+        let secrets = match get(SECRET) {
+            Some(list) => parse_secrets(&list)?,
+            None if allow_unsigned => Vec::new(),
+            None => return Err(ConfigError::Missing(SECRET)),
+        };
+
+        let tolerance_secs = match get(TOLERANCE) {
+            None => DEFAULT_TOLERANCE_SECS,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=MAX_TOLERANCE_SECS).contains(s))
+                .ok_or_else(|| {
+                    invalid(
+                        TOLERANCE,
+                        format!("must be whole seconds from 1 to {MAX_TOLERANCE_SECS}"),
+                    )
+                })?,
+        };
+
+        let ack_mode = match get(ACK_MODE).as_deref() {
+            None | Some("immediate") => AckMode::Immediate,
+            Some("after-enqueue") => AckMode::AfterEnqueue,
+            Some(_) => return Err(invalid(ACK_MODE, "must be `immediate` or `after-enqueue`")),
+        };
+
+        Ok(Self {
+            queue_url,
+            fifo,
+            secrets,
+            tolerance: Duration::from_secs(tolerance_secs),
+            ack_mode,
+            allow_unsigned,
+        })
+    }
+}
+
+/// Splits the comma-separated list. Entries are taken byte for byte (a secret typed in
+/// Twenty may hold any character), so stray blanks are refused rather than silently kept.
+fn parse_secrets(list: &str) -> Result<Vec<Secret>, ConfigError> {
+    list.split(',')
+        .enumerate()
+        .map(|(i, s)| {
+            if s.is_empty() {
+                Err(invalid(SECRET, format!("entry {} is empty", i + 1)))
+            } else if s.trim() != s {
+                Err(invalid(
+                    SECRET,
+                    format!("entry {} starts or ends with white space", i + 1),
+                ))
+            } else {
+                Ok(Secret::new(s))
+            }
+        })
+        .collect()
+}
+
+fn invalid(name: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        why: why.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const URL: &str = "http://127.0.0.1:5000/123456789012/events";
+
+    #[test]
+    fn defaults() {
+        let c = config(&[(QUEUE_URL, URL), (SECRET, "s3cret")]).unwrap();
+        assert!(!c.fifo);
+        assert_eq!(c.secrets, vec![Secret::new("s3cret")]);
+        assert_eq!(c.tolerance, Duration::from_secs(300));
+        assert_eq!(c.ack_mode, AckMode::Immediate);
+        assert!(!c.allow_unsigned);
+    }
+
+    #[test]
+    fn every_setting() {
+        let c = config(&[
+            (
+                QUEUE_URL,
+                "https://sqs.eu-west-1.amazonaws.com/1/events.fifo",
+            ),
+            (SECRET, "a,b,c"),
+            (TOLERANCE, "60"),
+            (ACK_MODE, "after-enqueue"),
+            (ALLOW_UNSIGNED, "true"),
+        ])
+        .unwrap();
+        assert!(c.fifo);
+        assert_eq!(c.secrets.len(), 3);
+        assert_eq!(c.tolerance, Duration::from_secs(60));
+        assert_eq!(c.ack_mode, AckMode::AfterEnqueue);
+        assert!(c.allow_unsigned);
+    }
+
+    #[test]
+    fn secret_may_be_absent_only_when_unsigned_is_allowed() {
+        assert_eq!(
+            config(&[(QUEUE_URL, URL)]).unwrap_err(),
+            ConfigError::Missing(SECRET)
+        );
+        let c = config(&[(QUEUE_URL, URL), (ALLOW_UNSIGNED, "true")]).unwrap();
+        assert!(c.secrets.is_empty());
+    }
+
+    #[test]
+    fn refuses_bad_values_and_names_the_variable() {
+        let bad = [
+            (QUEUE_URL, "sqs-queue"),
+            (TOLERANCE, "0"),
+            (TOLERANCE, "5m"),
+            (TOLERANCE, "86401"),
+            (ACK_MODE, "later"),
+            (ALLOW_UNSIGNED, "yes"),
+            (SECRET, "a,,b"),
+            (SECRET, "a, b"),
+        ];
+        for (name, value) in bad {
+            let mut pairs = vec![(QUEUE_URL, URL), (SECRET, "s")];
+            pairs.retain(|(k, _)| *k != name);
+            pairs.push((name, value));
+            match config(&pairs) {
+                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name, "{value}"),
+                other => panic!("{name}={value} gave {other:?}"),
+            }
+        }
+        assert_eq!(
+            config(&[(SECRET, "s")]).unwrap_err(),
+            ConfigError::Missing(QUEUE_URL)
+        );
+    }
+
+    #[test]
+    fn error_text_never_holds_the_secret() {
+        let err = config(&[(QUEUE_URL, URL), (SECRET, "hunter2, ")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+        let c = config(&[(QUEUE_URL, URL), (SECRET, "hunter2")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

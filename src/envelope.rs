@@ -1,0 +1,311 @@
+//! The queued message: a versioned JSON envelope per event (see `docs/message-format.md`),
+//! with the attributes and FIFO ids SQS needs. Pure: no AWS types.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::event::{Item, Payload, Shape};
+
+/// Bumped on any change a consumer could notice; additions of fields included.
+pub const VERSION: u32 = 1;
+
+/// SQS's limit for one message, body and attributes together.
+pub const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("message {index} would be {size} bytes, over the SQS limit of {SQS_MAX_MESSAGE_BYTES}")]
+    TooLarge { index: usize, size: usize },
+    #[error("the event holds characters SQS cannot carry (U+FFFE or U+FFFF)")]
+    UnsendableText,
+}
+
+/// What the receiver knew of the delivery, beside the payload itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt<'a> {
+    /// Lowercase hex SHA-256 of the raw body.
+    pub body_sha256: &'a str,
+    /// ISO-8601 with milliseconds, UTC.
+    pub received_at: &'a str,
+    /// False only for unsigned deliveries let in by `TWENTY_WEBHOOK_ALLOW_UNSIGNED`.
+    pub signature_verified: bool,
+}
+
+/// One message ready for SQS. Owned, so a send can outlive the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: String,
+    pub body: String,
+    /// String attributes, in a fixed order; only those that are known.
+    pub attributes: Vec<(&'static str, String)>,
+    /// For FIFO queues only.
+    pub fifo: Option<FifoIds>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FifoIds {
+    pub group_id: String,
+    pub deduplication_id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    version: u32,
+    id: &'a str,
+    shape: Shape,
+    event_name: &'a str,
+    object_name: &'a str,
+    action: &'a str,
+    record_id: Option<&'a str>,
+    workspace_id: Option<&'a str>,
+    webhook_id: Option<&'a str>,
+    event_date: Option<&'a str>,
+    received_at: &'a str,
+    signature_verified: bool,
+    user_id: Option<&'a str>,
+    workspace_member_id: Option<&'a str>,
+    api_key_id: Option<&'a str>,
+    batch: Option<BatchPosition>,
+    object_metadata: Option<&'a RawValue>,
+    record: Option<&'a RawValue>,
+    updated_fields: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct BatchPosition {
+    index: usize,
+    size: usize,
+}
+
+pub fn body_sha256(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// One message per item, in order. Fails whole if any message cannot be sent to SQS, so a
+/// request is either queued entirely or refused before it is acknowledged.
+pub fn messages(
+    payload: &Payload<'_>,
+    receipt: Receipt<'_>,
+    fifo: bool,
+) -> Result<Vec<Message>, EnvelopeError> {
+    let size = payload.items.len();
+    payload
+        .items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let id = match payload.shape {
+                Shape::Batch => format!("{}:{index}", receipt.body_sha256),
+                _ => receipt.body_sha256.to_owned(),
+            };
+            let batch = (payload.shape == Shape::Batch).then_some(BatchPosition { index, size });
+            message(payload, item, receipt, id, batch, fifo, index)
+        })
+        .collect()
+}
+
+fn message(
+    payload: &Payload<'_>,
+    item: &Item<'_>,
+    receipt: Receipt<'_>,
+    id: String,
+    batch: Option<BatchPosition>,
+    fifo: bool,
+    index: usize,
+) -> Result<Message, EnvelopeError> {
+    let envelope = Envelope {
+        version: VERSION,
+        id: &id,
+        shape: payload.shape,
+        event_name: payload.name.as_str(),
+        object_name: payload.name.object(),
+        action: payload.name.action(),
+        record_id: item.record_id.as_deref(),
+        workspace_id: payload.workspace_id.as_deref(),
+        webhook_id: payload.webhook_id.as_deref(),
+        event_date: payload.event_date.as_deref(),
+        received_at: receipt.received_at,
+        signature_verified: receipt.signature_verified,
+        user_id: payload.user_id.as_deref(),
+        workspace_member_id: payload.workspace_member_id.as_deref(),
+        api_key_id: payload.api_key_id.as_deref(),
+        batch,
+        object_metadata: payload.object_metadata,
+        record: item.record,
+        updated_fields: item.updated_fields,
+    };
+    // Serialising borrowed strings and raw JSON into a String cannot fail.
+    let body = serde_json::to_string(&envelope)
+        .unwrap_or_else(|e| unreachable!("envelope serialisation: {e}"));
+
+    let mut attributes = vec![
+        ("eventName", payload.name.as_str().to_owned()),
+        ("objectName", payload.name.object().to_owned()),
+        ("action", payload.name.action().to_owned()),
+    ];
+    if let Some(ws) = payload.workspace_id.as_deref().filter(|w| !w.is_empty()) {
+        attributes.push(("workspaceId", ws.to_owned()));
+    }
+
+    let unsendable = |s: &str| s.contains(['\u{FFFE}', '\u{FFFF}']);
+    if unsendable(&body) || attributes.iter().any(|(_, v)| unsendable(v)) {
+        return Err(EnvelopeError::UnsendableText);
+    }
+    let fifo = fifo.then(|| FifoIds {
+        group_id: group_id(payload, item),
+        deduplication_id: id.clone(),
+    });
+    let message = Message {
+        id,
+        body,
+        attributes,
+        fifo,
+    };
+    match message.sqs_size() {
+        size if size > SQS_MAX_MESSAGE_BYTES => Err(EnvelopeError::TooLarge { index, size }),
+        _ => Ok(message),
+    }
+}
+
+impl Message {
+    /// The size SQS counts against its limit: the body, and each attribute's name, data
+    /// type ("String") and value.
+    pub fn sqs_size(&self) -> usize {
+        self.body.len()
+            + self
+                .attributes
+                .iter()
+                .map(|(k, v)| k.len() + "String".len() + v.len())
+                .sum::<usize>()
+    }
+}
+
+/// Events of one record stay in order; without a record id, those of one workspace do.
+fn group_id(payload: &Payload<'_>, item: &Item<'_>) -> String {
+    let raw = match (&item.record_id, &payload.workspace_id) {
+        (Some(record), _) => format!("{}:{record}", payload.name.object()),
+        (None, Some(ws)) => ws.clone(),
+        (None, None) => payload.name.object().to_owned(),
+    };
+    // SQS allows 128 printable ASCII characters; anything else is hashed into that range.
+    let valid = !raw.is_empty() && raw.len() <= 128 && raw.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        raw
+    } else {
+        body_sha256(raw.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse;
+
+    const RECEIPT: Receipt<'static> = Receipt {
+        body_sha256: "abc",
+        received_at: "2025-02-10T15:30:46.000Z",
+        signature_verified: true,
+    };
+
+    fn envelope(m: &Message) -> serde_json::Value {
+        serde_json::from_str(&m.body).unwrap()
+    }
+
+    #[test]
+    fn single_record_envelope() {
+        let body = r#"{"eventName":"person.created","workspaceId":"ws","webhookId":"wh","eventDate":"d","record":{"id":"r","big":12345678901234567890123,"name":"Zoë \u00e9"}}"#;
+        let msgs = messages(&parse(body).unwrap(), RECEIPT, false).unwrap();
+        assert_eq!(msgs.len(), 1);
+        let m = &msgs[0];
+        assert_eq!(m.id, "abc");
+        assert!(m.fifo.is_none());
+        // The record is carried byte for byte: no number rounding, escapes kept.
+        assert!(
+            m.body.contains(
+                r#""record":{"id":"r","big":12345678901234567890123,"name":"Zoë \u00e9"}"#
+            )
+        );
+        let e = envelope(m);
+        assert_eq!(e["version"], 1);
+        assert_eq!(e["eventName"], "person.created");
+        assert_eq!(e["objectName"], "person");
+        assert_eq!(e["action"], "created");
+        assert_eq!(e["recordId"], "r");
+        assert_eq!(e["updatedFields"], serde_json::Value::Null);
+        assert_eq!(e["batch"], serde_json::Value::Null);
+        assert_eq!(e["signatureVerified"], true);
+        assert_eq!(
+            m.attributes,
+            vec![
+                ("eventName", "person.created".to_owned()),
+                ("objectName", "person".to_owned()),
+                ("action", "created".to_owned()),
+                ("workspaceId", "ws".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn batch_becomes_one_message_per_item_with_fifo_ids() {
+        let body = r#"{"eventName":"company.updated","workspaceId":"ws","items":[{"record":{"id":"a"},"updatedFields":["name"]},{"record":{"name":"no id"}}]}"#;
+        let msgs = messages(&parse(body).unwrap(), RECEIPT, true).unwrap();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0].id, "abc:0");
+        assert_eq!(msgs[1].id, "abc:1");
+        assert_eq!(
+            msgs[0].fifo,
+            Some(FifoIds {
+                group_id: "company:a".into(),
+                deduplication_id: "abc:0".into()
+            })
+        );
+        assert_eq!(msgs[1].fifo.as_ref().unwrap().group_id, "ws");
+        let e = envelope(&msgs[0]);
+        assert_eq!(e["batch"]["index"], 0);
+        assert_eq!(e["batch"]["size"], 2);
+        assert_eq!(e["updatedFields"][0], "name");
+    }
+
+    #[test]
+    fn group_id_is_hashed_when_sqs_would_refuse_it() {
+        let long = "x".repeat(200);
+        let body = format!(r#"{{"event":"pet.created","data":{{"id":"{long}"}}}}"#);
+        let msgs = messages(&parse(&body).unwrap(), RECEIPT, true).unwrap();
+        let group = &msgs[0].fifo.as_ref().unwrap().group_id;
+        assert_eq!(group.len(), 64);
+        let body = r#"{"event":"pet.created","data":{"id":"with space"}}"#;
+        let msgs = messages(&parse(body).unwrap(), RECEIPT, true).unwrap();
+        assert_eq!(msgs[0].fifo.as_ref().unwrap().group_id.len(), 64);
+    }
+
+    #[test]
+    fn too_large_and_unsendable_are_refused() {
+        let big = "x".repeat(SQS_MAX_MESSAGE_BYTES);
+        let body =
+            format!(r#"{{"eventName":"note.created","record":{{"id":"1","body":"{big}"}}}}"#);
+        assert!(matches!(
+            messages(&parse(&body).unwrap(), RECEIPT, false),
+            Err(EnvelopeError::TooLarge { index: 0, .. })
+        ));
+        let body = r#"{"eventName":"note.created","record":{"id":"1","t":"\uffff"}}"#;
+        // Escaped, it stays ASCII in the raw record and is fine ...
+        assert!(messages(&parse(body).unwrap(), RECEIPT, false).is_ok());
+        // ... raw, SQS would refuse the message.
+        let body = "{\"eventName\":\"note.created\",\"record\":{\"id\":\"1\",\"t\":\"\u{FFFF}\"}}";
+        assert_eq!(
+            messages(&parse(body).unwrap(), RECEIPT, false),
+            Err(EnvelopeError::UnsendableText)
+        );
+    }
+
+    #[test]
+    fn body_hash_is_sha256_hex() {
+        assert_eq!(
+            body_sha256(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

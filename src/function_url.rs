@@ -1,0 +1,102 @@
+//! The Lambda Function URL adapter: turns the HTTP request into an `Inbound`, runs the
+//! core, starts the send, and turns the outcome into an HTTP response.
+
+use std::time::SystemTime;
+
+use lambda_http::http::header::{ALLOW, CONTENT_TYPE};
+use lambda_http::tracing::{info, warn};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+use crate::config::{AckMode, Config};
+use crate::error::IngestError;
+use crate::inflight::InFlight;
+use crate::ingest::{self, Accepted, Inbound};
+use crate::queue::SqsQueue;
+
+pub struct App {
+    config: Config,
+    queue: SqsQueue,
+    inflight: InFlight,
+}
+
+impl App {
+    pub fn new(config: Config, queue: SqsQueue, inflight: InFlight) -> Self {
+        Self {
+            config,
+            queue,
+            inflight,
+        }
+    }
+
+    pub async fn handle(&self, request: Request) -> Result<Response<Body>, lambda_http::Error> {
+        // Entered first, so the extension holds the environment for this request's send.
+        let guard = self.inflight.enter();
+        let (parts, body) = request.into_parts();
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()));
+        let accepted = Inbound::new(parts.method.as_str(), headers, body.as_ref())
+            .and_then(|inbound| ingest::accept(&inbound, &self.config, SystemTime::now()));
+
+        let Accepted { id, messages } = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => return Ok(refusal(&err)),
+        };
+        let count = messages.len();
+        info!(%id, messages = count, "delivery verified");
+
+        match self.config.ack_mode {
+            AckMode::Immediate => {
+                let queue = self.queue.clone();
+                // The guard moves into the task: the environment stays awake until the send ends.
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    let _ = queue.deliver(messages).await;
+                });
+                Ok(accepted_response("accepted", &id, count))
+            }
+            AckMode::AfterEnqueue => match self.queue.deliver(messages).await {
+                Ok(()) => Ok(accepted_response("queued", &id, count)),
+                Err(err) => {
+                    warn!(%id, error = %err, "answering 503");
+                    Ok(refusal(&IngestError::QueueUnavailable))
+                }
+            },
+        }
+    }
+}
+
+fn accepted_response(status: &str, id: &str, messages: usize) -> Response<Body> {
+    json_response(
+        200,
+        json!({ "status": status, "id": id, "messages": messages }),
+    )
+}
+
+/// Logs why (never the body or a secret) and answers with a short JSON error.
+fn refusal(err: &IngestError) -> Response<Body> {
+    warn!(status = err.status(), code = err.code(), reason = %err, "delivery refused");
+    let mut response = json_response(
+        err.status(),
+        json!({ "error": err.code(), "message": err.to_string() }),
+    );
+    if *err == IngestError::MethodNotAllowed {
+        response
+            .headers_mut()
+            .insert(ALLOW, lambda_http::http::HeaderValue::from_static("POST"));
+    }
+    response
+}
+
+fn json_response(status: u16, body: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = lambda_http::http::StatusCode::from_u16(status)
+        .unwrap_or(lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        lambda_http::http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

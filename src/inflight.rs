@@ -1,0 +1,150 @@
+//! Keeps the execution environment awake while sends are still under way.
+//!
+//! Lambda freezes the environment once the runtime has answered and every extension has
+//! asked for its next event. The internal extension registered here asks only when no
+//! request is in flight, so a send started before the response finishes after it.
+//!
+//! Sends never wait on the extension: it only waits on them. Invocations and extension
+//! events are not paired one to one (`cargo lambda watch` delivers an INVOKE only to an
+//! extension that is waiting for one), so the extension counts requests, not events.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use lambda_extension::{Error, Extension, LambdaEvent, NextEvent, service_fn};
+use tokio::sync::watch;
+
+/// How long the extension waits, after an INVOKE, for the handler to take the request.
+/// Both learn of the invocation at the same moment; this only covers scheduling.
+const HANDLER_START_GRACE: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Default)]
+pub struct InFlight {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Requests entered and not yet finished, sends included.
+    active: watch::Sender<usize>,
+    /// Requests ever entered.
+    entered: watch::Sender<u64>,
+    /// `entered` as the extension last saw it.
+    seen: AtomicU64,
+}
+
+/// Held from the start of a request until its last send has finished.
+pub struct Guard {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.inner.active.send_modify(|n| *n -= 1);
+    }
+}
+
+impl InFlight {
+    pub fn enter(&self) -> Guard {
+        self.inner.active.send_modify(|n| *n += 1);
+        self.inner.entered.send_modify(|n| *n += 1);
+        Guard {
+            inner: self.inner.clone(),
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        *self.inner.active.borrow()
+    }
+
+    /// Returns once the request behind an INVOKE (if it shows up) and every other request
+    /// in flight have finished.
+    pub async fn settled(&self) {
+        let seen = self.inner.seen.load(Ordering::Acquire);
+        let mut entered = self.inner.entered.subscribe();
+        // A missing request (no pairing) only costs the grace period, never a stall.
+        let _ = tokio::time::timeout(HANDLER_START_GRACE, entered.wait_for(|n| *n > seen)).await;
+        self.inner
+            .seen
+            .store(*entered.borrow_and_update(), Ordering::Release);
+        // The sender lives in `self`, so this wait cannot end in an error.
+        let _ = self.inner.active.subscribe().wait_for(|n| *n == 0).await;
+    }
+
+    /// Registers the internal extension (Lambda requires it before the runtime starts) and
+    /// returns the future that runs it.
+    pub async fn register_extension(
+        &self,
+    ) -> Result<impl Future<Output = Result<(), Error>> + use<>, Error> {
+        let inflight = self.clone();
+        let registered = Extension::new()
+            // Internal extensions may subscribe to INVOKE only.
+            .with_events(&["INVOKE"])
+            .with_events_processor(service_fn(move |event: LambdaEvent| {
+                let inflight = inflight.clone();
+                async move {
+                    if let NextEvent::Invoke(_) = event.next {
+                        inflight.settled().await;
+                    }
+                    Ok::<(), Error>(())
+                }
+            }))
+            .with_extension_name("twenty-webhook-inflight")
+            .register()
+            .await?;
+        Ok(registered.run())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn settled_waits_for_every_guard() {
+        let inflight = InFlight::default();
+        let guard = inflight.enter();
+        let waiter = tokio::spawn({
+            let inflight = inflight.clone();
+            async move { inflight.settled().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished());
+        drop(guard);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(inflight.active(), 0);
+    }
+
+    #[tokio::test]
+    async fn settled_does_not_stall_without_a_request() {
+        let inflight = InFlight::default();
+        tokio::time::timeout(Duration::from_secs(5), inflight.settled())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn settled_waits_for_a_request_that_starts_late() {
+        let inflight = InFlight::default();
+        let waiter = tokio::spawn({
+            let inflight = inflight.clone();
+            async move { inflight.settled().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let guard = inflight.enter();
+        tokio::time::sleep(Duration::from_millis(
+            HANDLER_START_GRACE.as_millis() as u64 + 50,
+        ))
+        .await;
+        assert!(!waiter.is_finished(), "must wait for the late request");
+        drop(guard);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
