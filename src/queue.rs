@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_config::SdkConfig;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
@@ -33,7 +34,10 @@ impl SqsQueue {
     /// Builds the client from the standard AWS settings (`AWS_ENDPOINT_URL_SQS` included).
     /// No call goes out until the first send.
     pub async fn connect(config: &Config) -> Self {
-        let shared = aws_config::load_from_env().await;
+        Self::with_sdk_config(&aws_config::load_from_env().await, config)
+    }
+
+    pub fn with_sdk_config(shared: &SdkConfig, config: &Config) -> Self {
         // After-enqueue must answer inside Twenty's 5 s timeout; immediate mode has time.
         let (attempt, total) = match config.ack_mode {
             AckMode::AfterEnqueue => (Duration::from_secs(2), Duration::from_millis(4_000)),
@@ -44,7 +48,7 @@ impl SqsQueue {
             .operation_attempt_timeout(attempt)
             .operation_timeout(total)
             .build();
-        let sqs = aws_sdk_sqs::config::Builder::from(&shared)
+        let sqs = aws_sdk_sqs::config::Builder::from(shared)
             .timeout_config(timeouts)
             .build();
         Self {

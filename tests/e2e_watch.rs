@@ -1,0 +1,260 @@
+//! End to end through the real Lambda runtime interface: `cargo lambda watch` runs the
+//! function, Twenty-signed POSTs go to its local Function URL, and moto's SQS receives.
+//! SQS is reached through a gate proxy, so the test can hold SQS back at will.
+
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Forwards TCP to moto, but only while the gate is open; connections wait for it.
+struct Gate {
+    open: watch::Sender<bool>,
+    endpoint: String,
+}
+
+impl Gate {
+    async fn start(upstream: &str) -> Arc<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let (open, _) = watch::channel(true);
+        let gate = Arc::new(Self { open, endpoint });
+        let g = gate.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut is_open = g.open.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    // Hold the bytes, not the connection: the client sees a slow SQS.
+                    let mut first = [0u8; 1];
+                    if inbound.peek(&mut first).await.is_err() {
+                        return;
+                    }
+                    if is_open.wait_for(|o| *o).await.is_err() {
+                        return;
+                    }
+                    if let Ok(mut out) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
+        gate
+    }
+
+    fn set(&self, open: bool) {
+        self.open.send_replace(open);
+    }
+}
+
+/// `cargo lambda watch` in its own process group, ended with everything it started.
+struct Watch {
+    child: tokio::process::Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+impl Watch {
+    async fn start(env: &[(&str, &str)]) -> Self {
+        let venv_bin = project_dir().join(".venv/bin");
+        assert!(
+            venv_bin.join("cargo-lambda").exists(),
+            "cargo-lambda is not in .venv: run scripts/test, which installs it"
+        );
+        let port = free_port();
+        let log = project_dir().join(format!("target/e2e-watch-{port}.log"));
+        let path = format!(
+            "{}:{}",
+            venv_bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut command = tokio::process::Command::new("cargo");
+        command
+            .args([
+                "lambda",
+                "watch",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
+            .current_dir(project_dir())
+            .env("PATH", path)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = command.spawn().expect("start cargo lambda watch");
+        let url = format!("http://127.0.0.1:{port}/lambda-url/twenty-webhook/");
+        let watch = Self { child, url, log };
+        watch.wait_listening(port).await;
+        watch
+    }
+
+    async fn wait_listening(&self, port: u16) {
+        for _ in 0..600 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("cargo lambda watch did not listen: {}", self.logs());
+    }
+
+    fn logs(&self) -> String {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let err = read(&self.log.with_extension("err"));
+        let tail: String = err.lines().rev().take(40).collect::<Vec<_>>().join("\n");
+        format!(
+            "{}\n--- stderr (last lines, newest first) ---\n{tail}",
+            read(&self.log)
+        )
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // SIGINT is what makes watch stop the function instances it started (it ignores
+        // SIGTERM); SIGKILL from `kill_on_drop` follows if it has not exited by then.
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status();
+            for _ in 0..100 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut request = http.post(url).body(body.to_owned());
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let response = request.send().await.expect("the function answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_signed_posts_through_cargo_lambda_watch() {
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let gate = Gate::start(moto_endpoint()).await;
+    let watch = Watch::start(&[
+        ("QUEUE_URL", queue.as_str()),
+        ("TWENTY_WEBHOOK_SECRET", &format!("old-secret,{SECRET}")),
+        ("AWS_ENDPOINT_URL_SQS", gate.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ])
+    .await;
+    // The first request compiles the function: allow for a cold build.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(900))
+        .build()
+        .unwrap();
+
+    // 1. Signed as Twenty signs: 200, and the message is in the queue.
+    let body = person_created("e2e-1");
+    let (status, json) = post(&http, &watch.url, &twenty_headers(&body), &body).await;
+    assert_eq!(status, 200, "{json}\n{}", watch.logs());
+    let queued = drain(&sqs, &queue, Duration::from_secs(10)).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(envelope(&queued[0])["id"], json["id"]);
+    assert_eq!(envelope(&queued[0])["recordId"], "e2e-1");
+
+    // 2. Tampered after signing: 401, and nothing is queued.
+    let headers = twenty_headers(&body);
+    let tampered = body.replace("Paris", "Paris!");
+    let (status, json) = post(&http, &watch.url, &headers, &tampered).await;
+    assert_eq!(status, 401, "{json}");
+    assert_eq!(json["error"], "invalid_signature");
+    assert!(drain(&sqs, &queue, Duration::from_secs(2)).await.is_empty());
+
+    // 3. Immediate mode: with SQS held back, the 200 still comes, before the message is
+    //    anywhere; once SQS answers again, the message lands.
+    gate.set(false);
+    let body = person_created("e2e-held");
+    let (status, json) = post(&http, &watch.url, &twenty_headers(&body), &body).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["status"], "accepted");
+    assert!(
+        drain(&sqs, &queue, Duration::ZERO).await.is_empty(),
+        "SQS was held back, yet the message is already queued"
+    );
+    gate.set(true);
+    let queued = drain(&sqs, &queue, Duration::from_secs(20)).await;
+    assert_eq!(queued.len(), 1, "{}", watch.logs());
+    assert_eq!(envelope(&queued[0])["recordId"], "e2e-held");
+
+    // 4. A burst as Twenty sends them (up to 20 at once): every one acknowledged and queued.
+    let sends = (0..20).map(|i| {
+        let http = http.clone();
+        let url = watch.url.clone();
+        async move {
+            let body = person_created(&format!("burst-{i}"));
+            post(&http, &url, &twenty_headers(&body), &body).await.0
+        }
+    });
+    let statuses: Vec<u16> = futures_join_all(sends).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.extend(drain(&sqs, &queue, Duration::from_secs(5)).await);
+        if got.len() >= 20 {
+            break;
+        }
+    }
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|m| envelope(m)["recordId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "{ids:?}");
+}
+
+/// Runs futures concurrently on the runtime and collects their outputs in order.
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}

@@ -1,0 +1,187 @@
+//! Shared by the integration tests: a real moto server over HTTP, SQS helpers, signing.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::{Credentials, Region};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use twenty_webhook::config::{AckMode, Config, Secret};
+use twenty_webhook::signature;
+
+pub const SECRET: &str = "twenty-webhook-test-secret";
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python that has moto: `TWENTY_TEST_PYTHON`, or the project's `.venv`.
+fn python() -> PathBuf {
+    let path = std::env::var_os("TWENTY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_dir().join(".venv/bin/python"));
+    assert!(
+        path.exists(),
+        "no Python with moto at {}: run `scripts/test`, which installs it into .venv",
+        path.display()
+    );
+    path
+}
+
+struct Moto {
+    endpoint: String,
+    // Held for the life of the process: when it ends, moto's stdin closes and it stops.
+    _child: Child,
+}
+
+/// One moto server per test process, started on first use on a free loopback port.
+pub fn moto_endpoint() -> &'static str {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    &MOTO
+        .get_or_init(|| {
+            let mut child = Command::new(python())
+                .arg(project_dir().join("tests/support/moto_server.py"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start moto's server");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("moto stdout"))
+                .read_line(&mut line)
+                .expect("read moto's endpoint");
+            let endpoint = line.trim().to_owned();
+            assert!(
+                endpoint.starts_with("http://127.0.0.1:"),
+                "moto did not start (is it installed in .venv? run scripts/test): {line:?}"
+            );
+            Moto {
+                endpoint,
+                _child: child,
+            }
+        })
+        .endpoint
+}
+
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
+pub async fn sqs() -> Client {
+    Client::new(&sdk_config(moto_endpoint()).await)
+}
+
+/// A fresh queue for each test: moto slows down as a queue fills, and tests run in parallel.
+pub async fn new_queue(client: &Client, fifo: bool) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut name = format!("t{}-{n}-{nanos}", std::process::id());
+    let mut request = client
+        .create_queue()
+        .attributes(QueueAttributeName::MaximumMessageSize, "1048576");
+    if fifo {
+        name.push_str(".fifo");
+        request = request.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    request
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// Everything in the queue now (waits up to `wait` for the first message).
+pub async fn drain(client: &Client, url: &str, wait: Duration) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let got = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .visibility_timeout(300)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        let empty = got.is_empty();
+        out.extend(got);
+        if empty && (!out.is_empty() || tokio::time::Instant::now() >= deadline) {
+            return out;
+        }
+        if empty {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn config(queue_url: &str, ack_mode: AckMode) -> Config {
+    Config {
+        queue_url: queue_url.to_owned(),
+        fifo: queue_url.ends_with(".fifo"),
+        secrets: vec![Secret::new(SECRET)],
+        tolerance: Duration::from_secs(300),
+        ack_mode,
+        allow_unsigned: false,
+    }
+}
+
+pub fn now_ms() -> String {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string()
+}
+
+/// The headers Twenty sends with a signed delivery, names lowercased as a Function URL does.
+pub fn twenty_headers(body: &str) -> Vec<(String, String)> {
+    let ts = now_ms();
+    vec![
+        ("content-type".into(), "application/json".into()),
+        ("accept".into(), "application/json, text/plain, */*".into()),
+        ("user-agent".into(), "axios/1.7.9".into()),
+        ("x-twenty-webhook-timestamp".into(), ts.clone()),
+        (
+            "x-twenty-webhook-signature".into(),
+            signature::sign(SECRET.as_bytes(), &ts, body.as_bytes()),
+        ),
+        (
+            "x-twenty-webhook-nonce".into(),
+            "0123456789abcdef0123456789abcdef".into(),
+        ),
+    ]
+}
+
+pub fn attribute<'m>(m: &'m aws_sdk_sqs::types::Message, name: &str) -> Option<&'m str> {
+    m.message_attributes()?.get(name)?.string_value()
+}
+
+pub fn envelope(m: &aws_sdk_sqs::types::Message) -> serde_json::Value {
+    serde_json::from_str(m.body().expect("body")).expect("envelope is JSON")
+}
+
+/// A Twenty single-record payload, keys in the order Twenty writes them.
+pub fn person_created(record_id: &str) -> String {
+    format!(
+        r#"{{"targetUrl":"https://example.com/hook","eventName":"person.created","objectMetadata":{{"id":"5f7e0c4e-1c56-4a4b-9a0e-2f6a4cb1a001","nameSingular":"person"}},"workspaceId":"20202020-1c25-4d02-bf25-6aeccf7ea419","webhookId":"8c2b6a4e-77a4-4b5e-9f0e-111111111111","eventDate":"2025-02-10T15:30:45.123Z","record":{{"id":"{record_id}","name":{{"firstName":"Zoë","lastName":"Ng"}},"emails":{{"primaryEmail":"zoe@example.com","additionalEmails":null}},"city":"Paris"}}}}"#
+    )
+}
