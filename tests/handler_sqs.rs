@@ -5,79 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use lambda_http::{Body, Request, Response};
 use support::*;
-use twenty_webhook::config::{AckMode, Config};
-use twenty_webhook::function_url::App;
-use twenty_webhook::inflight::InFlight;
-use twenty_webhook::queue::SqsQueue;
-
-struct Harness {
-    app: App,
-    inflight: InFlight,
-    client: aws_sdk_sqs::Client,
-    url: String,
-}
-
-impl Harness {
-    async fn new(fifo: bool, ack_mode: AckMode) -> Self {
-        let client = sqs().await;
-        let url = new_queue(&client, fifo).await;
-        Self::with_config(client, config(&url, ack_mode), moto_endpoint()).await
-    }
-
-    async fn with_config(client: aws_sdk_sqs::Client, config: Config, endpoint: &str) -> Self {
-        let url = config.queue_url.clone();
-        let queue = SqsQueue::with_sdk_config(&sdk_config(endpoint).await, &config);
-        let inflight = InFlight::default();
-        Self {
-            app: App::new(config, queue, inflight.clone()),
-            inflight,
-            client,
-            url,
-        }
-    }
-
-    async fn post(&self, headers: &[(String, String)], body: &str) -> (u16, serde_json::Value) {
-        self.send("POST", headers, body.as_bytes().to_vec()).await
-    }
-
-    async fn send(
-        &self,
-        method: &str,
-        headers: &[(String, String)],
-        body: Vec<u8>,
-    ) -> (u16, serde_json::Value) {
-        let mut builder = lambda_http::http::Request::builder()
-            .method(method)
-            .uri("https://abc.lambda-url.eu-west-1.on.aws/");
-        for (k, v) in headers {
-            builder = builder.header(k, v);
-        }
-        let request: Request = builder.body(Body::Binary(body)).unwrap();
-        let response: Response<Body> = self.app.handle(request).await.unwrap();
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/json",
-            "every answer is JSON"
-        );
-        let status = response.status().as_u16();
-        let json = serde_json::from_slice(response.body().as_ref()).expect("JSON body");
-        // Sends run after the answer in immediate mode: wait for them before looking.
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while self.inflight.active() > 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("sends finish");
-        (status, json)
-    }
-
-    async fn queued(&self) -> Vec<aws_sdk_sqs::types::Message> {
-        drain(&self.client, &self.url, Duration::from_millis(500)).await
-    }
-}
+use twenty_webhook::config::AckMode;
 
 #[tokio::test]
 async fn a_signed_record_event_is_queued_with_its_envelope_and_attributes() {

@@ -11,7 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use lambda_http::{Body, Request, Response};
 use twenty_webhook::config::{AckMode, Config, Secret};
+use twenty_webhook::function_url::App;
+use twenty_webhook::inflight::InFlight;
+use twenty_webhook::queue::SqsQueue;
 use twenty_webhook::signature;
 
 pub const SECRET: &str = "twenty-webhook-test-secret";
@@ -184,4 +188,76 @@ pub fn person_created(record_id: &str) -> String {
     format!(
         r#"{{"targetUrl":"https://example.com/hook","eventName":"person.created","objectMetadata":{{"id":"5f7e0c4e-1c56-4a4b-9a0e-2f6a4cb1a001","nameSingular":"person"}},"workspaceId":"20202020-1c25-4d02-bf25-6aeccf7ea419","webhookId":"8c2b6a4e-77a4-4b5e-9f0e-111111111111","eventDate":"2025-02-10T15:30:45.123Z","record":{{"id":"{record_id}","name":{{"firstName":"Zoë","lastName":"Ng"}},"emails":{{"primaryEmail":"zoe@example.com","additionalEmails":null}},"city":"Paris"}}}}"#
     )
+}
+
+/// The handler wired to moto, called directly with `lambda_http` requests.
+pub struct Harness {
+    pub app: App,
+    pub inflight: InFlight,
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+impl Harness {
+    pub async fn new(fifo: bool, ack_mode: AckMode) -> Self {
+        let client = sqs().await;
+        let url = new_queue(&client, fifo).await;
+        Self::with_config(client, config(&url, ack_mode), moto_endpoint()).await
+    }
+
+    pub async fn with_config(client: aws_sdk_sqs::Client, config: Config, endpoint: &str) -> Self {
+        let url = config.queue_url.clone();
+        let queue = SqsQueue::with_sdk_config(&sdk_config(endpoint).await, &config);
+        let inflight = InFlight::default();
+        Self {
+            app: App::new(config, queue, inflight.clone()),
+            inflight,
+            client,
+            url,
+        }
+    }
+
+    pub async fn post(&self, headers: &[(String, String)], body: &str) -> (u16, serde_json::Value) {
+        self.send("POST", headers, body.as_bytes().to_vec()).await
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
+        let mut builder = lambda_http::http::Request::builder()
+            .method(method)
+            .uri("https://abc.lambda-url.eu-west-1.on.aws/");
+        for (k, v) in headers {
+            builder = builder.header(k, v);
+        }
+        self.handle(builder.body(Body::Binary(body)).unwrap()).await
+    }
+
+    /// Answers a request, then waits for the sends it started (immediate mode answers first).
+    pub async fn handle(&self, request: Request) -> (u16, serde_json::Value) {
+        let response: Response<Body> = self.app.handle(request).await.unwrap();
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "every answer is JSON"
+        );
+        let status = response.status().as_u16();
+        let json = serde_json::from_slice(response.body().as_ref()).expect("JSON body");
+        // Sends run after the answer in immediate mode: wait for them before looking.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while self.inflight.active() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("sends finish");
+        (status, json)
+    }
+
+    pub async fn queued(&self) -> Vec<aws_sdk_sqs::types::Message> {
+        drain(&self.client, &self.url, Duration::from_millis(500)).await
+    }
 }
