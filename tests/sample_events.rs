@@ -37,6 +37,10 @@ async fn every_sample_event_gets_its_documented_answer() {
     let expected: BTreeMap<String, Expected> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     assert!(expected.len() >= 12);
+    // Kept for tests/check_envelope_schema.py, which holds them to the published schema.
+    let out = project_dir().join("target/sample-envelopes");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
     for (name, want) in expected {
         let h = Harness::new(false, AckMode::Immediate).await;
         let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
@@ -50,5 +54,8 @@ async fn every_sample_event_gets_its_documented_answer() {
         assert_eq!(status, want.status, "{name}: {json}");
         let queued = h.queued().await;
         assert_eq!(queued.len(), want.messages, "{name}");
+        for (i, m) in queued.iter().enumerate() {
+            std::fs::write(out.join(format!("{name}-{i}.json")), m.body().unwrap()).unwrap();
+        }
     }
 }
