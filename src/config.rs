@@ -49,6 +49,9 @@ pub struct Config {
     pub ack_mode: AckMode,
     /// Accept deliveries that carry no signature headers at all.
     pub allow_unsigned: bool,
+    /// The longest a send keeps retrying before the event goes to the fallback log; the
+    /// function's remaining time and, in after-enqueue mode, Twenty's timeout cut it shorter.
+    pub retry_budget: Duration,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -64,10 +67,14 @@ pub const SECRET: &str = "TWENTY_WEBHOOK_SECRET";
 pub const TOLERANCE: &str = "TWENTY_WEBHOOK_TOLERANCE_SECS";
 pub const ACK_MODE: &str = "ACK_MODE";
 pub const ALLOW_UNSIGNED: &str = "TWENTY_WEBHOOK_ALLOW_UNSIGNED";
+pub const RETRY_BUDGET: &str = "TWENTY_WEBHOOK_RETRY_BUDGET_MS";
 
 const DEFAULT_TOLERANCE_SECS: u64 = 300;
 /// A day: anything wider is no replay protection at all.
 const MAX_TOLERANCE_SECS: u64 = 86_400;
+const DEFAULT_RETRY_BUDGET_MS: u64 = 20_000;
+/// Lambda's longest timeout.
+const MAX_RETRY_BUDGET_MS: u64 = 900_000;
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -110,6 +117,20 @@ impl Config {
                 })?,
         };
 
+        let retry_budget_ms = match get(RETRY_BUDGET) {
+            None => DEFAULT_RETRY_BUDGET_MS,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (100..=MAX_RETRY_BUDGET_MS).contains(ms))
+                .ok_or_else(|| {
+                    invalid(
+                        RETRY_BUDGET,
+                        format!("must be whole milliseconds from 100 to {MAX_RETRY_BUDGET_MS}"),
+                    )
+                })?,
+        };
+
         let ack_mode = match get(ACK_MODE).as_deref() {
             None | Some("immediate") => AckMode::Immediate,
             Some("after-enqueue") => AckMode::AfterEnqueue,
@@ -123,6 +144,7 @@ impl Config {
             tolerance: Duration::from_secs(tolerance_secs),
             ack_mode,
             allow_unsigned,
+            retry_budget: Duration::from_millis(retry_budget_ms),
         })
     }
 }
@@ -177,6 +199,7 @@ mod tests {
         assert_eq!(c.tolerance, Duration::from_secs(300));
         assert_eq!(c.ack_mode, AckMode::Immediate);
         assert!(!c.allow_unsigned);
+        assert_eq!(c.retry_budget, Duration::from_secs(20));
     }
 
     #[test]
@@ -190,8 +213,10 @@ mod tests {
             (TOLERANCE, "60"),
             (ACK_MODE, "after-enqueue"),
             (ALLOW_UNSIGNED, "true"),
+            (RETRY_BUDGET, "1500"),
         ])
         .unwrap();
+        assert_eq!(c.retry_budget, Duration::from_millis(1500));
         assert!(c.fifo);
         assert_eq!(c.secrets.len(), 3);
         assert_eq!(c.tolerance, Duration::from_secs(60));
@@ -218,6 +243,8 @@ mod tests {
             (TOLERANCE, "86401"),
             (ACK_MODE, "later"),
             (ALLOW_UNSIGNED, "yes"),
+            (RETRY_BUDGET, "99"),
+            (RETRY_BUDGET, "1s"),
             (SECRET, "a,,b"),
             (SECRET, "a, b"),
         ];

@@ -5,14 +5,16 @@ use std::time::SystemTime;
 
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE};
 use lambda_http::tracing::{info, warn};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
+use tokio::time::Instant;
 
 use crate::config::{AckMode, Config};
 use crate::error::IngestError;
 use crate::inflight::InFlight;
 use crate::ingest::{self, Accepted, Inbound};
 use crate::queue::SqsQueue;
+use crate::retry;
 
 pub struct App {
     config: Config,
@@ -33,6 +35,7 @@ impl App {
         // Entered first, so the extension holds the environment for this request's send.
         let guard = self.inflight.enter();
         let (parts, body) = request.into_parts();
+        let deadline = self.send_deadline(&parts);
         let headers = parts
             .headers
             .iter()
@@ -53,11 +56,11 @@ impl App {
                 // The guard moves into the task: the environment stays awake until the send ends.
                 tokio::spawn(async move {
                     let _guard = guard;
-                    let _ = queue.deliver(messages).await;
+                    let _ = queue.deliver(messages, deadline).await;
                 });
                 Ok(accepted_response("accepted", &id, count))
             }
-            AckMode::AfterEnqueue => match self.queue.deliver(messages).await {
+            AckMode::AfterEnqueue => match self.queue.deliver(messages, deadline).await {
                 Ok(()) => Ok(accepted_response("queued", &id, count)),
                 Err(err) => {
                     warn!(%id, error = %err, "answering 503");
@@ -65,6 +68,23 @@ impl App {
                 }
             },
         }
+    }
+}
+
+impl App {
+    /// When sends for this request must be done (see `retry::send_budget`).
+    fn send_deadline(&self, parts: &lambda_http::http::request::Parts) -> Instant {
+        // A deadline already past means none was given (cargo lambda watch sends a fixed,
+        // long-gone one): the configured budget alone applies then.
+        let lambda_remaining = parts
+            .lambda_context_ref()
+            .and_then(|ctx| ctx.deadline().duration_since(SystemTime::now()).ok());
+        let budget = retry::send_budget(
+            self.config.retry_budget,
+            lambda_remaining,
+            self.config.ack_mode == AckMode::AfterEnqueue,
+        );
+        Instant::now() + budget
     }
 }
 

@@ -165,6 +165,7 @@ mod tests {
             tolerance: Duration::from_secs(300),
             ack_mode: AckMode::Immediate,
             allow_unsigned: false,
+            retry_budget: Duration::from_secs(5),
         }
     }
 

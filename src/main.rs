@@ -8,7 +8,7 @@ use twenty_webhook::queue::SqsQueue;
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = Config::from_env().inspect_err(|e| tracing::error!("refusing to start: {e}"))?;
-    let queue = SqsQueue::connect(&config).await;
+    let queue = SqsQueue::connect(&config.queue_url).await;
     let inflight = InFlight::default();
     // Registered before the runtime starts, as Lambda requires of extensions.
     let extension = inflight.register_extension().await?;

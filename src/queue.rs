@@ -1,20 +1,31 @@
-//! The SQS adapter: sends finished messages, and keeps what it could not send.
+//! The SQS adapter: sends finished messages under the retry policy, and writes what it
+//! could not send to the fallback log.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
-use lambda_http::tracing::{error, info};
+use lambda_http::tracing::{error, info, warn};
 use thiserror::Error;
+use tokio::time::Instant;
 
-use crate::config::{AckMode, Config};
 use crate::envelope::{Message, SQS_MAX_MESSAGE_BYTES};
+use crate::fallback;
+use crate::retry::{Attempt, Backoff, Failure, classify, jitter_unit};
 
 /// SQS takes at most ten messages in one batch call.
 const MAX_BATCH_ENTRIES: usize = 10;
+/// One call gets at most this long; a slow answer is a failed attempt, retried.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(2_500);
+/// A retry is not started with less time than this left: it could not finish.
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Error)]
 #[error("{failed} of {total} messages not queued: {reason}")]
@@ -24,88 +35,185 @@ pub struct QueueError {
     pub reason: String,
 }
 
-#[derive(Clone, Debug)]
+/// What became of a set of messages.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub queued: usize,
+    pub undelivered: Vec<(Message, Failure)>,
+    pub attempts: u32,
+}
+
+/// Where undelivered lines go: standard output (CloudWatch Logs) unless a test says otherwise.
+pub type FallbackSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct SqsQueue {
     client: Client,
     url: String,
+    backoff: Backoff,
+    fallback: FallbackSink,
 }
 
 impl SqsQueue {
     /// Builds the client from the standard AWS settings (`AWS_ENDPOINT_URL_SQS` included).
     /// No call goes out until the first send.
-    pub async fn connect(config: &Config) -> Self {
-        Self::with_sdk_config(&aws_config::load_from_env().await, config)
+    pub async fn connect(queue_url: &str) -> Self {
+        Self::with_sdk_config(&aws_config::load_from_env().await, queue_url)
     }
 
-    pub fn with_sdk_config(shared: &SdkConfig, config: &Config) -> Self {
-        // After-enqueue must answer inside Twenty's 5 s timeout; immediate mode has time.
-        let (attempt, total) = match config.ack_mode {
-            AckMode::AfterEnqueue => (Duration::from_secs(2), Duration::from_millis(4_000)),
-            AckMode::Immediate => (Duration::from_secs(5), Duration::from_secs(20)),
-        };
+    pub fn with_sdk_config(shared: &SdkConfig, queue_url: &str) -> Self {
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(1))
-            .operation_attempt_timeout(attempt)
-            .operation_timeout(total)
+            .operation_timeout(ATTEMPT_TIMEOUT)
             .build();
         let sqs = aws_sdk_sqs::config::Builder::from(shared)
             .timeout_config(timeouts)
+            // Retries are ours (`send_all`), bounded by the time budget, not the SDK's.
+            .retry_config(RetryConfig::disabled())
             .build();
         Self {
             client: Client::from_conf(sqs),
-            url: config.queue_url.clone(),
+            url: queue_url.to_owned(),
+            backoff: Backoff::default(),
+            fallback: Arc::new(write_stdout),
         }
     }
 
-    /// Sends every message, in order. What could not be sent is written to the log as an
-    /// `undelivered` line holding the whole envelope, so that an acknowledged event is never
-    /// simply gone.
-    pub async fn deliver(&self, messages: Vec<Message>) -> Result<(), QueueError> {
+    pub fn with_fallback_sink(mut self, sink: FallbackSink) -> Self {
+        self.fallback = sink;
+        self
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends every message before `deadline`; what SQS still has not taken by then is
+    /// written to the fallback log. Errs if anything went to the fallback.
+    pub async fn deliver(
+        &self,
+        messages: Vec<Message>,
+        deadline: Instant,
+    ) -> Result<(), QueueError> {
         let total = messages.len();
-        let mut undelivered = Vec::new();
-        let mut reason = String::new();
-        for chunk in chunks(&messages) {
-            if let Err(why) = self.send_batch(chunk, &mut undelivered).await {
-                undelivered.extend(chunk.iter());
-                reason = why;
-            }
-        }
-        if undelivered.is_empty() {
-            info!(messages = total, "queued");
+        let outcome = self.send_all(messages, deadline).await;
+        if outcome.undelivered.is_empty() {
+            info!(messages = total, attempts = outcome.attempts, "queued");
             return Ok(());
         }
-        if reason.is_empty() {
-            reason = "SQS refused some entries".into();
-        }
-        for message in &undelivered {
-            error!(
-                undelivered = true,
-                id = %message.id,
-                reason = %reason,
-                envelope = %message.body,
-                "event acknowledged but not queued"
-            );
-        }
+        let reason = outcome.undelivered[0].1.reason().to_owned();
+        self.write_fallback(&outcome.undelivered);
         Err(QueueError {
-            failed: undelivered.len(),
+            failed: outcome.undelivered.len(),
             total,
             reason,
         })
     }
 
-    /// One SendMessageBatch call. Entries SQS refused one by one go to `refused`; an error
-    /// for the whole call is returned.
-    async fn send_batch<'m>(
+    /// Sends in order, in batches, retrying transient failures with backoff until
+    /// `deadline`. Never writes the fallback itself.
+    pub async fn send_all(&self, messages: Vec<Message>, deadline: Instant) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut pending: Vec<(Message, Option<Failure>)> =
+            messages.into_iter().map(|m| (m, None)).collect();
+        loop {
+            outcome.attempts += 1;
+            let mut retry = Vec::new();
+            let mut batch = Vec::new();
+            for (message, failure) in pending {
+                if batch_full(&batch, &message) {
+                    self.send_round(
+                        std::mem::take(&mut batch),
+                        deadline,
+                        &mut outcome,
+                        &mut retry,
+                    )
+                    .await;
+                }
+                batch.push((message, failure));
+            }
+            if !batch.is_empty() {
+                self.send_round(batch, deadline, &mut outcome, &mut retry)
+                    .await;
+            }
+            if retry.is_empty() {
+                return outcome;
+            }
+            let delay = self.backoff.delay(outcome.attempts - 1, jitter_unit());
+            if Instant::now() + delay + MIN_ATTEMPT >= deadline {
+                let attempts = outcome.attempts;
+                outcome.undelivered.extend(retry.into_iter().map(|(m, f)| {
+                    let last = f.map_or_else(|| "not sent".to_owned(), |f| f.reason().to_owned());
+                    let reason =
+                        format!("time budget spent after {attempts} attempts; last: {last}");
+                    (m, Failure::Transient(reason))
+                }));
+                return outcome;
+            }
+            warn!(
+                messages = retry.len(),
+                attempt = outcome.attempts,
+                delay_ms = delay.as_millis() as u64,
+                "retrying"
+            );
+            tokio::time::sleep(delay).await;
+            pending = retry;
+        }
+    }
+
+    /// One SendMessageBatch call; sorts its messages into queued, to retry, or undelivered.
+    async fn send_round(
         &self,
-        chunk: &'m [Message],
-        refused: &mut Vec<&'m Message>,
-    ) -> Result<(), String> {
-        let entries = chunk
+        batch: Vec<(Message, Option<Failure>)>,
+        deadline: Instant,
+        outcome: &mut Outcome,
+        retry: &mut Vec<(Message, Option<Failure>)>,
+    ) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let result = if left < MIN_ATTEMPT {
+            Err(Failure::Transient(
+                "no time left for another attempt".into(),
+            ))
+        } else {
+            match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), self.send_batch(&batch)).await {
+                Ok(result) => result,
+                Err(_) => Err(classify(Attempt::NoAnswer, "no answer in time")),
+            }
+        };
+        match result {
+            Ok(refused) => {
+                let mut refused: HashMap<usize, Failure> = refused.into_iter().collect();
+                for (i, (message, _)) in batch.into_iter().enumerate() {
+                    match refused.remove(&i) {
+                        None => outcome.queued += 1,
+                        Some(f @ Failure::Transient(_)) => retry.push((message, Some(f))),
+                        Some(f @ Failure::Permanent(_)) => outcome.undelivered.push((message, f)),
+                    }
+                }
+            }
+            Err(f @ Failure::Transient(_)) => {
+                retry.extend(batch.into_iter().map(|(m, _)| (m, Some(f.clone()))));
+            }
+            Err(f @ Failure::Permanent(_)) => {
+                error!(reason = f.reason(), "SQS refused the batch for good");
+                outcome
+                    .undelivered
+                    .extend(batch.into_iter().map(|(m, _)| (m, f.clone())));
+            }
+        }
+    }
+
+    /// Ok holds the entries SQS refused one by one (by position in `batch`).
+    async fn send_batch(
+        &self,
+        batch: &[(Message, Option<Failure>)],
+    ) -> Result<Vec<(usize, Failure)>, Failure> {
+        let entries = batch
             .iter()
             .enumerate()
-            .map(|(i, m)| entry(i, m))
+            .map(|(i, (m, _))| entry(i, m))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("building the request: {e}"))?;
+            .map_err(|e| classify(Attempt::NotSent, format!("building the request: {e}")))?;
         let output = self
             .client
             .send_message_batch()
@@ -113,16 +221,45 @@ impl SqsQueue {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
-        for failed in output.failed() {
-            let index = failed.id().parse::<usize>().ok();
-            if let Some(message) = index.and_then(|i| chunk.get(i)) {
-                error!(id = %message.id, code = failed.code(), "SQS refused a message");
-                refused.push(message);
-            }
-        }
-        Ok(())
+            .map_err(|e| classify_sdk_error(&e))?;
+        Ok(output
+            .failed()
+            .iter()
+            .filter_map(|f| {
+                let index = f.id().parse::<usize>().ok()?;
+                let attempt = Attempt::Entry {
+                    sender_fault: f.sender_fault(),
+                    code: f.code(),
+                };
+                Some((
+                    index,
+                    classify(attempt, format!("SQS refused the message: {}", f.code())),
+                ))
+            })
+            .collect())
     }
+}
+
+fn classify_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> Failure {
+    let detail = aws_sdk_sqs::error::DisplayErrorContext(err).to_string();
+    let attempt = match err {
+        SdkError::ConstructionFailure(_) => Attempt::NotSent,
+        SdkError::ServiceError(service) => Attempt::Answer {
+            status: service.raw().status().as_u16(),
+            code: service.err().code(),
+        },
+        // Time-outs, refused or broken connections, unreadable answers.
+        _ => Attempt::NoAnswer,
+    };
+    classify(attempt, detail)
+}
+
+fn batch_full(batch: &[(Message, Option<Failure>)], next: &Message) -> bool {
+    let size: usize = batch.iter().map(|(m, _)| m.sqs_size()).sum();
+    !batch.is_empty()
+        && (batch.len() == MAX_BATCH_ENTRIES || size + next.sqs_size() > SQS_MAX_MESSAGE_BYTES)
 }
 
 fn entry(
@@ -149,22 +286,30 @@ fn entry(
         .build()
 }
 
-/// Splits into batch calls of at most ten entries and at most the SQS payload limit.
-fn chunks(messages: &[Message]) -> Vec<&[Message]> {
-    let mut out = Vec::new();
-    let (mut start, mut size) = (0, 0);
-    for (i, message) in messages.iter().enumerate() {
-        let m = message.sqs_size();
-        if i > start && (i - start == MAX_BATCH_ENTRIES || size + m > SQS_MAX_MESSAGE_BYTES) {
-            out.push(&messages[start..i]);
-            (start, size) = (i, 0);
+impl SqsQueue {
+    /// Writes each message as undelivered lines (see `fallback`), one write per message so
+    /// that lines from concurrent sends never interleave.
+    fn write_fallback(&self, undelivered: &[(Message, Failure)]) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        for (message, failure) in undelivered {
+            error!(
+                id = %message.id,
+                reason = failure.reason(),
+                "event acknowledged but not queued: written to the fallback log"
+            );
+            let mut text = fallback::lines(message, failure.reason(), now_ms).join("\n");
+            text.push('\n');
+            (self.fallback)(&text);
         }
-        size += m;
     }
-    if start < messages.len() {
-        out.push(&messages[start..]);
-    }
-    out
+}
+
+fn write_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // Nowhere further to fall back to if standard output itself fails.
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 #[cfg(test)]
@@ -180,13 +325,29 @@ mod tests {
         }
     }
 
+    fn batches(sizes: &[usize]) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut batch: Vec<(Message, Option<Failure>)> = Vec::new();
+        for &s in sizes {
+            let m = message(s);
+            if batch_full(&batch, &m) {
+                out.push(batch.len());
+                batch.clear();
+            }
+            batch.push((m, None));
+        }
+        if !batch.is_empty() {
+            out.push(batch.len());
+        }
+        out
+    }
+
     #[test]
-    fn chunks_respect_count_and_size() {
-        let lens = |ms: &[Message]| chunks(ms).iter().map(|c| c.len()).collect::<Vec<_>>();
-        assert_eq!(lens(&[]), Vec::<usize>::new());
-        assert_eq!(lens(&vec![message(10); 23]), [10, 10, 3]);
+    fn batches_respect_count_and_size() {
+        assert_eq!(batches(&[]), Vec::<usize>::new());
+        assert_eq!(batches(&[10; 23]), [10, 10, 3]);
         let half = SQS_MAX_MESSAGE_BYTES / 2;
-        assert_eq!(lens(&vec![message(half); 3]), [2, 1]);
-        assert_eq!(lens(&vec![message(half + 1); 3]), [1, 1, 1]);
+        assert_eq!(batches(&[half; 3]), [2, 1]);
+        assert_eq!(batches(&[half + 1; 3]), [1, 1, 1]);
     }
 }

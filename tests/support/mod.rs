@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::Client;
@@ -17,6 +17,8 @@ use twenty_webhook::function_url::App;
 use twenty_webhook::inflight::InFlight;
 use twenty_webhook::queue::SqsQueue;
 use twenty_webhook::signature;
+
+pub mod fault_proxy;
 
 pub const SECRET: &str = "twenty-webhook-test-secret";
 
@@ -145,6 +147,7 @@ pub fn config(queue_url: &str, ack_mode: AckMode) -> Config {
         tolerance: Duration::from_secs(300),
         ack_mode,
         allow_unsigned: false,
+        retry_budget: Duration::from_secs(5),
     }
 }
 
@@ -190,12 +193,30 @@ pub fn person_created(record_id: &str) -> String {
     )
 }
 
+/// A request as a Function URL hands it to the function.
+pub fn request(method: &str, headers: &[(String, String)], body: Vec<u8>) -> Request {
+    let mut builder = lambda_http::http::Request::builder()
+        .method(method)
+        .uri("https://abc.lambda-url.eu-west-1.on.aws/");
+    for (k, v) in headers {
+        builder = builder.header(k, v);
+    }
+    builder.body(Body::Binary(body)).unwrap()
+}
+
+/// A POST signed as Twenty signs it.
+pub fn signed_request(body: &str) -> Request {
+    request("POST", &twenty_headers(body), body.as_bytes().to_vec())
+}
+
 /// The handler wired to moto, called directly with `lambda_http` requests.
 pub struct Harness {
     pub app: App,
     pub inflight: InFlight,
     pub client: aws_sdk_sqs::Client,
     pub url: String,
+    /// What the function wrote to its fallback log (undelivered events).
+    pub fallback: Arc<Mutex<String>>,
 }
 
 impl Harness {
@@ -207,13 +228,19 @@ impl Harness {
 
     pub async fn with_config(client: aws_sdk_sqs::Client, config: Config, endpoint: &str) -> Self {
         let url = config.queue_url.clone();
-        let queue = SqsQueue::with_sdk_config(&sdk_config(endpoint).await, &config);
+        let fallback = Arc::new(Mutex::new(String::new()));
+        let sink = fallback.clone();
+        let queue = SqsQueue::with_sdk_config(&sdk_config(endpoint).await, &config.queue_url)
+            .with_fallback_sink(Arc::new(move |text: &str| {
+                sink.lock().unwrap().push_str(text)
+            }));
         let inflight = InFlight::default();
         Self {
             app: App::new(config, queue, inflight.clone()),
             inflight,
             client,
             url,
+            fallback,
         }
     }
 
@@ -227,17 +254,29 @@ impl Harness {
         headers: &[(String, String)],
         body: Vec<u8>,
     ) -> (u16, serde_json::Value) {
-        let mut builder = lambda_http::http::Request::builder()
-            .method(method)
-            .uri("https://abc.lambda-url.eu-west-1.on.aws/");
-        for (k, v) in headers {
-            builder = builder.header(k, v);
-        }
-        self.handle(builder.body(Body::Binary(body)).unwrap()).await
+        self.handle(request(method, headers, body)).await
     }
 
     /// Answers a request, then waits for the sends it started (immediate mode answers first).
     pub async fn handle(&self, request: Request) -> (u16, serde_json::Value) {
+        let answer = self.answer(request).await;
+        self.settle().await;
+        answer
+    }
+
+    /// Waits until no send is in flight.
+    pub async fn settle(&self) {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while self.inflight.active() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("sends finish");
+    }
+
+    /// The answer alone: in immediate mode, sends may still be running.
+    pub async fn answer(&self, request: Request) -> (u16, serde_json::Value) {
         let response: Response<Body> = self.app.handle(request).await.unwrap();
         assert_eq!(
             response.headers()["content-type"],
@@ -246,14 +285,6 @@ impl Harness {
         );
         let status = response.status().as_u16();
         let json = serde_json::from_slice(response.body().as_ref()).expect("JSON body");
-        // Sends run after the answer in immediate mode: wait for them before looking.
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while self.inflight.active() > 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("sends finish");
         (status, json)
     }
 

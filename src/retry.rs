@@ -1,0 +1,229 @@
+//! How sends are retried: which failures are worth another try, and how long to wait.
+//!
+//! Pure policy; `queue` applies it. Transient failures (throttling, 5xx, time-outs, broken
+//! connections) are retried with capped exponential backoff and full jitter until the time
+//! budget runs out. Permanent ones (missing queue, denied access, a message SQS calls
+//! invalid) are not: retrying cannot change their answer.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+/// Why one send attempt failed, as far as retrying is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Transient(String),
+    Permanent(String),
+}
+
+impl Failure {
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Transient(r) | Self::Permanent(r) => r,
+        }
+    }
+}
+
+/// What went wrong on the wire, reduced to what classification needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt<'a> {
+    /// No answer: connection refused or reset, time-out, unreadable response.
+    NoAnswer,
+    /// The request could not even be built: a bug or a bad input, never transient.
+    NotSent,
+    /// An error answer from the service.
+    Answer { status: u16, code: Option<&'a str> },
+    /// SQS refused one entry of a batch; `sender_fault` is SQS's own verdict.
+    Entry { sender_fault: bool, code: &'a str },
+}
+
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "KmsThrottled",
+    "KMS.ThrottlingException",
+    "ServiceUnavailable",
+    "InternalError",
+];
+
+pub fn classify(attempt: Attempt<'_>, detail: impl Into<String>) -> Failure {
+    let detail = detail.into();
+    let transient = match attempt {
+        Attempt::NoAnswer => true,
+        Attempt::NotSent => false,
+        Attempt::Answer { status, code } => {
+            status >= 500
+                || status == 429
+                || code.is_some_and(|c| TRANSIENT_CODES.iter().any(|t| c.ends_with(t)))
+        }
+        Attempt::Entry { sender_fault, code } => {
+            !sender_fault || TRANSIENT_CODES.iter().any(|t| code.ends_with(t))
+        }
+    };
+    if transient {
+        Failure::Transient(detail)
+    } else {
+        Failure::Permanent(detail)
+    }
+}
+
+/// Twenty gives up after 5 s; an after-enqueue answer must be on its way before that.
+pub const ACK_LIMIT: Duration = Duration::from_secs(4);
+/// Kept back from the function's remaining time for writing the fallback log.
+pub const FALLBACK_RESERVE: Duration = Duration::from_secs(1);
+
+/// How long sends of one request may take, counted from when it arrived.
+///
+/// `lambda_remaining` is the invocation's time left when the request arrived (unknown under
+/// emulators that send no real deadline); `waiting_for_answer` is true in after-enqueue
+/// mode, where Twenty is still waiting for the answer.
+pub fn send_budget(
+    configured: Duration,
+    lambda_remaining: Option<Duration>,
+    waiting_for_answer: bool,
+) -> Duration {
+    let mut budget = configured;
+    if let Some(remaining) = lambda_remaining {
+        budget = budget.min(remaining.saturating_sub(FALLBACK_RESERVE));
+    }
+    if waiting_for_answer {
+        budget = budget.min(ACK_LIMIT);
+    }
+    budget
+}
+
+/// Capped exponential backoff with full jitter (a random wait between zero and the cap of
+/// this attempt), so that a burst of failed sends does not retry in lockstep.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Backoff {
+    /// The longest wait before retry number `attempt` (0 for the first retry).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        self.base
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+            .min(self.cap)
+    }
+
+    /// The wait before retry number `attempt`, `unit` being uniform in [0, 1).
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        self.ceiling(attempt).mul_f64(unit.clamp(0.0, 1.0))
+    }
+}
+
+/// A uniform number in [0, 1) from the standard library's randomly seeded hasher: jitter
+/// needs spread, not cryptographic quality.
+pub fn jitter_unit() -> f64 {
+    let bits = RandomState::new().hash_one(0u8) >> 11;
+    bits as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_and_permanent() {
+        let t = |a| matches!(classify(a, "x"), Failure::Transient(_));
+        assert!(t(Attempt::NoAnswer));
+        assert!(t(Attempt::Answer {
+            status: 500,
+            code: None
+        }));
+        assert!(t(Attempt::Answer {
+            status: 503,
+            code: Some("ServiceUnavailable")
+        }));
+        assert!(t(Attempt::Answer {
+            status: 429,
+            code: None
+        }));
+        assert!(t(Attempt::Answer {
+            status: 400,
+            code: Some("ThrottlingException")
+        }));
+        assert!(t(Attempt::Answer {
+            status: 400,
+            code: Some("AWS.SimpleQueueService.RequestThrottled")
+        }));
+        assert!(t(Attempt::Entry {
+            sender_fault: false,
+            code: "InternalError"
+        }));
+
+        assert!(!t(Attempt::NotSent));
+        assert!(!t(Attempt::Answer {
+            status: 400,
+            code: Some("AWS.SimpleQueueService.NonExistentQueue")
+        }));
+        assert!(!t(Attempt::Answer {
+            status: 400,
+            code: Some("QueueDoesNotExist")
+        }));
+        assert!(!t(Attempt::Answer {
+            status: 403,
+            code: Some("AccessDenied")
+        }));
+        assert!(!t(Attempt::Answer {
+            status: 400,
+            code: Some("InvalidParameterValue")
+        }));
+        assert!(!t(Attempt::Answer {
+            status: 400,
+            code: Some("BatchRequestTooLong")
+        }));
+        assert!(!t(Attempt::Entry {
+            sender_fault: true,
+            code: "InvalidMessageContents"
+        }));
+    }
+
+    #[test]
+    fn budget_is_the_tightest_limit() {
+        let s = Duration::from_secs;
+        assert_eq!(send_budget(s(20), None, false), s(20));
+        assert_eq!(send_budget(s(20), Some(s(15)), false), s(14));
+        assert_eq!(send_budget(s(20), Some(s(15)), true), ACK_LIMIT);
+        assert_eq!(send_budget(s(2), None, true), s(2));
+        assert_eq!(
+            send_budget(s(20), Some(Duration::ZERO), false),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn backoff_grows_then_caps() {
+        let b = Backoff::default();
+        let ceilings: Vec<u128> = (0..8).map(|a| b.ceiling(a).as_millis()).collect();
+        assert_eq!(ceilings, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        assert_eq!(b.ceiling(u32::MAX), b.cap);
+        assert_eq!(b.delay(3, 0.5), Duration::from_millis(200));
+        assert_eq!(b.delay(3, 7.0), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn jitter_spreads_over_the_unit_interval() {
+        let samples: Vec<f64> = (0..1000).map(|_| jitter_unit()).collect();
+        assert!(samples.iter().all(|u| (0.0..1.0).contains(u)));
+        let low = samples.iter().filter(|u| **u < 0.5).count();
+        assert!((300..700).contains(&low), "{low} of 1000 below 0.5");
+    }
+}
