@@ -52,6 +52,8 @@ pub struct Config {
     /// The longest a send keeps retrying before the event goes to the fallback log; the
     /// function's remaining time and, in after-enqueue mode, Twenty's timeout cut it shorter.
     pub retry_budget: Duration,
+    /// S3 bucket for envelopes too large for SQS; without one they are refused with 413.
+    pub payload_bucket: Option<String>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -68,6 +70,7 @@ pub const TOLERANCE: &str = "TWENTY_WEBHOOK_TOLERANCE_SECS";
 pub const ACK_MODE: &str = "ACK_MODE";
 pub const ALLOW_UNSIGNED: &str = "TWENTY_WEBHOOK_ALLOW_UNSIGNED";
 pub const RETRY_BUDGET: &str = "TWENTY_WEBHOOK_RETRY_BUDGET_MS";
+pub const PAYLOAD_BUCKET: &str = "PAYLOAD_BUCKET";
 
 const DEFAULT_TOLERANCE_SECS: u64 = 300;
 /// A day: anything wider is no replay protection at all.
@@ -131,6 +134,14 @@ impl Config {
                 })?,
         };
 
+        let payload_bucket = get(PAYLOAD_BUCKET);
+        if payload_bucket
+            .as_deref()
+            .is_some_and(|b| !is_bucket_name(b))
+        {
+            return Err(invalid(PAYLOAD_BUCKET, "must be an S3 bucket name"));
+        }
+
         let ack_mode = match get(ACK_MODE).as_deref() {
             None | Some("immediate") => AckMode::Immediate,
             Some("after-enqueue") => AckMode::AfterEnqueue,
@@ -145,8 +156,21 @@ impl Config {
             ack_mode,
             allow_unsigned,
             retry_budget: Duration::from_millis(retry_budget_ms),
+            payload_bucket,
         })
     }
+}
+
+/// S3's naming rules: 3 to 63 lowercase letters, digits, dots and hyphens, starting and
+/// ending with a letter or digit.
+fn is_bucket_name(name: &str) -> bool {
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && edge(name.as_bytes().first())
+        && edge(name.as_bytes().last())
 }
 
 /// Splits the comma-separated list. Entries are taken byte for byte (a secret typed in
@@ -200,6 +224,7 @@ mod tests {
         assert_eq!(c.ack_mode, AckMode::Immediate);
         assert!(!c.allow_unsigned);
         assert_eq!(c.retry_budget, Duration::from_secs(20));
+        assert_eq!(c.payload_bucket, None);
     }
 
     #[test]
@@ -214,8 +239,10 @@ mod tests {
             (ACK_MODE, "after-enqueue"),
             (ALLOW_UNSIGNED, "true"),
             (RETRY_BUDGET, "1500"),
+            (PAYLOAD_BUCKET, "my-payloads.eu"),
         ])
         .unwrap();
+        assert_eq!(c.payload_bucket.as_deref(), Some("my-payloads.eu"));
         assert_eq!(c.retry_budget, Duration::from_millis(1500));
         assert!(c.fifo);
         assert_eq!(c.secrets.len(), 3);
@@ -245,6 +272,9 @@ mod tests {
             (ALLOW_UNSIGNED, "yes"),
             (RETRY_BUDGET, "99"),
             (RETRY_BUDGET, "1s"),
+            (PAYLOAD_BUCKET, "My_Bucket"),
+            (PAYLOAD_BUCKET, "ab"),
+            (PAYLOAD_BUCKET, "-abc"),
             (SECRET, "a,,b"),
             (SECRET, "a, b"),
         ];

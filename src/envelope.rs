@@ -42,6 +42,25 @@ pub struct Message {
     pub attributes: Vec<(&'static str, String)>,
     /// For FIFO queues only.
     pub fifo: Option<FifoIds>,
+    /// Set when the envelope was too large for SQS: `body` is then a pointer to it.
+    pub claim: Option<Claim>,
+}
+
+/// An envelope stored in S3, to which the queued message points (the claim-check pattern).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub bucket: String,
+    pub key: String,
+    /// The whole envelope, as it is stored.
+    pub envelope: String,
+}
+
+/// Where the messages go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Destination<'a> {
+    pub fifo: bool,
+    /// With a bucket, envelopes too large for SQS are stored there; without, refused.
+    pub payload_bucket: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +91,16 @@ struct Envelope<'a> {
     object_metadata: Option<&'a RawValue>,
     record: Option<&'a RawValue>,
     updated_fields: Option<&'a RawValue>,
+    claim_check: Option<ClaimCheck<'a>>,
+}
+
+/// Where the whole envelope is, when the queued one is only a pointer.
+#[derive(Serialize)]
+struct ClaimCheck<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    bytes: usize,
+    sha256: String,
 }
 
 #[derive(Serialize)]
@@ -89,7 +118,7 @@ pub fn body_sha256(body: &[u8]) -> String {
 pub fn messages(
     payload: &Payload<'_>,
     receipt: Receipt<'_>,
-    fifo: bool,
+    destination: Destination<'_>,
 ) -> Result<Vec<Message>, EnvelopeError> {
     let size = payload.items.len();
     payload
@@ -102,7 +131,7 @@ pub fn messages(
                 _ => receipt.body_sha256.to_owned(),
             };
             let batch = (payload.shape == Shape::Batch).then_some(BatchPosition { index, size });
-            message(payload, item, receipt, id, batch, fifo, index)
+            message(payload, item, receipt, id, batch, destination, index)
         })
         .collect()
 }
@@ -113,10 +142,10 @@ fn message(
     receipt: Receipt<'_>,
     id: String,
     batch: Option<BatchPosition>,
-    fifo: bool,
+    destination: Destination<'_>,
     index: usize,
 ) -> Result<Message, EnvelopeError> {
-    let envelope = Envelope {
+    let mut envelope = Envelope {
         version: VERSION,
         id: &id,
         shape: payload.shape,
@@ -136,10 +165,9 @@ fn message(
         object_metadata: payload.object_metadata,
         record: item.record,
         updated_fields: item.updated_fields,
+        claim_check: None,
     };
-    // Serialising borrowed strings and raw JSON into a String cannot fail.
-    let body = serde_json::to_string(&envelope)
-        .unwrap_or_else(|e| unreachable!("envelope serialisation: {e}"));
+    let body = to_json(&envelope);
 
     let mut attributes = vec![
         ("eventName", payload.name.as_str().to_owned()),
@@ -154,20 +182,56 @@ fn message(
     if unsendable(&body) || attributes.iter().any(|(_, v)| unsendable(v)) {
         return Err(EnvelopeError::UnsendableText);
     }
-    let fifo = fifo.then(|| FifoIds {
+    let fifo = destination.fifo.then(|| FifoIds {
         group_id: group_id(payload, item),
         deduplication_id: id.clone(),
     });
-    let message = Message {
-        id,
+    let mut message = Message {
+        id: id.clone(),
         body,
         attributes,
         fifo,
+        claim: None,
     };
+    let size = message.sqs_size();
+    if size <= SQS_MAX_MESSAGE_BYTES {
+        return Ok(message);
+    }
+    let Some(bucket) = destination.payload_bucket else {
+        return Err(EnvelopeError::TooLarge { index, size });
+    };
+    // Too large for SQS: the whole envelope goes to S3, the queue gets a pointer to it.
+    let key = claim_key(&id);
+    envelope.object_metadata = None;
+    envelope.record = None;
+    envelope.updated_fields = None;
+    envelope.claim_check = Some(ClaimCheck {
+        bucket,
+        key: &key,
+        bytes: message.body.len(),
+        sha256: body_sha256(message.body.as_bytes()),
+    });
+    let pointer = to_json(&envelope);
+    let whole = std::mem::replace(&mut message.body, pointer);
+    message.claim = Some(Claim {
+        bucket: bucket.to_owned(),
+        key,
+        envelope: whole,
+    });
     match message.sqs_size() {
         size if size > SQS_MAX_MESSAGE_BYTES => Err(EnvelopeError::TooLarge { index, size }),
         _ => Ok(message),
     }
+}
+
+/// The S3 key of a stored envelope: fixed by its id, so storing it again is harmless.
+pub fn claim_key(id: &str) -> String {
+    format!("twenty-webhook/{}.json", id.replace(':', "-"))
+}
+
+fn to_json(envelope: &Envelope<'_>) -> String {
+    // Serialising borrowed strings and raw JSON into a String cannot fail.
+    serde_json::to_string(envelope).unwrap_or_else(|e| unreachable!("envelope serialisation: {e}"))
 }
 
 impl Message {
@@ -210,6 +274,15 @@ mod tests {
         signature_verified: true,
     };
 
+    const STANDARD: Destination<'static> = Destination {
+        fifo: false,
+        payload_bucket: None,
+    };
+    const FIFO: Destination<'static> = Destination {
+        fifo: true,
+        payload_bucket: None,
+    };
+
     fn envelope(m: &Message) -> serde_json::Value {
         serde_json::from_str(&m.body).unwrap()
     }
@@ -217,7 +290,7 @@ mod tests {
     #[test]
     fn single_record_envelope() {
         let body = r#"{"eventName":"person.created","workspaceId":"ws","webhookId":"wh","eventDate":"d","record":{"id":"r","big":12345678901234567890123,"name":"Zoë \u00e9"}}"#;
-        let msgs = messages(&parse(body).unwrap(), RECEIPT, false).unwrap();
+        let msgs = messages(&parse(body).unwrap(), RECEIPT, STANDARD).unwrap();
         assert_eq!(msgs.len(), 1);
         let m = &msgs[0];
         assert_eq!(m.id, "abc");
@@ -251,7 +324,7 @@ mod tests {
     #[test]
     fn batch_becomes_one_message_per_item_with_fifo_ids() {
         let body = r#"{"eventName":"company.updated","workspaceId":"ws","items":[{"record":{"id":"a"},"updatedFields":["name"]},{"record":{"name":"no id"}}]}"#;
-        let msgs = messages(&parse(body).unwrap(), RECEIPT, true).unwrap();
+        let msgs = messages(&parse(body).unwrap(), RECEIPT, FIFO).unwrap();
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0].id, "abc:0");
         assert_eq!(msgs[1].id, "abc:1");
@@ -273,11 +346,11 @@ mod tests {
     fn group_id_is_hashed_when_sqs_would_refuse_it() {
         let long = "x".repeat(200);
         let body = format!(r#"{{"event":"pet.created","data":{{"id":"{long}"}}}}"#);
-        let msgs = messages(&parse(&body).unwrap(), RECEIPT, true).unwrap();
+        let msgs = messages(&parse(&body).unwrap(), RECEIPT, FIFO).unwrap();
         let group = &msgs[0].fifo.as_ref().unwrap().group_id;
         assert_eq!(group.len(), 64);
         let body = r#"{"event":"pet.created","data":{"id":"with space"}}"#;
-        let msgs = messages(&parse(body).unwrap(), RECEIPT, true).unwrap();
+        let msgs = messages(&parse(body).unwrap(), RECEIPT, FIFO).unwrap();
         assert_eq!(msgs[0].fifo.as_ref().unwrap().group_id.len(), 64);
     }
 
@@ -287,18 +360,50 @@ mod tests {
         let body =
             format!(r#"{{"eventName":"note.created","record":{{"id":"1","body":"{big}"}}}}"#);
         assert!(matches!(
-            messages(&parse(&body).unwrap(), RECEIPT, false),
+            messages(&parse(&body).unwrap(), RECEIPT, STANDARD),
             Err(EnvelopeError::TooLarge { index: 0, .. })
         ));
         let body = r#"{"eventName":"note.created","record":{"id":"1","t":"\uffff"}}"#;
         // Escaped, it stays ASCII in the raw record and is fine ...
-        assert!(messages(&parse(body).unwrap(), RECEIPT, false).is_ok());
+        assert!(messages(&parse(body).unwrap(), RECEIPT, STANDARD).is_ok());
         // ... raw, SQS would refuse the message.
         let body = "{\"eventName\":\"note.created\",\"record\":{\"id\":\"1\",\"t\":\"\u{FFFF}\"}}";
         assert_eq!(
-            messages(&parse(body).unwrap(), RECEIPT, false),
+            messages(&parse(body).unwrap(), RECEIPT, STANDARD),
             Err(EnvelopeError::UnsendableText)
         );
+    }
+
+    #[test]
+    fn with_a_bucket_a_large_envelope_becomes_a_claim_check() {
+        let big = "x".repeat(SQS_MAX_MESSAGE_BYTES);
+        let body = format!(
+            r#"{{"eventName":"note.created","workspaceId":"ws","items":[{{"record":{{"id":"1","body":"{big}"}}}},{{"record":{{"id":"2"}}}}]}}"#
+        );
+        let to_bucket = Destination {
+            fifo: true,
+            payload_bucket: Some("payloads"),
+        };
+        let msgs = messages(&parse(&body).unwrap(), RECEIPT, to_bucket).unwrap();
+        assert!(msgs[1].claim.is_none(), "a small item stays inline");
+        let m = &msgs[0];
+        let claim = m.claim.as_ref().unwrap();
+        assert_eq!(claim.bucket, "payloads");
+        assert_eq!(claim.key, "twenty-webhook/abc-0.json");
+        assert!(m.body.len() < 2_000);
+        let pointer = envelope(m);
+        assert_eq!(pointer["record"], serde_json::Value::Null);
+        assert_eq!(pointer["recordId"], "1");
+        assert_eq!(pointer["claimCheck"]["key"], "twenty-webhook/abc-0.json");
+        assert_eq!(pointer["claimCheck"]["bytes"], claim.envelope.len());
+        assert_eq!(
+            pointer["claimCheck"]["sha256"],
+            body_sha256(claim.envelope.as_bytes())
+        );
+        let whole: serde_json::Value = serde_json::from_str(&claim.envelope).unwrap();
+        assert_eq!(whole["claimCheck"], serde_json::Value::Null);
+        assert_eq!(whole["record"]["body"].as_str().unwrap().len(), big.len());
+        assert_eq!(m.fifo.as_ref().unwrap().deduplication_id, "abc:0");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::envelope::{FifoIds, Message};
+use crate::envelope::{Claim, FifoIds, Message};
 
 /// The key that marks an undelivered line; its value is the line format's version.
 pub const MARKER: &str = "twentyWebhookUndelivered";
@@ -38,6 +38,9 @@ struct Line<'a> {
     attributes: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fifo: Option<Fifo>,
+    /// For an envelope bound for S3: where, and the pointer message to queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claim_check: Option<LineClaim>,
     // Written for CloudWatch; replay has no use for them.
     #[serde(
         rename = "_aws",
@@ -55,14 +58,27 @@ struct Line<'a> {
 
 #[derive(Serialize, Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
+struct LineClaim {
+    bucket: String,
+    key: String,
+    pointer: String,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
 struct Fifo {
     group_id: String,
     deduplication_id: String,
 }
 
-/// The lines that keep `message`; `now_ms` stamps the metric.
+/// The lines that keep `message` (the whole envelope, also when it is bound for S3);
+/// `now_ms` stamps the metric.
 pub fn lines(message: &Message, reason: &str, now_ms: u64) -> Vec<String> {
-    let pieces = split(&message.body, PART_BYTES);
+    let whole = message
+        .claim
+        .as_ref()
+        .map_or(&message.body, |c| &c.envelope);
+    let pieces = split(whole, PART_BYTES);
     let parts = pieces.len();
     pieces
         .into_iter()
@@ -86,6 +102,11 @@ pub fn lines(message: &Message, reason: &str, now_ms: u64) -> Vec<String> {
                 fifo: message.fifo.as_ref().filter(|_| first).map(|f| Fifo {
                     group_id: f.group_id.clone(),
                     deduplication_id: f.deduplication_id.clone(),
+                }),
+                claim_check: message.claim.as_ref().filter(|_| first).map(|c| LineClaim {
+                    bucket: c.bucket.clone(),
+                    key: c.key.clone(),
+                    pointer: message.body.clone(),
                 }),
                 emf: first.then(|| emf(now_ms)),
                 metric: first.then_some(1),
@@ -136,6 +157,7 @@ struct Pending {
     parts: Vec<Option<String>>,
     attributes: BTreeMap<String, String>,
     fifo: Option<Fifo>,
+    claim: Option<LineClaim>,
     complete: bool,
 }
 
@@ -160,7 +182,18 @@ pub fn recover<'a>(input: impl IntoIterator<Item = &'a str>) -> Recovery {
             recovery.incomplete.push(id);
             continue;
         }
-        let body: String = p.parts.into_iter().flatten().collect();
+        let whole: String = p.parts.into_iter().flatten().collect();
+        let (body, claim) = match p.claim {
+            None => (whole, None),
+            Some(c) => (
+                c.pointer,
+                Some(Claim {
+                    bucket: c.bucket,
+                    key: c.key,
+                    envelope: whole,
+                }),
+            ),
+        };
         recovery.messages.push(Message {
             attributes: known_attributes(&p.attributes),
             fifo: p.fifo.map(|f| FifoIds {
@@ -169,6 +202,7 @@ pub fn recover<'a>(input: impl IntoIterator<Item = &'a str>) -> Recovery {
             }),
             id,
             body,
+            claim,
         });
     }
     recovery
@@ -204,6 +238,7 @@ fn collect(
             parts: vec![None; line.parts],
             attributes: BTreeMap::new(),
             fifo: None,
+            claim: None,
             complete: false,
         });
     if entry.parts.len() != line.parts {
@@ -219,6 +254,7 @@ fn collect(
     if line.part == 0 {
         entry.attributes = line.attributes.unwrap_or_default();
         entry.fifo = line.fifo;
+        entry.claim = line.claim_check;
     }
     entry.complete = entry.parts.iter().all(Option::is_some);
 }
@@ -267,6 +303,7 @@ mod tests {
                 group_id: "person:r".into(),
                 deduplication_id: "abc:1".into(),
             }),
+            claim: None,
         }
     }
 
@@ -307,6 +344,20 @@ mod tests {
         assert_eq!(back.messages, vec![m]);
         assert_eq!(back.duplicates, 2);
         assert!(back.incomplete.is_empty());
+    }
+
+    #[test]
+    fn a_claim_check_keeps_the_whole_envelope_and_the_pointer() {
+        let mut m = message(r#"{"claimCheck":{"key":"k"}}"#.into());
+        m.claim = Some(Claim {
+            bucket: "b".into(),
+            key: "k".into(),
+            envelope: format!(r#"{{"record":"{}"}}"#, "y".repeat(PART_BYTES)),
+        });
+        let lines = lines(&m, "S3 said 503", 0);
+        assert_eq!(lines.len(), 2);
+        let back = recover(lines.iter().map(String::as_str));
+        assert_eq!(back.messages, vec![m]);
     }
 
     #[test]

@@ -7,13 +7,16 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::envelope::{self, Message, Receipt};
+use crate::envelope::{self, Destination, Message, Receipt};
 use crate::error::IngestError;
 use crate::event;
 use crate::signature::{self, SignatureError};
 
-/// Larger bodies cannot fit in one SQS message once wrapped, so they are refused up front.
+/// Without a payload bucket, larger bodies cannot fit in one SQS message once wrapped, so
+/// they are refused up front.
 pub const MAX_BODY_BYTES: usize = envelope::SQS_MAX_MESSAGE_BYTES;
+/// With one, the limit is Lambda's own for a request payload.
+pub const MAX_BODY_BYTES_WITH_BUCKET: usize = 6 * 1024 * 1024;
 
 pub const TIMESTAMP_HEADER: &str = "x-twenty-webhook-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-twenty-webhook-signature";
@@ -78,10 +81,14 @@ pub fn accept(
     if !inbound.content_type.is_some_and(is_json) {
         return Err(IngestError::UnsupportedMediaType);
     }
-    if inbound.body.len() > MAX_BODY_BYTES {
+    let limit = match config.payload_bucket {
+        Some(_) => MAX_BODY_BYTES_WITH_BUCKET,
+        None => MAX_BODY_BYTES,
+    };
+    if inbound.body.len() > limit {
         return Err(IngestError::BodyTooLarge {
             size: inbound.body.len(),
-            limit: MAX_BODY_BYTES,
+            limit,
         });
     }
     let signature_verified = check_signature(inbound, config, now)?;
@@ -95,7 +102,11 @@ pub fn accept(
         received_at: &received_at,
         signature_verified,
     };
-    let messages = envelope::messages(&payload, receipt, config.fifo)?;
+    let destination = Destination {
+        fifo: config.fifo,
+        payload_bucket: config.payload_bucket.as_deref(),
+    };
+    let messages = envelope::messages(&payload, receipt, destination)?;
     Ok(Accepted { id, messages })
 }
 
@@ -166,6 +177,7 @@ mod tests {
             ack_mode: AckMode::Immediate,
             allow_unsigned: false,
             retry_budget: Duration::from_secs(5),
+            payload_bucket: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod fallback;
 pub mod function_url;
 pub mod inflight;
 pub mod ingest;
+pub mod payload_store;
 pub mod queue;
 pub mod replay;
 pub mod retry;

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::envelope::{Message, SQS_MAX_MESSAGE_BYTES};
 use crate::fallback;
+use crate::payload_store::PayloadStore;
 use crate::retry::{Attempt, Backoff, Failure, classify, jitter_unit};
 
 /// SQS takes at most ten messages in one batch call.
@@ -52,13 +53,16 @@ pub struct SqsQueue {
     url: String,
     backoff: Backoff,
     fallback: FallbackSink,
+    store: Option<PayloadStore>,
 }
 
 impl SqsQueue {
     /// Builds the client from the standard AWS settings (`AWS_ENDPOINT_URL_SQS` included).
     /// No call goes out until the first send.
     pub async fn connect(queue_url: &str) -> Self {
-        Self::with_sdk_config(&aws_config::load_from_env().await, queue_url)
+        let shared = aws_config::load_from_env().await;
+        Self::with_sdk_config(&shared, queue_url)
+            .with_payload_store(PayloadStore::with_sdk_config(&shared))
     }
 
     pub fn with_sdk_config(shared: &SdkConfig, queue_url: &str) -> Self {
@@ -76,7 +80,14 @@ impl SqsQueue {
             url: queue_url.to_owned(),
             backoff: Backoff::default(),
             fallback: Arc::new(write_stdout),
+            store: None,
         }
+    }
+
+    /// Needed to send messages whose envelope is bound for S3 (`Message::claim`).
+    pub fn with_payload_store(mut self, store: PayloadStore) -> Self {
+        self.store = Some(store);
+        self
     }
 
     pub fn with_fallback_sink(mut self, sink: FallbackSink) -> Self {
@@ -169,6 +180,20 @@ impl SqsQueue {
         outcome: &mut Outcome,
         retry: &mut Vec<(Message, Option<Failure>)>,
     ) {
+        // Claim checks first: a pointer is only queued once its envelope is stored. The
+        // put is repeated on a retry; the key is fixed, so that is harmless.
+        let mut ready = Vec::with_capacity(batch.len());
+        for (message, last) in batch {
+            match self.store_claim(&message, deadline).await {
+                Ok(()) => ready.push((message, last)),
+                Err(f @ Failure::Transient(_)) => retry.push((message, Some(f))),
+                Err(f @ Failure::Permanent(_)) => outcome.undelivered.push((message, f)),
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        let batch = ready;
         let left = deadline.saturating_duration_since(Instant::now());
         let result = if left < MIN_ATTEMPT {
             Err(Failure::Transient(
@@ -201,6 +226,24 @@ impl SqsQueue {
                     .extend(batch.into_iter().map(|(m, _)| (m, f.clone())));
             }
         }
+    }
+
+    async fn store_claim(&self, message: &Message, deadline: Instant) -> Result<(), Failure> {
+        let Some(claim) = &message.claim else {
+            return Ok(());
+        };
+        let Some(store) = &self.store else {
+            return Err(Failure::Permanent("no payload store configured".into()));
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < MIN_ATTEMPT {
+            return Err(Failure::Transient(
+                "no time left for another attempt".into(),
+            ));
+        }
+        tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), store.put(claim))
+            .await
+            .unwrap_or_else(|_| Err(classify(Attempt::NoAnswer, "S3: no answer in time")))
     }
 
     /// Ok holds the entries SQS refused one by one (by position in `batch`).
@@ -322,6 +365,7 @@ mod tests {
             body: "b".repeat(size),
             attributes: vec![],
             fifo: None,
+            claim: None,
         }
     }
 

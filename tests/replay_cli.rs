@@ -27,6 +27,7 @@ fn message(id: &str, record: &str) -> Message {
             group_id: format!("person:{record}"),
             deduplication_id: id.to_owned(),
         }),
+        claim: None,
     }
 }
 

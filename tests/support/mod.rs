@@ -15,6 +15,7 @@ use lambda_http::{Body, Request, Response};
 use twenty_webhook::config::{AckMode, Config, Secret};
 use twenty_webhook::function_url::App;
 use twenty_webhook::inflight::InFlight;
+use twenty_webhook::payload_store::PayloadStore;
 use twenty_webhook::queue::SqsQueue;
 use twenty_webhook::signature;
 
@@ -86,6 +87,28 @@ pub async fn sqs() -> Client {
     Client::new(&sdk_config(moto_endpoint()).await)
 }
 
+/// A fresh, empty S3 bucket in moto.
+pub async fn new_bucket() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "payloads-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let sdk = sdk_config(moto_endpoint()).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket");
+    name
+}
+
 /// A fresh queue for each test: moto slows down as a queue fills, and tests run in parallel.
 pub async fn new_queue(client: &Client, fifo: bool) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -148,6 +171,7 @@ pub fn config(queue_url: &str, ack_mode: AckMode) -> Config {
         ack_mode,
         allow_unsigned: false,
         retry_budget: Duration::from_secs(5),
+        payload_bucket: None,
     }
 }
 
@@ -230,7 +254,9 @@ impl Harness {
         let url = config.queue_url.clone();
         let fallback = Arc::new(Mutex::new(String::new()));
         let sink = fallback.clone();
-        let queue = SqsQueue::with_sdk_config(&sdk_config(endpoint).await, &config.queue_url)
+        let sdk = sdk_config(endpoint).await;
+        let queue = SqsQueue::with_sdk_config(&sdk, &config.queue_url)
+            .with_payload_store(PayloadStore::with_sdk_config(&sdk))
             .with_fallback_sink(Arc::new(move |text: &str| {
                 sink.lock().unwrap().push_str(text)
             }));

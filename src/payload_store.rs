@@ -1,0 +1,127 @@
+//! The S3 adapter for envelopes too large for SQS (the claim-check pattern): the function
+//! stores them, a worker fetches them back with `resolve`.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::envelope::{Claim, body_sha256};
+use crate::retry::{Attempt, Failure, classify};
+
+#[derive(Clone)]
+pub struct PayloadStore {
+    client: Client,
+}
+
+impl PayloadStore {
+    pub fn with_sdk_config(shared: &SdkConfig) -> Self {
+        let mut s3 = aws_sdk_s3::config::Builder::from(shared)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(1))
+                    .operation_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            // Retries are the queue's policy (see `retry`), as for SQS.
+            .retry_config(RetryConfig::disabled());
+        // Local S3 servers (moto) are addressed by path, not by bucket host name.
+        let custom_endpoint = shared.endpoint_url().is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        if custom_endpoint {
+            s3 = s3.force_path_style(true);
+        }
+        Self {
+            client: Client::from_conf(s3.build()),
+        }
+    }
+
+    /// Stores the envelope under its fixed key; storing it twice is harmless.
+    pub async fn put(&self, claim: &Claim) -> Result<(), Failure> {
+        self.client
+            .put_object()
+            .bucket(&claim.bucket)
+            .key(&claim.key)
+            .content_type("application/json")
+            .body(ByteStream::from(claim.envelope.clone().into_bytes()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify_error(&e))
+    }
+
+    /// For workers: the whole envelope of a queued message, fetched from S3 when the
+    /// message is a claim check, and checked against the hash the pointer carries.
+    pub async fn resolve(&self, message_body: &str) -> Result<String, ResolveError> {
+        let pointer: Pointer =
+            serde_json::from_str(message_body).map_err(|_| ResolveError::NotAnEnvelope)?;
+        let Some(check) = pointer.claim_check else {
+            return Ok(message_body.to_owned());
+        };
+        let object = self
+            .client
+            .get_object()
+            .bucket(&check.bucket)
+            .key(&check.key)
+            .send()
+            .await
+            .map_err(|e| {
+                ResolveError::Fetch(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+            })?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| ResolveError::Fetch(e.to_string()))?
+            .into_bytes();
+        if body_sha256(&bytes) != check.sha256 {
+            return Err(ResolveError::Mismatch);
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|_| ResolveError::Mismatch)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Pointer {
+    claim_check: Option<PointerCheck>,
+}
+
+#[derive(Deserialize)]
+struct PointerCheck {
+    bucket: String,
+    key: String,
+    sha256: String,
+}
+
+#[derive(Debug, Error)]
+pub enum ResolveError {
+    #[error("the message is not a twenty-webhook envelope")]
+    NotAnEnvelope,
+    #[error("fetching the stored envelope: {0}")]
+    Fetch(String),
+    #[error("the stored envelope does not match the hash in the message")]
+    Mismatch,
+}
+
+fn classify_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Failure {
+    let detail = format!("S3: {}", aws_sdk_s3::error::DisplayErrorContext(err));
+    let attempt = match err {
+        SdkError::ConstructionFailure(_) => Attempt::NotSent,
+        SdkError::ServiceError(service) => Attempt::Answer {
+            status: service.raw().status().as_u16(),
+            code: service.err().code(),
+        },
+        _ => Attempt::NoAnswer,
+    };
+    classify(attempt, detail)
+}
