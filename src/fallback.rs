@@ -162,15 +162,13 @@ struct Pending {
 }
 
 /// Reads undelivered lines out of any text: raw log lines, lines with a prefix (timestamp,
-/// request id), or export records whose `message`/`@message` field holds the line. Text
-/// that holds no undelivered line is passed over.
-pub fn recover<'a>(input: impl IntoIterator<Item = &'a str>) -> Recovery {
+/// request id), several on one line, or JSON exports (`aws logs filter-log-events`, Logs
+/// Insights) whose records hold the line as a string. Anything else is passed over.
+pub fn recover(text: &str) -> Recovery {
     let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut recovery = Recovery::default();
-    for text in input {
-        for value in objects(text) {
-            collect(&value, &mut pending, &mut recovery);
-        }
+    for value in objects(text) {
+        collect(&value, &mut pending, &mut recovery);
     }
     let mut done: Vec<(usize, String, Pending)> = pending
         .into_iter()
@@ -208,22 +206,33 @@ pub fn recover<'a>(input: impl IntoIterator<Item = &'a str>) -> Recovery {
     recovery
 }
 
+/// Takes an undelivered line, or looks inside anything that may wrap one.
 fn collect(
     value: &serde_json::Value,
     pending: &mut HashMap<String, Pending>,
     recovery: &mut Recovery,
 ) {
-    if value.get(MARKER).is_none() {
-        // An export record that wraps the log line.
-        for key in ["message", "@message"] {
-            if let Some(inner) = value.get(key).and_then(|m| m.as_str()) {
-                for v in objects(inner) {
-                    collect(&v, pending, recovery);
-                }
-            }
+    use serde_json::Value;
+    match value {
+        Value::Object(map) if !map.contains_key(MARKER) => {
+            map.values().for_each(|v| collect(v, pending, recovery));
         }
-        return;
+        Value::Object(_) => take_line(value, pending, recovery),
+        Value::Array(items) => items.iter().for_each(|v| collect(v, pending, recovery)),
+        Value::String(text) if text.contains(MARKER) => {
+            objects(text)
+                .iter()
+                .for_each(|v| collect(v, pending, recovery));
+        }
+        _ => {}
     }
+}
+
+fn take_line(
+    value: &serde_json::Value,
+    pending: &mut HashMap<String, Pending>,
+    recovery: &mut Recovery,
+) {
     let Ok(line) = Line::deserialize(value) else {
         return;
     };
@@ -321,7 +330,7 @@ mod tests {
         );
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
         assert_eq!(v["reason"], "SQS said 503");
-        let back = recover(lines.iter().map(String::as_str));
+        let back = recover(&lines.join("\n"));
         assert_eq!(back.messages, vec![m]);
     }
 
@@ -340,7 +349,7 @@ mod tests {
             .collect();
         input.push(serde_json::json!({ "@message": lines[0] }).to_string());
         input.extend(lines.iter().cloned());
-        let back = recover(input.iter().map(String::as_str));
+        let back = recover(&input.join("\n"));
         assert_eq!(back.messages, vec![m]);
         assert_eq!(back.duplicates, 2);
         assert!(back.incomplete.is_empty());
@@ -356,8 +365,25 @@ mod tests {
         });
         let lines = lines(&m, "S3 said 503", 0);
         assert_eq!(lines.len(), 2);
-        let back = recover(lines.iter().map(String::as_str));
+        let back = recover(&lines.join("\n"));
         assert_eq!(back.messages, vec![m]);
+    }
+
+    #[test]
+    fn json_exports_of_cloudwatch_logs() {
+        let line = lines(&message("{\"a\":1}".into()), "r", 0).remove(0);
+        // `aws logs filter-log-events --output json`, pretty-printed over many lines.
+        let export = serde_json::to_string_pretty(&serde_json::json!({
+            "events": [
+                { "logStreamName": "s", "timestamp": 1, "message": "START RequestId: x" },
+                { "logStreamName": "s", "timestamp": 2, "message": format!("{line}\n") }
+            ],
+            "searchedLogStreams": []
+        }))
+        .unwrap();
+        let back = recover(&export);
+        assert_eq!(back.messages.len(), 1);
+        assert_eq!(back.messages[0].body, "{\"a\":1}");
     }
 
     #[test]
@@ -371,7 +397,7 @@ mod tests {
             lines[0].as_str(),
             lines[2].as_str(),
         ];
-        let back = recover(input);
+        let back = recover(&input.join("\n"));
         assert!(back.messages.is_empty());
         assert_eq!(back.incomplete, vec!["abc:1".to_owned()]);
     }
@@ -382,7 +408,7 @@ mod tests {
         let mut other = message("{\"b\":2}".into());
         other.id = "def".into();
         let b = lines(&other, "r", 0).remove(0);
-        let back = recover([format!("{a}\t{b}").as_str()]);
+        let back = recover(&format!("{a}\t{b}"));
         let ids: Vec<_> = back.messages.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["abc:1", "def"]);
     }

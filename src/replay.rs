@@ -24,7 +24,7 @@ pub struct Report {
 
 /// Reads every undelivered event in `input` and sends it, retrying until `deadline`.
 pub async fn replay(queue: &SqsQueue, input: &str, deadline: Instant) -> Report {
-    let recovery = fallback::recover(input.lines());
+    let recovery = fallback::recover(input);
     let ids: Vec<String> = recovery.messages.iter().map(|m| m.id.clone()).collect();
     let outcome = queue.send_all(recovery.messages, deadline).await;
     let failed: Vec<(String, String)> = outcome

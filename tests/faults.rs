@@ -75,7 +75,7 @@ where
         .map(|m| envelope(m)["id"].as_str().unwrap().to_owned())
         .collect();
     let log = h.fallback.lock().unwrap().clone();
-    let recovered = twenty_webhook::fallback::recover(log.lines());
+    let recovered = twenty_webhook::fallback::recover(&log);
     let fallback: BTreeSet<String> = recovered.messages.iter().map(|m| m.id.clone()).collect();
     let lost = acknowledged
         .iter()

@@ -20,6 +20,7 @@ use twenty_webhook::queue::SqsQueue;
 use twenty_webhook::signature;
 
 pub mod fault_proxy;
+pub mod watch;
 
 pub const SECRET: &str = "twenty-webhook-test-secret";
 
