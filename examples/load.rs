@@ -190,6 +190,8 @@ async fn main() {
         report.failed.len(),
         report.duplicates
     );
+    // Stop the function (and everything watch started) before exiting.
+    drop(watch);
     if totals[3] > 0 || missing > 0 {
         eprintln!("LOST EVENTS");
         std::process::exit(1);
