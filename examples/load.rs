@@ -168,19 +168,34 @@ async fn main() {
         sending.as_secs_f64()
     );
 
-    // The fallback goes back into the queue; then every acknowledged event must be there.
+    // The fallback goes back into the queue (workers draining it meanwhile); then every
+    // acknowledged event must be there.
     let direct = twenty_webhook::queue::SqsQueue::with_sdk_config(
         &sdk_config(moto_endpoint()).await,
         &queue,
     );
+    let replayed = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(worker(
+                sqs.clone(),
+                queue.clone(),
+                replayed.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
     let report = twenty_webhook::replay::replay(
         &direct,
         &log,
-        tokio::time::Instant::now() + Duration::from_secs(60),
+        tokio::time::Instant::now() + Duration::from_secs(600),
     )
     .await;
-    let replayed = Arc::new(Mutex::new(BTreeSet::new()));
-    worker(sqs.clone(), queue.clone(), replayed.clone(), stop.clone()).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
     queued.extend(replayed.lock().unwrap().iter().cloned());
     let all: BTreeSet<&String> = acknowledged.values().flatten().collect();
     let missing = all.iter().filter(|id| !queued.contains(**id)).count();
