@@ -45,6 +45,8 @@ impl Watch {
                 "127.0.0.1",
                 "-P",
                 &port.to_string(),
+                // The function under test must not be rebuilt by an edit made meanwhile.
+                "--ignore-changes",
             ])
             .args(args)
             .current_dir(project_dir())
