@@ -128,10 +128,20 @@ struct WireRecord<'a> {
     id: Option<&'a RawValue>,
 }
 
+/// Deeper JSON than this is refused. Records pass through as raw text, which serde_json
+/// does not depth-check, and a message a worker's parser cannot read would only poison the
+/// queue. Twenty's own records are a few levels deep; serde_json's own limit is 128.
+pub const MAX_DEPTH: usize = 128;
+
 pub fn parse(body: &str) -> Result<Payload<'_>, EventError> {
     // serde would read a struct from a JSON array too; Twenty only ever sends an object.
     if !body.trim_start().starts_with('{') {
         return Err(EventError::NotTwenty("body is not a JSON object"));
+    }
+    if !depth_within(body.as_bytes(), MAX_DEPTH) {
+        return Err(EventError::MalformedJson(format!(
+            "nested deeper than {MAX_DEPTH} levels"
+        )));
     }
     let wire: Wire<'_> = serde_json::from_str(body).map_err(json_error)?;
 
@@ -208,6 +218,35 @@ fn documented<'a>(wire: &Wire<'a>, event: &'a RawValue) -> Result<Payload<'a>, E
         object_metadata: None,
         items: vec![record_item(data, None)?],
     })
+}
+
+/// True when no array or object in `json` is nested deeper than `max` (brackets inside
+/// strings do not count). A single pass over the bytes, before any parsing.
+fn depth_within(json: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 fn record_item<'a>(
@@ -336,6 +375,29 @@ mod tests {
                 parse(body).map(|p| p.shape)
             );
         }
+    }
+
+    #[test]
+    fn nesting_is_limited_outside_strings_only() {
+        let nest = |n: usize| {
+            format!(
+                r#"{{"eventName":"a.b","record":{{"id":"1","x":{}1{}}}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        // The body and the record are two levels already.
+        assert!(parse(&nest(MAX_DEPTH - 2)).is_ok());
+        assert!(matches!(
+            parse(&nest(MAX_DEPTH - 1)),
+            Err(EventError::MalformedJson(_))
+        ));
+        let in_strings = format!(
+            r#"{{"eventName":"a.b","record":{{"id":"1","t":"{}\"{}"}}}}"#,
+            "[".repeat(1000),
+            "{".repeat(1000)
+        );
+        assert!(parse(&in_strings).is_ok());
     }
 
     #[test]
