@@ -68,7 +68,7 @@ fn serve(mut stream: TcpStream, tx: mpsc::Sender<Instant>) {
     }
 }
 
-fn command(program: &str, binary: &str, api: &str) -> Command {
+fn command(program: &str, api: &str) -> Command {
     let mut c = Command::new(program);
     c.env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", api)
@@ -88,9 +88,6 @@ fn command(program: &str, binary: &str, api: &str) -> Command {
         .env("TWENTY_WEBHOOK_SECRET", "cold-start-secret")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    if program != binary {
-        c.arg(binary);
-    }
     c
 }
 
@@ -98,7 +95,7 @@ fn command(program: &str, binary: &str, api: &str) -> Command {
 fn once(binary: &str) -> (Duration, u64) {
     let (api, first_next) = stub_runtime_api();
     let start = Instant::now();
-    let mut child = command(binary, binary, &api).spawn().expect("start binary");
+    let mut child = command(binary, &api).spawn().expect("start binary");
     let asked = first_next
         .recv_timeout(Duration::from_secs(10))
         .expect("the binary asked for work");
@@ -117,7 +114,7 @@ fn once(binary: &str) -> (Duration, u64) {
 fn network_during_init(binary: &str) -> Option<Vec<String>> {
     let (api, first_next) = stub_runtime_api();
     let trace = std::env::temp_dir().join(format!("coldstart-{}.strace", std::process::id()));
-    let mut child = command("strace", binary, &api)
+    let mut child = command("strace", &api)
         .args(["-f", "-qq", "-e", "trace=connect", "-o"])
         .arg(&trace)
         .arg(binary)

@@ -1,12 +1,14 @@
 //! The Lambda Function URL adapter: turns the HTTP request into an `Inbound`, runs the
 //! core, starts the send, and turns the outcome into an HTTP response.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE};
 use lambda_http::tracing::{info, warn};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::config::{AckMode, Config};
@@ -18,7 +20,9 @@ use crate::retry;
 
 pub struct App {
     config: Config,
-    queue: SqsQueue,
+    /// Made on first use: building the AWS clients reads the TLS root certificates, which
+    /// would add milliseconds to every cold start (see docs/performance.md).
+    queue: Arc<OnceCell<SqsQueue>>,
     inflight: InFlight,
 }
 
@@ -26,7 +30,16 @@ impl App {
     pub fn new(config: Config, queue: SqsQueue, inflight: InFlight) -> Self {
         Self {
             config,
-            queue,
+            queue: Arc::new(OnceCell::new_with(Some(queue))),
+            inflight,
+        }
+    }
+
+    /// The queue is connected (from the standard AWS settings) when the first send needs it.
+    pub fn connecting_on_first_send(config: Config, inflight: InFlight) -> Self {
+        Self {
+            config,
+            queue: Arc::new(OnceCell::new()),
             inflight,
         }
     }
@@ -52,15 +65,22 @@ impl App {
 
         match self.config.ack_mode {
             AckMode::Immediate => {
-                let queue = self.queue.clone();
+                let (queue, url) = (self.queue.clone(), self.config.queue_url.clone());
                 // The guard moves into the task: the environment stays awake until the send ends.
                 tokio::spawn(async move {
                     let _guard = guard;
+                    let queue = queue.get_or_init(|| SqsQueue::connect(&url)).await;
                     let _ = queue.deliver(messages, deadline).await;
                 });
                 Ok(accepted_response("accepted", &id, count))
             }
-            AckMode::AfterEnqueue => match self.queue.deliver(messages, deadline).await {
+            AckMode::AfterEnqueue => match self
+                .queue
+                .get_or_init(|| SqsQueue::connect(&self.config.queue_url))
+                .await
+                .deliver(messages, deadline)
+                .await
+            {
                 Ok(()) => Ok(accepted_response("queued", &id, count)),
                 Err(err) => {
                     warn!(%id, error = %err, "answering 503");
