@@ -1,0 +1,71 @@
+//! Headers and body, as an attacker controls them, to a verdict. Half the inputs are
+//! signed correctly, so the fuzzer gets past the signature into parsing and envelopes.
+//!
+//! Checks, beyond "never panics": every refusal has a status from the documented set; every
+//! acceptance is signed, yields at least one message, each within SQS's limit, each a JSON
+//! envelope whose id is the SHA-256 of the body.
+
+#![no_main]
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+use twenty_webhook::config::{AckMode, Config, Secret};
+use twenty_webhook::envelope::{SQS_MAX_MESSAGE_BYTES, body_sha256};
+use twenty_webhook::ingest::{Inbound, accept};
+use twenty_webhook::signature::sign;
+
+const SECRET: &str = "fuzz-secret";
+const NOW_MS: u64 = 1_739_201_445_123;
+
+#[derive(Arbitrary, Debug)]
+struct Request<'a> {
+    method: &'a str,
+    headers: Vec<(&'a str, &'a [u8])>,
+    body: &'a [u8],
+    /// Add a correct signature and timestamp (offset within ±10 min) to the headers.
+    signed: Option<i16>,
+    allow_unsigned: bool,
+}
+
+fuzz_target!(|input: Request<'_>| {
+    let config = Config {
+        queue_url: "https://sqs.eu-west-1.amazonaws.com/1/q.fifo".into(),
+        fifo: true,
+        secrets: vec![Secret::new("old"), Secret::new(SECRET)],
+        tolerance: Duration::from_secs(300),
+        ack_mode: AckMode::Immediate,
+        allow_unsigned: input.allow_unsigned,
+        retry_budget: Duration::from_secs(20),
+        payload_bucket: None,
+    };
+    let mut headers = input.headers.clone();
+    let (ts, sig);
+    if let Some(offset) = input.signed {
+        ts = (NOW_MS as i64 + i64::from(offset) * 20).to_string();
+        sig = sign(SECRET.as_bytes(), &ts, input.body);
+        headers.push(("x-twenty-webhook-timestamp", ts.as_bytes()));
+        headers.push(("x-twenty-webhook-signature", sig.as_bytes()));
+        headers.push(("content-type", b"application/json"));
+    }
+    let now = UNIX_EPOCH + Duration::from_millis(NOW_MS);
+    let verdict = Inbound::new(input.method, headers, input.body)
+        .and_then(|inbound| accept(&inbound, &config, now));
+    match verdict {
+        Err(err) => {
+            assert!([400, 401, 405, 413, 415].contains(&err.status()), "{err:?}");
+            assert!(!err.to_string().is_empty());
+        }
+        Ok(accepted) => {
+            assert_eq!(accepted.id, body_sha256(input.body));
+            assert!(!accepted.messages.is_empty());
+            for m in &accepted.messages {
+                assert!(m.sqs_size() <= SQS_MAX_MESSAGE_BYTES);
+                let envelope: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                assert!(envelope["id"].as_str().unwrap().starts_with(&accepted.id));
+                assert!(m.fifo.is_some());
+            }
+        }
+    }
+});
