@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::fault_proxy::{Fault, FaultProxy};
-use support::watch::Watch;
+use support::watch::{Watch, http_client};
 use support::*;
 
 #[tokio::main]
@@ -26,20 +26,8 @@ async fn main() {
     let sqs = sqs().await;
     let queue = new_queue(&sqs, false).await;
     let proxy = FaultProxy::start(moto_endpoint()).await;
-    let watch = Watch::start(&[
-        ("QUEUE_URL", queue.as_str()),
-        ("TWENTY_WEBHOOK_SECRET", SECRET),
-        ("AWS_ENDPOINT_URL_SQS", proxy.endpoint().as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("RUST_LOG", "warn"),
-    ])
-    .await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(900))
-        .build()
-        .unwrap();
+    let watch = Watch::local(&queue, &proxy.endpoint(), &[("RUST_LOG", "warn")]).await;
+    let http = http_client();
     // The first request compiles and starts the function: not counted.
     send(&http, &watch.url, "warm-up").await;
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::fault_proxy::{Fault, FaultProxy};
-use support::watch::Watch;
+use support::watch::{Watch, http_client};
 use support::*;
 use tokio::sync::Semaphore;
 
@@ -58,39 +58,23 @@ async fn main() {
     let queue = new_queue(&sqs, false).await;
     let proxy = FaultProxy::start(moto_endpoint()).await;
     let budget = budget_ms.to_string();
-    let watch = Watch::start(&[
-        ("QUEUE_URL", queue.as_str()),
-        ("TWENTY_WEBHOOK_SECRET", SECRET),
-        ("TWENTY_WEBHOOK_RETRY_BUDGET_MS", budget.as_str()),
-        ("AWS_ENDPOINT_URL_SQS", proxy.endpoint().as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("RUST_LOG", "warn"),
-    ])
+    let watch = Watch::local(
+        &queue,
+        &proxy.endpoint(),
+        &[
+            ("TWENTY_WEBHOOK_RETRY_BUDGET_MS", budget.as_str()),
+            ("RUST_LOG", "warn"),
+        ],
+    )
     .await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(900))
-        .build()
-        .unwrap();
+    let http = http_client();
     // The first request compiles the function; it is not counted.
     let warm = person_created("warm-up");
     post(&http, &watch.url, &warm).await;
     drain(&sqs, &queue, Duration::from_secs(5)).await;
     // A worker reads and deletes as events arrive, as a real one would (a full queue
     // would also slow moto down until it is the bottleneck).
-    let queued = Arc::new(Mutex::new(BTreeSet::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..2)
-        .map(|_| {
-            tokio::spawn(worker(
-                sqs.clone(),
-                queue.clone(),
-                queued.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let workers = Workers::start(&sqs, &queue);
 
     println!(
         "{requests} requests, {concurrency} at a time, retry budget {budget_ms} ms, {} phases",
@@ -129,11 +113,7 @@ async fn main() {
     // Sends run after the answers: give the last ones their budget, then look.
     tokio::time::sleep(Duration::from_millis(budget_ms as u64 + 2000)).await;
 
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    let mut queued = queued.lock().unwrap().clone();
+    let mut queued = workers.finish().await;
     let log = std::fs::read_to_string(&watch.log).unwrap();
     let recovered = twenty_webhook::fallback::recover(&log);
     let fallback: BTreeSet<String> = recovered.messages.iter().map(|m| m.id.clone()).collect();
@@ -174,29 +154,14 @@ async fn main() {
         &sdk_config(moto_endpoint()).await,
         &queue,
     );
-    let replayed = Arc::new(Mutex::new(BTreeSet::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..2)
-        .map(|_| {
-            tokio::spawn(worker(
-                sqs.clone(),
-                queue.clone(),
-                replayed.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let workers = Workers::start(&sqs, &queue);
     let report = twenty_webhook::replay::replay(
         &direct,
         &log,
         tokio::time::Instant::now() + Duration::from_secs(600),
     )
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    queued.extend(replayed.lock().unwrap().iter().cloned());
+    queued.extend(workers.finish().await);
     let all: BTreeSet<&String> = acknowledged.values().flatten().collect();
     let missing = all.iter().filter(|id| !queued.contains(**id)).count();
     println!(
@@ -210,6 +175,36 @@ async fn main() {
     if totals[3] > 0 || missing > 0 {
         eprintln!("LOST EVENTS");
         std::process::exit(1);
+    }
+}
+
+/// Two workers reading and deleting from the queue, recording the ids they saw.
+struct Workers {
+    seen: Arc<Mutex<BTreeSet<String>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(sqs: &aws_sdk_sqs::Client, queue: &str) -> Self {
+        let seen = Arc::new(Mutex::new(BTreeSet::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..2)
+            .map(|_| {
+                let (sqs, queue) = (sqs.clone(), queue.to_owned());
+                tokio::spawn(worker(sqs, queue, seen.clone(), stop.clone()))
+            })
+            .collect();
+        Self { seen, stop, tasks }
+    }
+
+    /// Stops once the queue is empty; the ids seen.
+    async fn finish(self) -> BTreeSet<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        self.seen.lock().unwrap().clone()
     }
 }
 

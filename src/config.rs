@@ -106,33 +106,20 @@ impl Config {
             None => return Err(ConfigError::Missing(SECRET)),
         };
 
-        let tolerance_secs = match get(TOLERANCE) {
-            None => DEFAULT_TOLERANCE_SECS,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|s| (1..=MAX_TOLERANCE_SECS).contains(s))
-                .ok_or_else(|| {
-                    invalid(
-                        TOLERANCE,
-                        format!("must be whole seconds from 1 to {MAX_TOLERANCE_SECS}"),
-                    )
-                })?,
-        };
-
-        let retry_budget_ms = match get(RETRY_BUDGET) {
-            None => DEFAULT_RETRY_BUDGET_MS,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| (100..=MAX_RETRY_BUDGET_MS).contains(ms))
-                .ok_or_else(|| {
-                    invalid(
-                        RETRY_BUDGET,
-                        format!("must be whole milliseconds from 100 to {MAX_RETRY_BUDGET_MS}"),
-                    )
-                })?,
-        };
+        let tolerance_secs = whole_number(
+            TOLERANCE,
+            get(TOLERANCE),
+            DEFAULT_TOLERANCE_SECS,
+            1..=MAX_TOLERANCE_SECS,
+            "seconds",
+        )?;
+        let retry_budget_ms = whole_number(
+            RETRY_BUDGET,
+            get(RETRY_BUDGET),
+            DEFAULT_RETRY_BUDGET_MS,
+            100..=MAX_RETRY_BUDGET_MS,
+            "milliseconds",
+        )?;
 
         let payload_bucket = get(PAYLOAD_BUCKET);
         if payload_bucket
@@ -191,6 +178,27 @@ fn parse_secrets(list: &str) -> Result<Vec<Secret>, ConfigError> {
             }
         })
         .collect()
+}
+
+/// `value` as a whole number within `range`, or `default` when unset.
+fn whole_number(
+    name: &'static str,
+    value: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            let (lo, hi) = (range.start(), range.end());
+            invalid(name, format!("must be whole {unit} from {lo} to {hi}"))
+        })
 }
 
 fn invalid(name: &'static str, why: impl Into<String>) -> ConfigError {

@@ -7,13 +7,13 @@ use aws_config::SdkConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use serde::Deserialize;
 use thiserror::Error;
 
 use crate::envelope::{Claim, body_sha256};
-use crate::retry::{Attempt, Failure, classify};
+use crate::queue::classify_sdk_error;
+use crate::retry::Failure;
 
 #[derive(Clone)]
 pub struct PayloadStore {
@@ -54,7 +54,7 @@ impl PayloadStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| classify_error(&e))
+            .map_err(|e| classify_sdk_error("S3", &e))
     }
 
     /// For workers: the whole envelope of a queued message, fetched from S3 when the
@@ -109,19 +109,4 @@ pub enum ResolveError {
     Fetch(String),
     #[error("the stored envelope does not match the hash in the message")]
     Mismatch,
-}
-
-fn classify_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> Failure {
-    let detail = format!("S3: {}", aws_sdk_s3::error::DisplayErrorContext(err));
-    let attempt = match err {
-        SdkError::ConstructionFailure(_) => Attempt::NotSent,
-        SdkError::ServiceError(service) => Attempt::Answer {
-            status: service.raw().status().as_u16(),
-            code: service.err().code(),
-        },
-        _ => Attempt::NoAnswer,
-    };
-    classify(attempt, detail)
 }

@@ -264,7 +264,7 @@ impl SqsQueue {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| classify_sdk_error(&e))?;
+            .map_err(|e| classify_sdk_error("SQS", &e))?;
         Ok(output
             .failed()
             .iter()
@@ -283,10 +283,16 @@ impl SqsQueue {
     }
 }
 
-fn classify_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+/// Classifies an AWS SDK error for the retry policy; `service` prefixes the detail. Serves
+/// SQS and S3 alike (their SDKs share these types).
+pub(crate) fn classify_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    service: &str,
     err: &SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
 ) -> Failure {
-    let detail = aws_sdk_sqs::error::DisplayErrorContext(err).to_string();
+    let detail = format!(
+        "{service}: {}",
+        aws_sdk_sqs::error::DisplayErrorContext(err)
+    );
     let attempt = match err {
         SdkError::ConstructionFailure(_) => Attempt::NotSent,
         SdkError::ServiceError(service) => Attempt::Answer {

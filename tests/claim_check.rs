@@ -74,13 +74,8 @@ async fn resolving_an_inline_message_returns_it_and_a_tampered_object_is_refused
     ));
 
     let bucket = new_bucket().await;
-    let sdk = sdk_config(moto_endpoint()).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.put_object()
+    s3().await
+        .put_object()
         .bucket(&bucket)
         .key("k")
         .body(b"{\"changed\":true}".to_vec().into())
@@ -131,17 +126,13 @@ async fn when_s3_fails_the_event_goes_to_the_fallback_and_replays_through_s3() {
     );
 
     // Once the bucket exists, replay stores the envelope and queues the pointer.
+    s3().await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
     let sdk = sdk_config(moto_endpoint()).await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    )
-    .create_bucket()
-    .bucket(&bucket)
-    .send()
-    .await
-    .unwrap();
     let queue = SqsQueue::with_sdk_config(&sdk, &url).with_payload_store(store().await);
     let report = twenty_webhook::replay::replay(
         &queue,

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::watch::Watch;
+use support::watch::{Watch, http_client};
 use support::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -75,20 +75,15 @@ async fn twenty_signed_posts_through_cargo_lambda_watch() {
     let sqs = sqs().await;
     let queue = new_queue(&sqs, false).await;
     let gate = Gate::start(moto_endpoint()).await;
-    let watch = Watch::start(&[
-        ("QUEUE_URL", queue.as_str()),
-        ("TWENTY_WEBHOOK_SECRET", &format!("old-secret,{SECRET}")),
-        ("AWS_ENDPOINT_URL_SQS", gate.endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ])
+    // Two secrets, as during a rotation: the test signs with the second.
+    let secrets = format!("old-secret,{SECRET}");
+    let watch = Watch::local(
+        &queue,
+        &gate.endpoint,
+        &[("TWENTY_WEBHOOK_SECRET", secrets.as_str())],
+    )
     .await;
-    // The first request compiles the function: allow for a cold build.
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(900))
-        .build()
-        .unwrap();
+    let http = http_client();
 
     // 1. Signed as Twenty signs: 200, and the message is in the queue.
     let body = person_created("e2e-1");

@@ -88,6 +88,16 @@ pub async fn sqs() -> Client {
     Client::new(&sdk_config(moto_endpoint()).await)
 }
 
+/// An S3 client for moto (addressed by path, as local S3 servers are).
+pub async fn s3() -> aws_sdk_s3::Client {
+    let sdk = sdk_config(moto_endpoint()).await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
 /// A fresh, empty S3 bucket in moto.
 pub async fn new_bucket() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -96,13 +106,8 @@ pub async fn new_bucket() -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let sdk = sdk_config(moto_endpoint()).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket()
+    s3().await
+        .create_bucket()
         .bucket(&name)
         .send()
         .await

@@ -22,6 +22,21 @@ impl Watch {
         Self::start_with(&[], env).await
     }
 
+    /// The function wired to a local SQS at `sqs_endpoint`, signed with the test secret;
+    /// `extra` adds or overrides settings.
+    pub async fn local(queue_url: &str, sqs_endpoint: &str, extra: &[(&str, &str)]) -> Self {
+        let mut env = vec![
+            ("QUEUE_URL", queue_url),
+            ("TWENTY_WEBHOOK_SECRET", super::SECRET),
+            ("AWS_ENDPOINT_URL_SQS", sqs_endpoint),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ];
+        env.extend_from_slice(extra);
+        Self::start(&env).await
+    }
+
     /// With extra `cargo lambda watch` arguments (`--concurrency N`, say).
     pub async fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let venv_bin = project_dir().join(".venv/bin");
@@ -102,6 +117,14 @@ impl Drop for Watch {
             }
         }
     }
+}
+
+/// An HTTP client for the Function URL: the first request may wait for a cold build.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(900))
+        .build()
+        .unwrap()
 }
 
 fn free_port() -> u16 {
