@@ -89,9 +89,7 @@ impl App {
             },
         }
     }
-}
 
-impl App {
     /// When sends for this request must be done (see `retry::send_budget`).
     fn send_deadline(&self, parts: &lambda_http::http::request::Parts) -> Instant {
         // A deadline already past means none was given (cargo lambda watch sends a fixed,

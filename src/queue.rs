@@ -95,10 +95,6 @@ impl SqsQueue {
         self
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Sends every message before `deadline`; what SQS still has not taken by then is
     /// written to the fallback log. Errs if anything went to the fallback.
     pub async fn deliver(
@@ -125,14 +121,20 @@ impl SqsQueue {
     /// `deadline`. Never writes the fallback itself.
     pub async fn send_all(&self, messages: Vec<Message>, deadline: Instant) -> Outcome {
         let mut outcome = Outcome::default();
-        let mut pending: Vec<(Message, Option<Failure>)> =
-            messages.into_iter().map(|m| (m, None)).collect();
+        let mut pending: Vec<Pending> = messages
+            .into_iter()
+            .map(|message| Pending {
+                message,
+                last: None,
+                stored: false,
+            })
+            .collect();
         loop {
             outcome.attempts += 1;
             let mut retry = Vec::new();
             let mut batch = Vec::new();
-            for (message, failure) in pending {
-                if batch_full(&batch, &message) {
+            for p in pending {
+                if batch_full(&batch, &p.message) {
                     self.send_round(
                         std::mem::take(&mut batch),
                         deadline,
@@ -141,7 +143,7 @@ impl SqsQueue {
                     )
                     .await;
                 }
-                batch.push((message, failure));
+                batch.push(p);
             }
             if !batch.is_empty() {
                 self.send_round(batch, deadline, &mut outcome, &mut retry)
@@ -153,11 +155,13 @@ impl SqsQueue {
             let delay = self.backoff.delay(outcome.attempts - 1, jitter_unit());
             if Instant::now() + delay + MIN_ATTEMPT >= deadline {
                 let attempts = outcome.attempts;
-                outcome.undelivered.extend(retry.into_iter().map(|(m, f)| {
-                    let last = f.map_or_else(|| "not sent".to_owned(), |f| f.reason().to_owned());
+                outcome.undelivered.extend(retry.into_iter().map(|p| {
+                    let last = p
+                        .last
+                        .map_or_else(|| "not sent".to_owned(), |f| f.reason().to_owned());
                     let reason =
                         format!("time budget spent after {attempts} attempts; last: {last}");
-                    (m, Failure::Transient(reason))
+                    (p.message, Failure::Transient(reason))
                 }));
                 return outcome;
             }
@@ -175,20 +179,29 @@ impl SqsQueue {
     /// One SendMessageBatch call; sorts its messages into queued, to retry, or undelivered.
     async fn send_round(
         &self,
-        batch: Vec<(Message, Option<Failure>)>,
+        batch: Vec<Pending>,
         deadline: Instant,
         outcome: &mut Outcome,
-        retry: &mut Vec<(Message, Option<Failure>)>,
+        retry: &mut Vec<Pending>,
     ) {
-        // Claim checks first: a pointer is only queued once its envelope is stored. The
-        // put is repeated on a retry; the key is fixed, so that is harmless.
+        // Claim checks first: a pointer is only queued once its envelope is stored, and an
+        // envelope is stored once; a retry after SQS failed re-sends only the pointer.
         let mut ready = Vec::with_capacity(batch.len());
-        for (message, last) in batch {
-            match self.store_claim(&message, deadline).await {
-                Ok(()) => ready.push((message, last)),
-                Err(f @ Failure::Transient(_)) => retry.push((message, Some(f))),
-                Err(f @ Failure::Permanent(_)) => outcome.undelivered.push((message, f)),
+        for mut p in batch {
+            if !p.stored {
+                match self.store_claim(&p.message, deadline).await {
+                    Ok(()) => p.stored = true,
+                    Err(f @ Failure::Transient(_)) => {
+                        retry.push(Pending { last: Some(f), ..p });
+                        continue;
+                    }
+                    Err(f @ Failure::Permanent(_)) => {
+                        outcome.undelivered.push((p.message, f));
+                        continue;
+                    }
+                }
             }
+            ready.push(p);
         }
         if ready.is_empty() {
             return;
@@ -208,26 +221,32 @@ impl SqsQueue {
         match result {
             Ok(refused) => {
                 let mut refused: HashMap<usize, Failure> = refused.into_iter().collect();
-                for (i, (message, _)) in batch.into_iter().enumerate() {
+                for (i, p) in batch.into_iter().enumerate() {
                     match refused.remove(&i) {
                         None => outcome.queued += 1,
-                        Some(f @ Failure::Transient(_)) => retry.push((message, Some(f))),
-                        Some(f @ Failure::Permanent(_)) => outcome.undelivered.push((message, f)),
+                        Some(f @ Failure::Transient(_)) => {
+                            retry.push(Pending { last: Some(f), ..p })
+                        }
+                        Some(f @ Failure::Permanent(_)) => outcome.undelivered.push((p.message, f)),
                     }
                 }
             }
             Err(f @ Failure::Transient(_)) => {
-                retry.extend(batch.into_iter().map(|(m, _)| (m, Some(f.clone()))));
+                retry.extend(batch.into_iter().map(|p| Pending {
+                    last: Some(f.clone()),
+                    ..p
+                }));
             }
             Err(f @ Failure::Permanent(_)) => {
                 error!(reason = f.reason(), "SQS refused the batch for good");
                 outcome
                     .undelivered
-                    .extend(batch.into_iter().map(|(m, _)| (m, f.clone())));
+                    .extend(batch.into_iter().map(|p| (p.message, f.clone())));
             }
         }
     }
 
+    /// Stores the envelope of a claim check (if the message is one) in S3.
     async fn store_claim(&self, message: &Message, deadline: Instant) -> Result<(), Failure> {
         let Some(claim) = &message.claim else {
             return Ok(());
@@ -247,14 +266,11 @@ impl SqsQueue {
     }
 
     /// Ok holds the entries SQS refused one by one (by position in `batch`).
-    async fn send_batch(
-        &self,
-        batch: &[(Message, Option<Failure>)],
-    ) -> Result<Vec<(usize, Failure)>, Failure> {
+    async fn send_batch(&self, batch: &[Pending]) -> Result<Vec<(usize, Failure)>, Failure> {
         let entries = batch
             .iter()
             .enumerate()
-            .map(|(i, (m, _))| entry(i, m))
+            .map(|(i, p)| entry(i, &p.message))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| classify(Attempt::NotSent, format!("building the request: {e}")))?;
         let output = self
@@ -305,8 +321,16 @@ pub(crate) fn classify_sdk_error<E: ProvideErrorMetadata + std::error::Error + '
     classify(attempt, detail)
 }
 
-fn batch_full(batch: &[(Message, Option<Failure>)], next: &Message) -> bool {
-    let size: usize = batch.iter().map(|(m, _)| m.sqs_size()).sum();
+/// A message still to send, with what its last attempt said.
+struct Pending {
+    message: Message,
+    last: Option<Failure>,
+    /// Its claim-check envelope, if any, is in S3 already.
+    stored: bool,
+}
+
+fn batch_full(batch: &[Pending], next: &Message) -> bool {
+    let size: usize = batch.iter().map(|p| p.message.sqs_size()).sum();
     !batch.is_empty()
         && (batch.len() == MAX_BATCH_ENTRIES || size + next.sqs_size() > SQS_MAX_MESSAGE_BYTES)
 }
@@ -377,14 +401,18 @@ mod tests {
 
     fn batches(sizes: &[usize]) -> Vec<usize> {
         let mut out = Vec::new();
-        let mut batch: Vec<(Message, Option<Failure>)> = Vec::new();
+        let mut batch: Vec<Pending> = Vec::new();
         for &s in sizes {
             let m = message(s);
             if batch_full(&batch, &m) {
                 out.push(batch.len());
                 batch.clear();
             }
-            batch.push((m, None));
+            batch.push(Pending {
+                message: m,
+                last: None,
+                stored: false,
+            });
         }
         if !batch.is_empty() {
             out.push(batch.len());
