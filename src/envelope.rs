@@ -63,7 +63,9 @@ pub struct Destination<'a> {
     pub payload_bucket: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialisable so that the fallback log can carry them (camelCase, as in the log line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FifoIds {
     pub group_id: String,
     pub deduplication_id: String,

@@ -37,7 +37,7 @@ struct Line<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     attributes: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    fifo: Option<Fifo>,
+    fifo: Option<FifoIds>,
     /// For an envelope bound for S3: where, and the pointer message to queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     claim_check: Option<LineClaim>,
@@ -62,13 +62,6 @@ struct LineClaim {
     bucket: String,
     key: String,
     pointer: String,
-}
-
-#[derive(Serialize, Deserialize, Clone)]
-#[serde(rename_all = "camelCase")]
-struct Fifo {
-    group_id: String,
-    deduplication_id: String,
 }
 
 /// The lines that keep `message` (the whole envelope, also when it is bound for S3);
@@ -99,10 +92,7 @@ pub fn lines(message: &Message, reason: &str, now_ms: u64) -> Vec<String> {
                         .map(|(k, v)| ((*k).to_owned(), v.clone()))
                         .collect()
                 }),
-                fifo: message.fifo.as_ref().filter(|_| first).map(|f| Fifo {
-                    group_id: f.group_id.clone(),
-                    deduplication_id: f.deduplication_id.clone(),
-                }),
+                fifo: message.fifo.clone().filter(|_| first),
                 claim_check: message.claim.as_ref().filter(|_| first).map(|c| LineClaim {
                     bucket: c.bucket.clone(),
                     key: c.key.clone(),
@@ -156,7 +146,7 @@ struct Pending {
     order: usize,
     parts: Vec<Option<String>>,
     attributes: BTreeMap<String, String>,
-    fifo: Option<Fifo>,
+    fifo: Option<FifoIds>,
     claim: Option<LineClaim>,
     complete: bool,
 }
@@ -194,10 +184,7 @@ pub fn recover(text: &str) -> Recovery {
         };
         recovery.messages.push(Message {
             attributes: known_attributes(&p.attributes),
-            fifo: p.fifo.map(|f| FifoIds {
-                group_id: f.group_id,
-                deduplication_id: f.deduplication_id,
-            }),
+            fifo: p.fifo,
             id,
             body,
             claim,
