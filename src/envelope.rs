@@ -18,7 +18,9 @@ pub const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 pub enum EnvelopeError {
     #[error("message {index} would be {size} bytes, over the SQS limit of {SQS_MAX_MESSAGE_BYTES}")]
     TooLarge { index: usize, size: usize },
-    #[error("the event holds characters SQS cannot carry (U+FFFE or U+FFFF)")]
+    #[error(
+        "the event holds characters SQS cannot carry (U+FFFE, U+FFFF, or a control character in an attribute)"
+    )]
     UnsendableText,
 }
 
@@ -180,8 +182,7 @@ fn message(
         attributes.push(("workspaceId", ws.to_owned()));
     }
 
-    let unsendable = |s: &str| s.contains(['\u{FFFE}', '\u{FFFF}']);
-    if unsendable(&body) || attributes.iter().any(|(_, v)| unsendable(v)) {
+    if !body_is_sendable(&body) || !attributes.iter().all(|(_, v)| v.chars().all(sqs_can_carry)) {
         return Err(EnvelopeError::UnsendableText);
     }
     let fifo = destination.fifo.then(|| FifoIds {
@@ -224,6 +225,21 @@ fn message(
         size if size > SQS_MAX_MESSAGE_BYTES => Err(EnvelopeError::TooLarge { index, size }),
         _ => Ok(message),
     }
+}
+
+/// The characters SQS accepts in a body or attribute value: #x9, #xA, #xD, #x20 to #xFFFD
+/// (no surrogates exist in a `char`) and #x10000 up.
+fn sqs_can_carry(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// The envelope is JSON written by serde_json, which escapes every control character, so
+/// only U+FFFE and U+FFFF (UTF-8 `EF BF BE`, `EF BF BF`) can make it unsendable. They are
+/// looked for at each `EF` byte, which is rare, rather than char by char over the body.
+fn body_is_sendable(body: &str) -> bool {
+    let bytes = body.as_bytes();
+    !memchr::memchr_iter(0xEF, bytes)
+        .any(|at| matches!(bytes.get(at + 1..at + 3), Some([0xBF, 0xBE | 0xBF])))
 }
 
 /// The S3 key of a stored envelope: fixed by its id, so storing it again is harmless.
@@ -369,11 +385,31 @@ mod tests {
         // Escaped, it stays ASCII in the raw record and is fine ...
         assert!(messages(&parse(body).unwrap(), RECEIPT, STANDARD).is_ok());
         // ... raw, SQS would refuse the message.
-        let body = "{\"eventName\":\"note.created\",\"record\":{\"id\":\"1\",\"t\":\"\u{FFFF}\"}}";
+        for bad in ['\u{FFFE}', '\u{FFFF}'] {
+            let body =
+                format!(r#"{{"eventName":"note.created","record":{{"id":"1","t":"{bad}"}}}}"#);
+            assert_eq!(
+                messages(&parse(&body).unwrap(), RECEIPT, STANDARD),
+                Err(EnvelopeError::UnsendableText)
+            );
+        }
+        // Their neighbours in UTF-8 (EF BF BD, EF 80 80) and other non-ASCII text are fine.
+        let body = "{\"eventName\":\"note.created\",\"record\":{\"id\":\"1\",\"t\":\"\u{FFFD}\u{F000}Zoë \u{1F600}\u{EF}\"}}";
+        assert!(messages(&parse(body).unwrap(), RECEIPT, STANDARD).is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_attributes_only() {
+        // In the envelope serde_json escapes them; an attribute carries the text as is, and
+        // SQS refuses the whole message for it.
+        let body =
+            r#"{"eventName":"note.created","workspaceId":"w\u0001s","record":{"id":"1\u0001"}}"#;
         assert_eq!(
             messages(&parse(body).unwrap(), RECEIPT, STANDARD),
             Err(EnvelopeError::UnsendableText)
         );
+        let body = r#"{"eventName":"note.created","workspaceId":"w\ts","record":{"id":"1\u0001"}}"#;
+        assert!(messages(&parse(body).unwrap(), RECEIPT, STANDARD).is_ok());
     }
 
     #[test]
