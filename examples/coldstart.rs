@@ -28,6 +28,7 @@ fn stub_runtime_api() -> (String, mpsc::Receiver<Instant>) {
 }
 
 fn serve(mut stream: TcpStream, tx: mpsc::Sender<Instant>) {
+    let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
         let mut request_line = String::new();
@@ -52,11 +53,13 @@ fn serve(mut stream: TcpStream, tx: mpsc::Sender<Instant>) {
             std::thread::sleep(Duration::from_secs(3600));
         } else if request_line.contains("/extension/register") {
             let body = r#"{"functionName":"f","functionVersion":"$LATEST","handler":"bootstrap"}"#;
-            let _ = write!(
-                stream,
+            let response = format!(
                 "HTTP/1.1 200 OK\r\nlambda-extension-identifier: ext-1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
             );
+            // One write: `write!` on a TcpStream sends each piece of the format as its own
+            // segment, which Nagle's algorithm then holds back.
+            let _ = stream.write_all(response.as_bytes());
         } else if request_line.contains("/extension/event/next") {
             std::thread::sleep(Duration::from_secs(3600));
         } else {
@@ -137,49 +140,73 @@ fn network_during_init(binary: &str) -> Option<Vec<String>> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runs: usize = args.first().and_then(|r| r.parse().ok()).unwrap_or(30);
+    let runs: usize = args.first().and_then(|r| r.parse().ok()).unwrap_or(100);
     let binaries = &args[1..];
-    assert!(!binaries.is_empty(), "usage: coldstart RUNS BINARY...");
+    assert!(
+        !binaries.is_empty(),
+        "usage: coldstart RUNS BINARY... (the last is the floor)"
+    );
     let strace = Command::new("strace").arg("-V").output().is_ok();
 
-    println!(
-        "{:<44} {:>8} {:>10} {:>10} {:>10} {:>14}",
-        "binary", "size KiB", "init p50", "init p90", "init min", "peak RSS MiB"
-    );
+    // Runs alternate between the binaries, so that whatever else the machine is doing
+    // weighs on each of them alike rather than on whichever ran during a busy spell.
+    let mut times = vec![Vec::with_capacity(runs); binaries.len()];
+    let mut peaks = vec![0u64; binaries.len()];
     for binary in binaries {
         let _ = once(binary); // page cache warm-up, not counted
-        let mut times = Vec::new();
-        let mut peak = 0;
-        for _ in 0..runs {
+    }
+    for _ in 0..runs {
+        for (i, binary) in binaries.iter().enumerate() {
             let (t, rss) = once(binary);
-            times.push(t);
-            peak = peak.max(rss);
-        }
-        times.sort();
-        let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
-        let size = std::fs::metadata(binary).map_or(0, |m| m.len() / 1024);
-        println!(
-            "{binary:<44} {size:>8} {:>10} {:>10} {:>10} {:>14.1}",
-            ms(times[runs / 2]),
-            ms(times[runs * 9 / 10]),
-            ms(times[0]),
-            peak as f64 / 1024.0
-        );
-        let _ = std::io::stdout().flush();
-        if strace {
-            match network_during_init(binary) {
-                Some(calls) if calls.is_empty() => {
-                    println!("  network during init: none (strace: only the Runtime API)")
-                }
-                Some(calls) => println!("  network during init: {calls:?}"),
-                None => println!("  network during init: strace run failed"),
-            }
-        } else {
-            println!("  network during init: not checked (install strace)");
+            times[i].push(t);
+            peaks[i] = peaks[i].max(rss);
         }
     }
+    for t in &mut times {
+        t.sort();
+    }
+    let floor = &times[binaries.len() - 1];
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
+    let ratio = |a: Duration, b: Duration| format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64());
+
     println!(
-        "{runs} runs each, on {} cores",
+        "{:<38} {:>8} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "binary",
+        "size KiB",
+        "init p50",
+        "init p90",
+        "init min",
+        "p50/floor",
+        "min/floor",
+        "peak MiB"
+    );
+    for (i, binary) in binaries.iter().enumerate() {
+        let t = &times[i];
+        let size = std::fs::metadata(binary).map_or(0, |m| m.len() / 1024);
+        println!(
+            "{binary:<38} {size:>8} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9.1}",
+            ms(t[runs / 2]),
+            ms(t[runs * 9 / 10]),
+            ms(t[0]),
+            ratio(t[runs / 2], floor[runs / 2]),
+            ratio(t[0], floor[0]),
+            peaks[i] as f64 / 1024.0
+        );
+    }
+    for binary in binaries {
+        let verdict = if !strace {
+            "not checked (install strace)".to_owned()
+        } else {
+            match network_during_init(binary) {
+                Some(calls) if calls.is_empty() => "none (strace: only the Runtime API)".to_owned(),
+                Some(calls) => format!("{calls:?}"),
+                None => "strace run failed".to_owned(),
+            }
+        };
+        println!("network during init of {binary}: {verdict}");
+    }
+    println!(
+        "{runs} runs each, interleaved, on {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 }
