@@ -4,7 +4,7 @@
 //! other than to the Runtime API itself.
 //!
 //!     scripts/coldstart            (builds the release binaries, then runs this)
-//!     cargo run --release --example coldstart -- RUNS BINARY...
+//!     cargo run --release --example coldstart -- RUNS BINARY...   (the last is the floor)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -170,7 +170,7 @@ fn main() {
     let ratio = |a: Duration, b: Duration| format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64());
 
     println!(
-        "{:<38} {:>8} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "{:<46} {:>8} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
         "binary",
         "size KiB",
         "init p50",
@@ -184,7 +184,7 @@ fn main() {
         let t = &times[i];
         let size = std::fs::metadata(binary).map_or(0, |m| m.len() / 1024);
         println!(
-            "{binary:<38} {size:>8} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9.1}",
+            "{binary:<46} {size:>8} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9.1}",
             ms(t[runs / 2]),
             ms(t[runs * 9 / 10]),
             ms(t[0]),
