@@ -14,8 +14,24 @@ pub const VERSION: u32 = 1;
 /// SQS's limit for one message, body and attributes together.
 pub const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// One delivery becomes at most this many messages. Only the batch shape fans out, and the
+/// servers that sent it also sent each of its events singly (see docs/message-format.md),
+/// so refusing an oversized batch loses nothing, while building one could exhaust memory.
+pub const MAX_MESSAGES_PER_DELIVERY: usize = 1_000;
+/// ... and at most this many envelope bytes together (each item carries a copy of the
+/// shared fields, `objectMetadata` included). Well above any single event's 6 MiB.
+pub const MAX_ENVELOPE_BYTES_PER_DELIVERY: usize = 16 * 1024 * 1024;
+/// An envelope's own keys and fixed fields (`version`, `id`, `receivedAt`, ...), at most.
+const ENVELOPE_OVERHEAD: usize = 640;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EnvelopeError {
+    #[error("the batch has {count} items, over the limit of {MAX_MESSAGES_PER_DELIVERY}")]
+    TooManyMessages { count: usize },
+    #[error(
+        "the batch would make {bytes} bytes of messages, over the limit of {MAX_ENVELOPE_BYTES_PER_DELIVERY}"
+    )]
+    FanOutTooLarge { bytes: usize },
     #[error("message {index} would be {size} bytes, over the SQS limit of {SQS_MAX_MESSAGE_BYTES}")]
     TooLarge { index: usize, size: usize },
     #[error(
@@ -117,14 +133,22 @@ pub fn body_sha256(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
-/// One message per item, in order. Fails whole if any message cannot be sent to SQS, so a
-/// request is either queued entirely or refused before it is acknowledged.
+/// One message per item, in order. Fails whole if any message cannot be sent to SQS, or if
+/// there would be too many or too much of them, so a request is either queued entirely or
+/// refused before it is acknowledged, and before the messages are built.
 pub fn messages(
     payload: &Payload<'_>,
     receipt: Receipt<'_>,
     destination: Destination<'_>,
 ) -> Result<Vec<Message>, EnvelopeError> {
     let size = payload.items.len();
+    if size > MAX_MESSAGES_PER_DELIVERY {
+        return Err(EnvelopeError::TooManyMessages { count: size });
+    }
+    let bytes = projected_bytes(payload, receipt);
+    if bytes > MAX_ENVELOPE_BYTES_PER_DELIVERY {
+        return Err(EnvelopeError::FanOutTooLarge { bytes });
+    }
     payload
         .items
         .iter()
@@ -225,6 +249,32 @@ fn message(
         size if size > SQS_MAX_MESSAGE_BYTES => Err(EnvelopeError::TooLarge { index, size }),
         _ => Ok(message),
     }
+}
+
+/// An upper estimate of the bytes of every message of `payload`, from the lengths of what
+/// each copies, without building any.
+fn projected_bytes(payload: &Payload<'_>, receipt: Receipt<'_>) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let raw = |r: Option<&RawValue>| r.map_or(0, |r| r.get().len());
+    // The event name appears three times (field, object and action, and as attributes).
+    let shared = ENVELOPE_OVERHEAD
+        + 2 * receipt.body_sha256.len()
+        + receipt.received_at.len()
+        + 3 * payload.name.as_str().len()
+        + 2 * text(&payload.workspace_id)
+        + text(&payload.webhook_id)
+        + text(&payload.event_date)
+        + text(&payload.user_id)
+        + text(&payload.workspace_member_id)
+        + text(&payload.api_key_id)
+        + raw(payload.object_metadata);
+    payload.items.iter().fold(0usize, |total, item| {
+        total
+            .saturating_add(shared)
+            .saturating_add(raw(item.record))
+            .saturating_add(raw(item.updated_fields))
+            .saturating_add(2 * text(&item.record_id))
+    })
 }
 
 /// The characters SQS accepts in a body or attribute value: #x9, #xA, #xD, #x20 to #xFFFD
@@ -442,6 +492,41 @@ mod tests {
         assert_eq!(whole["claimCheck"], serde_json::Value::Null);
         assert_eq!(whole["record"]["body"].as_str().unwrap().len(), big.len());
         assert_eq!(m.fifo.as_ref().unwrap().deduplication_id, "abc:0");
+    }
+
+    fn batch(items: usize, metadata_bytes: usize) -> String {
+        let item = r#"{"record":{"id":"r","name":"Zoë"},"updatedFields":["name"]}"#;
+        format!(
+            r#"{{"eventName":"company.updated","objectMetadata":{{"id":"om","pad":"{}"}},"items":[{}]}}"#,
+            "m".repeat(metadata_bytes),
+            vec![item; items].join(",")
+        )
+    }
+
+    #[test]
+    fn fan_out_is_bounded_before_anything_is_built() {
+        let ok = batch(MAX_MESSAGES_PER_DELIVERY, 0);
+        let msgs = messages(&parse(&ok).unwrap(), RECEIPT, STANDARD).unwrap();
+        assert_eq!(msgs.len(), MAX_MESSAGES_PER_DELIVERY);
+        let total: usize = msgs.iter().map(Message::sqs_size).sum();
+        let projected = projected_bytes(&parse(&ok).unwrap(), RECEIPT);
+        assert!(projected >= total, "{projected} < {total}: not an upper estimate");
+
+        let many = batch(MAX_MESSAGES_PER_DELIVERY + 1, 0);
+        assert_eq!(
+            messages(&parse(&many).unwrap(), RECEIPT, STANDARD),
+            Err(EnvelopeError::TooManyMessages {
+                count: MAX_MESSAGES_PER_DELIVERY + 1
+            })
+        );
+        // The flood the limit is for: a body under 1 MiB whose every item would carry a
+        // copy of 40 KiB of objectMetadata (600 items: 24 MiB of messages).
+        let flood = batch(600, 40 * 1024);
+        assert!(flood.len() < 1024 * 1024);
+        assert!(matches!(
+            messages(&parse(&flood).unwrap(), RECEIPT, STANDARD),
+            Err(EnvelopeError::FanOutTooLarge { bytes }) if bytes > MAX_ENVELOPE_BYTES_PER_DELIVERY
+        ));
     }
 
     #[test]

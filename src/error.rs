@@ -38,7 +38,12 @@ impl IngestError {
         match self {
             Self::MethodNotAllowed => 405,
             Self::UnsupportedMediaType => 415,
-            Self::BodyTooLarge { .. } | Self::Envelope(EnvelopeError::TooLarge { .. }) => 413,
+            Self::BodyTooLarge { .. }
+            | Self::Envelope(
+                EnvelopeError::TooLarge { .. }
+                | EnvelopeError::TooManyMessages { .. }
+                | EnvelopeError::FanOutTooLarge { .. },
+            ) => 413,
             Self::MissingSignature(_) | Self::NoSecretConfigured | Self::Signature(_) => 401,
             Self::RepeatedHeader(_)
             | Self::NotUtf8
@@ -65,6 +70,9 @@ impl IngestError {
             Self::Signature(_) => "invalid_signature",
             Self::NotUtf8 | Self::Event(EventError::MalformedJson(_)) => "malformed_json",
             Self::Event(EventError::NotTwenty(_)) => "not_a_twenty_event",
+            Self::Envelope(
+                EnvelopeError::TooManyMessages { .. } | EnvelopeError::FanOutTooLarge { .. },
+            ) => "batch_too_large",
             Self::Envelope(EnvelopeError::UnsendableText) => "unsupported_characters",
             Self::QueueUnavailable => "queue_unavailable",
         }
