@@ -150,7 +150,7 @@ async fn main() {
 
     // The fallback goes back into the queue (workers draining it meanwhile); then every
     // acknowledged event must be there.
-    let direct = twenty_webhook::queue::SqsQueue::with_sdk_config(
+    let direct = twenty_webhook::aws::SqsTransport::with_sdk_config(
         &sdk_config(moto_endpoint()).await,
         &queue,
     );

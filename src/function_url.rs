@@ -1,50 +1,87 @@
 //! The Lambda Function URL adapter: turns the HTTP request into an `Inbound`, runs the
 //! core, starts the send, and turns the outcome into an HTTP response.
 
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE};
-use lambda_http::tracing::{info, warn};
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::tracing::{error, info, warn};
+use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
 use serde_json::json;
-use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use crate::aws::SqsTransport;
 use crate::config::{AckMode, Config};
+use crate::delivery::stdout_sink;
+use crate::dispatch::Dispatcher;
 use crate::error::IngestError;
 use crate::inflight::InFlight;
 use crate::ingest::{self, Accepted, Inbound};
-use crate::queue::SqsQueue;
 use crate::retry;
+
+/// Lambda allows 500 ms between SIGTERM and the end of a function that has an internal
+/// extension; sends still in flight get most of it, then go to the fallback log.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
+
+/// The whole function: settings, the internal extension, the sender thread, the runtime.
+/// Whatever stops it (SIGTERM, an error of the runtime or of the extension), the sends in
+/// flight finish or go to the fallback log before it returns.
+pub async fn run() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            error!("refusing to start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let inflight = InFlight::default();
+    // Registered before the runtime starts, as Lambda requires of extensions.
+    let extension = inflight.register_extension().await?;
+    let queue_url = config.queue_url.clone();
+    let (dispatcher, sender) = Dispatcher::start(
+        move || {
+            let url = queue_url.clone();
+            async move { SqsTransport::connect(&url).await }
+        },
+        stdout_sink(),
+    )?;
+    let drain_budget = config.retry_budget + Duration::from_secs(1);
+    let app = App::new(config, dispatcher, inflight);
+
+    let serving = async {
+        tokio::try_join!(
+            lambda_http::run(service_fn(|request| app.handle(request))),
+            extension
+        )
+    };
+    let (result, grace) = tokio::select! {
+        ended = serving => (ended.map(|_| ()), drain_budget),
+        _ = sigterm.recv() => (Ok(()), SHUTDOWN_GRACE),
+    };
+    if let Err(e) = &result {
+        error!(error = %e, "the runtime or the extension stopped: finishing the sends in flight");
+    }
+    sender.shutdown(grace).await;
+    result
+}
 
 pub struct App {
     config: Config,
-    /// Made on first use: building the AWS clients reads the TLS root certificates, which
-    /// would add milliseconds to every cold start (see docs/performance.md).
-    queue: Arc<OnceCell<SqsQueue>>,
+    dispatcher: Dispatcher,
     inflight: InFlight,
 }
 
 impl App {
-    pub fn new(config: Config, queue: SqsQueue, inflight: InFlight) -> Self {
+    pub fn new(config: Config, dispatcher: Dispatcher, inflight: InFlight) -> Self {
         Self {
             config,
-            queue: Arc::new(OnceCell::new_with(Some(queue))),
+            dispatcher,
             inflight,
         }
     }
 
-    /// The queue is connected (from the standard AWS settings) when the first send needs it.
-    pub fn connecting_on_first_send(config: Config, inflight: InFlight) -> Self {
-        Self {
-            config,
-            queue: Arc::new(OnceCell::new()),
-            inflight,
-        }
-    }
-
-    pub async fn handle(&self, request: Request) -> Result<Response<Body>, lambda_http::Error> {
+    pub async fn handle(&self, request: Request) -> Result<Response<Body>, Error> {
         // Entered first, so the extension holds the environment for this request's send.
         let guard = self.inflight.enter();
         let (parts, body) = request.into_parts();
@@ -65,28 +102,24 @@ impl App {
 
         match self.config.ack_mode {
             AckMode::Immediate => {
-                let (queue, url) = (self.queue.clone(), self.config.queue_url.clone());
-                // The guard moves into the task: the environment stays awake until the send ends.
-                tokio::spawn(async move {
-                    let _guard = guard;
-                    let queue = queue.get_or_init(|| SqsQueue::connect(&url)).await;
-                    let _ = queue.deliver(messages, deadline).await;
-                });
+                // The guard goes with the messages: the environment stays awake until the
+                // send ends, on the sender thread, after this answer.
+                self.dispatcher.submit(messages, deadline, guard);
                 Ok(accepted_response("accepted", &id, count))
             }
-            AckMode::AfterEnqueue => match self
-                .queue
-                .get_or_init(|| SqsQueue::connect(&self.config.queue_url))
-                .await
-                .deliver(messages, deadline)
-                .await
-            {
-                Ok(()) => Ok(accepted_response("queued", &id, count)),
-                Err(err) => {
-                    warn!(%id, error = %err, "answering 503");
-                    Ok(refusal(&IngestError::QueueUnavailable))
+            AckMode::AfterEnqueue => {
+                match self
+                    .dispatcher
+                    .submit_and_wait(messages, deadline, guard)
+                    .await
+                {
+                    Ok(()) => Ok(accepted_response("queued", &id, count)),
+                    Err(err) => {
+                        warn!(%id, error = %err, "answering 503");
+                        Ok(refusal(&IngestError::QueueUnavailable))
+                    }
                 }
-            },
+            }
         }
     }
 

@@ -10,14 +10,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_extension::{Error, Extension, LambdaEvent, NextEvent, service_fn};
 use tokio::sync::watch;
+use tracing::error;
 
 /// How long the extension waits, after an INVOKE, for the handler to take the request.
 /// Both learn of the invocation at the same moment; this only covers scheduling.
 const HANDLER_START_GRACE: Duration = Duration::from_millis(250);
+/// The longest the environment is held when the invocation gives no usable deadline
+/// (emulators send a fixed, long-gone one): Lambda's longest timeout.
+const MAX_HOLD: Duration = Duration::from_secs(900);
 
 #[derive(Clone, Default)]
 pub struct InFlight {
@@ -59,8 +63,19 @@ impl InFlight {
     }
 
     /// Returns once the request behind an INVOKE (if it shows up) and every other request
-    /// in flight have finished.
-    pub async fn settled(&self) {
+    /// in flight have finished, or `bound` has passed: the environment is never held past
+    /// the invocation's deadline. Every send is bounded by a shorter deadline of its own
+    /// (see `dispatch`), so the bound is a safety net, and says so in the log if it is hit.
+    pub async fn settled(&self, bound: Duration) {
+        if tokio::time::timeout(bound, self.wait_idle()).await.is_err() {
+            error!(
+                active = self.active(),
+                "sends still in flight at the invocation's deadline"
+            );
+        }
+    }
+
+    async fn wait_idle(&self) {
         let seen = self.inner.seen.load(Ordering::Acquire);
         let mut entered = self.inner.entered.subscribe();
         // A missing request (no pairing) only costs the grace period, never a stall.
@@ -84,8 +99,8 @@ impl InFlight {
             .with_events_processor(service_fn(move |event: LambdaEvent| {
                 let inflight = inflight.clone();
                 async move {
-                    if let NextEvent::Invoke(_) = event.next {
-                        inflight.settled().await;
+                    if let NextEvent::Invoke(invoke) = event.next {
+                        inflight.settled(hold_bound(invoke.deadline_ms)).await;
                     }
                     Ok::<(), Error>(())
                 }
@@ -94,6 +109,18 @@ impl InFlight {
             .register()
             .await?;
         Ok(registered.run())
+    }
+}
+
+/// The time left until `deadline_ms` (milliseconds since the epoch), or `MAX_HOLD` when
+/// that deadline is already past (no real deadline given).
+fn hold_bound(deadline_ms: u64) -> Duration {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    match deadline_ms.saturating_sub(now_ms) {
+        0 => MAX_HOLD,
+        left => Duration::from_millis(left).min(MAX_HOLD),
     }
 }
 
@@ -107,7 +134,7 @@ mod tests {
         let guard = inflight.enter();
         let waiter = tokio::spawn({
             let inflight = inflight.clone();
-            async move { inflight.settled().await }
+            async move { inflight.settled(MAX_HOLD).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished());
@@ -119,10 +146,32 @@ mod tests {
         assert_eq!(inflight.active(), 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn settled_gives_up_at_its_bound() {
+        let inflight = InFlight::default();
+        let _stuck = inflight.enter();
+        let started = tokio::time::Instant::now();
+        inflight.settled(Duration::from_secs(30)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        assert_eq!(inflight.active(), 1);
+    }
+
+    #[test]
+    fn hold_bound_is_the_time_to_the_deadline() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let bound = hold_bound(now_ms + 10_000);
+        assert!(bound <= Duration::from_secs(10) && bound > Duration::from_secs(9));
+        assert_eq!(hold_bound(1), MAX_HOLD);
+        assert_eq!(hold_bound(u64::MAX), MAX_HOLD);
+    }
+
     #[tokio::test]
     async fn settled_does_not_stall_without_a_request() {
         let inflight = InFlight::default();
-        tokio::time::timeout(Duration::from_secs(5), inflight.settled())
+        tokio::time::timeout(Duration::from_secs(5), inflight.settled(MAX_HOLD))
             .await
             .unwrap();
     }
@@ -132,7 +181,7 @@ mod tests {
         let inflight = InFlight::default();
         let waiter = tokio::spawn({
             let inflight = inflight.clone();
-            async move { inflight.settled().await }
+            async move { inflight.settled(MAX_HOLD).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         let guard = inflight.enter();

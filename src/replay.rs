@@ -1,15 +1,14 @@
 //! Sends undelivered events from the fallback log back to the queue (`twenty-replay`).
 //!
 //! Replaying is idempotent: each message keeps its id, FIFO deduplication id and group, so
-//! a FIFO queue drops a repeat and a standard-queue consumer deduplicating on `id` sees the
-//! event once, however often a line is replayed.
-
-use std::collections::HashSet;
+//! a FIFO queue drops a repeat within its five-minute deduplication window, and a consumer
+//! deduplicating on `id` sees the event once however often a line is replayed.
 
 use tokio::time::Instant;
 
+use crate::delivery::{Pending, Transport, send_all};
 use crate::fallback;
-use crate::queue::SqsQueue;
+use crate::retry::{Backoff, jitter_unit};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -23,21 +22,27 @@ pub struct Report {
 }
 
 /// Reads every undelivered event in `input` and sends it, retrying until `deadline`.
-pub async fn replay(queue: &SqsQueue, input: &str, deadline: Instant) -> Report {
+/// Nothing is written to the fallback log: what fails is reported.
+pub async fn replay<T: Transport>(transport: &T, input: &str, deadline: Instant) -> Report {
     let recovery = fallback::recover(input);
     let ids: Vec<String> = recovery.messages.iter().map(|m| m.id.clone()).collect();
-    let outcome = queue.send_all(recovery.messages, deadline).await;
-    let failed: Vec<(String, String)> = outcome
-        .undelivered
-        .into_iter()
-        .map(|(m, f)| (m.id, f.reason().to_owned()))
+    let mut pending: Vec<Pending> = recovery.messages.into_iter().map(Pending::new).collect();
+    send_all(
+        transport,
+        &mut pending,
+        deadline,
+        Backoff::default(),
+        jitter_unit,
+    )
+    .await;
+    let failed: Vec<(String, String)> = pending
+        .iter()
+        .map(|p| (p.message.id.clone(), p.reason().to_owned()))
         .collect();
-    let failed_ids: HashSet<&str> = failed.iter().map(|(id, _)| id.as_str()).collect();
     Report {
         sent: ids
-            .iter()
-            .filter(|id| !failed_ids.contains(id.as_str()))
-            .cloned()
+            .into_iter()
+            .filter(|id| !failed.iter().any(|(f, _)| f == id))
             .collect(),
         failed,
         duplicates: recovery.duplicates,

@@ -1,6 +1,6 @@
 //! How sends are retried: which failures are worth another try, and how long to wait.
 //!
-//! Pure policy; `queue` applies it. Transient failures (throttling, 5xx, time-outs, broken
+//! Pure policy; `delivery` applies it. Transient failures (throttling, 5xx, time-outs, broken
 //! connections) are retried with capped exponential backoff and full jitter until the time
 //! budget runs out. Permanent ones (missing queue, denied access, a message SQS calls
 //! invalid) are not: retrying cannot change their answer.
@@ -50,6 +50,9 @@ const TRANSIENT_CODES: &[&str] = &[
     "KMS.ThrottlingException",
     "ServiceUnavailable",
     "InternalError",
+    // S3's answer when the request body was not read in time (a slow or broken upload).
+    "RequestTimeout",
+    "RequestTimeoutException",
 ];
 
 pub fn classify(attempt: Attempt<'_>, detail: impl Into<String>) -> Failure {
@@ -167,6 +170,10 @@ mod tests {
         assert!(t(Attempt::Entry {
             sender_fault: false,
             code: "InternalError"
+        }));
+        assert!(t(Attempt::Answer {
+            status: 400,
+            code: Some("RequestTimeout")
         }));
 
         assert!(!t(Attempt::NotSent));

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use support::*;
 use twenty_webhook::config::AckMode;
-use twenty_webhook::payload_store::{PayloadStore, ResolveError};
-use twenty_webhook::queue::SqsQueue;
+use twenty_webhook::aws::{PayloadStore, ResolveError, SqsTransport};
 
 /// A person whose notes make the delivery about 1.5 MB.
 fn large_person(id: &str) -> String {
@@ -133,7 +132,7 @@ async fn when_s3_fails_the_event_goes_to_the_fallback_and_replays_through_s3() {
         .await
         .unwrap();
     let sdk = sdk_config(moto_endpoint()).await;
-    let queue = SqsQueue::with_sdk_config(&sdk, &url).with_payload_store(store().await);
+    let queue = SqsTransport::with_sdk_config(&sdk, &url).with_payload_store(store().await);
     let report = twenty_webhook::replay::replay(
         &queue,
         &log,

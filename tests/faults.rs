@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::fault_proxy::{Fault, FaultProxy};
 use support::*;
 use twenty_webhook::config::AckMode;
-use twenty_webhook::queue::SqsQueue;
+use twenty_webhook::aws::SqsTransport;
 
 #[derive(Debug)]
 struct Counts {
@@ -83,7 +83,7 @@ where
         .count();
 
     // Every fallback line goes back into the queue (straight to moto, no faults).
-    let direct = SqsQueue::with_sdk_config(&sdk_config(moto_endpoint()).await, &url);
+    let direct = SqsTransport::with_sdk_config(&sdk_config(moto_endpoint()).await, &url);
     let report = twenty_webhook::replay::replay(
         &direct,
         &log,

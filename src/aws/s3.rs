@@ -12,7 +12,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::envelope::{Claim, body_sha256};
-use crate::queue::classify_sdk_error;
+use super::sdk_error::classify_sdk_error;
 use crate::retry::Failure;
 
 #[derive(Clone)]
@@ -29,7 +29,7 @@ impl PayloadStore {
                     .operation_timeout(Duration::from_secs(5))
                     .build(),
             )
-            // Retries are the queue's policy (see `retry`), as for SQS.
+            // Retries are the delivery logic's (see `delivery`), as for SQS.
             .retry_config(RetryConfig::disabled());
         // Local S3 servers (moto) are addressed by path, not by bucket host name.
         let custom_endpoint = shared.endpoint_url().is_some()

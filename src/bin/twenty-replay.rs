@@ -10,7 +10,7 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use twenty_webhook::queue::SqsQueue;
+use twenty_webhook::aws::SqsTransport;
 use twenty_webhook::replay::replay;
 
 const USAGE: &str = "usage: twenty-replay [--queue-url URL] [--budget-secs N] [FILE ...]";
@@ -86,7 +86,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let queue = SqsQueue::connect(&args.queue_url).await;
+    let queue = SqsTransport::connect(&args.queue_url).await;
     let report = replay(&queue, &input, tokio::time::Instant::now() + args.budget).await;
 
     for id in &report.sent {

@@ -15,8 +15,8 @@ use lambda_http::{Body, Request, Response};
 use twenty_webhook::config::{AckMode, Config, Secret};
 use twenty_webhook::function_url::App;
 use twenty_webhook::inflight::InFlight;
-use twenty_webhook::payload_store::PayloadStore;
-use twenty_webhook::queue::SqsQueue;
+use twenty_webhook::aws::{PayloadStore, SqsTransport};
+use twenty_webhook::dispatch::Dispatcher;
 use twenty_webhook::signature;
 
 pub mod fault_proxy;
@@ -261,14 +261,22 @@ impl Harness {
         let fallback = Arc::new(Mutex::new(String::new()));
         let sink = fallback.clone();
         let sdk = sdk_config(endpoint).await;
-        let queue = SqsQueue::with_sdk_config(&sdk, &config.queue_url)
-            .with_payload_store(PayloadStore::with_sdk_config(&sdk))
-            .with_fallback_sink(Arc::new(move |text: &str| {
-                sink.lock().unwrap().push_str(text)
-            }));
+        let queue_url = url.clone();
+        // The sender thread ends once the app (its only dispatcher) is dropped.
+        let (dispatcher, _thread) = Dispatcher::start(
+            move || {
+                let (sdk, url) = (sdk.clone(), queue_url.clone());
+                async move {
+                    SqsTransport::with_sdk_config(&sdk, &url)
+                        .with_payload_store(PayloadStore::with_sdk_config(&sdk))
+                }
+            },
+            Arc::new(move |text: &str| sink.lock().unwrap().push_str(text)),
+        )
+        .expect("start the sender thread");
         let inflight = InFlight::default();
         Self {
-            app: App::new(config, queue, inflight.clone()),
+            app: App::new(config, dispatcher, inflight.clone()),
             inflight,
             client,
             url,

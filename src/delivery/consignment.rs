@@ -1,0 +1,126 @@
+//! The messages of one acknowledged request, owned until SQS confirms each of them.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use super::send::{Pending, send_all};
+use super::transport::Transport;
+use crate::envelope::Message;
+use crate::fallback;
+use crate::retry::{Backoff, jitter_unit};
+
+/// Where undelivered lines go: standard output (CloudWatch Logs) unless a test says otherwise.
+pub type FallbackSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+pub fn stdout_sink() -> FallbackSink {
+    Arc::new(write_stdout)
+}
+
+#[derive(Debug, Error)]
+#[error("{failed} of {total} messages not queued: {reason}")]
+pub struct QueueError {
+    pub failed: usize,
+    pub total: usize,
+    pub reason: String,
+}
+
+/// Every message not yet confirmed by SQS. Whatever ends its life (a finished send, a
+/// deadline, a panic, a cancelled task, the process shutting down its runtime), what is
+/// still unconfirmed is written to the fallback log: an acknowledged event never vanishes.
+pub struct Consignment {
+    pending: Vec<Pending>,
+    total: usize,
+    sink: FallbackSink,
+}
+
+impl Consignment {
+    pub fn new(messages: Vec<Message>, sink: FallbackSink) -> Self {
+        Self {
+            total: messages.len(),
+            pending: messages.into_iter().map(Pending::new).collect(),
+            sink,
+        }
+    }
+
+    /// How many messages it holds, confirmed or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Sends every message before `deadline`; what SQS has not confirmed by then goes to the
+    /// fallback log. Errs if anything did.
+    pub async fn deliver<T: Transport>(
+        mut self,
+        transport: &T,
+        deadline: Instant,
+        backoff: Backoff,
+    ) -> Result<(), QueueError> {
+        let stats = send_all(transport, &mut self.pending, deadline, backoff, jitter_unit).await;
+        if self.pending.is_empty() {
+            info!(messages = self.total, attempts = stats.attempts, "queued");
+            return Ok(());
+        }
+        Err(self.keep(None))
+    }
+
+    /// Sends nothing: every message goes to the fallback log, `why` being the reason.
+    pub fn abandon(mut self, why: &str) -> QueueError {
+        self.keep(Some(why))
+    }
+
+    /// Writes what is unconfirmed to the fallback log, one write per message so that lines
+    /// from concurrent sends never interleave, and empties the consignment.
+    fn keep(&mut self, why: Option<&str>) -> QueueError {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.pending.retain(|p| !p.confirmed());
+        let failed = self.pending.len();
+        let mut first = None;
+        for p in self.pending.drain(..) {
+            let reason = match why {
+                Some(why) => format!("{why}; last: {}", p.reason()),
+                None => p.reason().to_owned(),
+            };
+            error!(
+                id = %p.message.id,
+                reason = %reason,
+                "event acknowledged but not queued: written to the fallback log"
+            );
+            let mut text = fallback::lines(&p.message, &reason, now_ms).join("\n");
+            text.push('\n');
+            (self.sink)(&text);
+            first.get_or_insert(reason);
+        }
+        QueueError {
+            failed,
+            total: self.total,
+            reason: first.unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Consignment {
+    fn drop(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let why = if std::thread::panicking() {
+            "the send panicked before SQS confirmed the message"
+        } else {
+            "the send was stopped (deadline, cancellation or shutdown) before SQS confirmed the message"
+        };
+        self.keep(Some(why));
+    }
+}
+
+fn write_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // Nowhere further to fall back to if standard output itself fails.
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
