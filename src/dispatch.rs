@@ -179,11 +179,14 @@ where
     } = job;
     let total = consignment.total();
     let send = async {
-        let Ok(transport) = tokio::time::timeout_at(deadline, transport.get_or_init(|| connect())).await
+        let Ok(transport) =
+            tokio::time::timeout_at(deadline, transport.get_or_init(|| connect())).await
         else {
             return Err(consignment.abandon("the queue client could not be made in time"));
         };
-        consignment.deliver(transport, deadline, Backoff::default()).await
+        consignment
+            .deliver(transport, deadline, Backoff::default())
+            .await
     };
     // The send keeps to its deadline; this bound is for a call that would not. Stopping it
     // drops the consignment, which writes what is unconfirmed to the fallback log.

@@ -510,7 +510,10 @@ mod tests {
         assert_eq!(msgs.len(), MAX_MESSAGES_PER_DELIVERY);
         let total: usize = msgs.iter().map(Message::sqs_size).sum();
         let projected = projected_bytes(&parse(&ok).unwrap(), RECEIPT);
-        assert!(projected >= total, "{projected} < {total}: not an upper estimate");
+        assert!(
+            projected >= total,
+            "{projected} < {total}: not an upper estimate"
+        );
 
         let many = batch(MAX_MESSAGES_PER_DELIVERY + 1, 0);
         assert_eq!(

@@ -275,7 +275,13 @@ async fn a_claim_check_is_stored_once_before_its_pointer_is_queued() {
             all_ok(e)
         }
     })
-    .with_claims(|n| if n == 0 { Err(transient("S3 RequestTimeout")) } else { Ok(()) });
+    .with_claims(|n| {
+        if n == 0 {
+            Err(transient("S3 RequestTimeout"))
+        } else {
+            Ok(())
+        }
+    });
     let mut pending = vec![Pending::new(claimed("big")), Pending::new(message("small"))];
     send_all(
         &t,
@@ -323,7 +329,11 @@ async fn what_is_not_confirmed_goes_to_the_fallback_log() {
     });
     let consignment = Consignment::new(vec![message("a"), message("b")], sink);
     let err = consignment
-        .deliver(&t, Instant::now() + Duration::from_secs(1), Backoff::default())
+        .deliver(
+            &t,
+            Instant::now() + Duration::from_secs(1),
+            Backoff::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!((err.failed, err.total), (1, 2));
@@ -340,7 +350,11 @@ async fn a_panicking_send_leaves_its_messages_in_the_fallback_log() {
         let t = t.clone();
         async move {
             consignment
-                .deliver(&*t, Instant::now() + Duration::from_secs(1), Backoff::default())
+                .deliver(
+                    &*t,
+                    Instant::now() + Duration::from_secs(1),
+                    Backoff::default(),
+                )
                 .await
         }
     });
@@ -353,19 +367,28 @@ async fn a_panicking_send_leaves_its_messages_in_the_fallback_log() {
 async fn a_cancelled_send_leaves_its_unconfirmed_messages_in_the_fallback_log() {
     let (sink, log) = capture();
     // The first batch is confirmed; the second hangs until the task is aborted.
-    let t = Arc::new(Scripted::new(|n, e| if n == 0 { all_ok(e) } else { Answer::Hang }));
+    let t = Arc::new(Scripted::new(
+        |n, e| if n == 0 { all_ok(e) } else { Answer::Hang },
+    ));
     let messages: Vec<Message> = (0..12).map(|i| message(&format!("m{i}"))).collect();
     let consignment = Consignment::new(messages, sink);
     let task = tokio::spawn({
         let t = t.clone();
         async move {
             consignment
-                .deliver(&*t, Instant::now() + Duration::from_secs(20), Backoff::default())
+                .deliver(
+                    &*t,
+                    Instant::now() + Duration::from_secs(20),
+                    Backoff::default(),
+                )
                 .await
         }
     });
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert!(log.lock().unwrap().is_empty(), "nothing written while sending");
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "nothing written while sending"
+    );
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
     assert_eq!(recovered(&log), ["m10", "m11"]);
@@ -395,7 +418,11 @@ async fn the_sender_thread_survives_a_panic_and_drains_at_shutdown() {
         .submit_and_wait(vec![message("p")], deadline(), inflight.enter())
         .await;
     assert!(outcome.is_err());
-    assert_eq!(inflight.active(), 0, "the panicked send released the environment");
+    assert_eq!(
+        inflight.active(),
+        0,
+        "the panicked send released the environment"
+    );
     assert_eq!(recovered(&log), ["p"]);
 
     dispatcher
@@ -440,7 +467,12 @@ async fn a_send_past_its_deadline_is_stopped_and_kept() {
             inflight.enter(),
         )
         .await;
-    assert!(outcome.unwrap_err().reason.contains("could not be made in time"));
+    assert!(
+        outcome
+            .unwrap_err()
+            .reason
+            .contains("could not be made in time")
+    );
     assert_eq!(recovered(&log), ["slow"]);
     assert_eq!(inflight.active(), 0);
 }

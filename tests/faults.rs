@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use support::fault_proxy::{Fault, FaultProxy};
 use support::*;
-use twenty_webhook::config::AckMode;
 use twenty_webhook::aws::SqsTransport;
+use twenty_webhook::config::AckMode;
 
 #[derive(Debug)]
 struct Counts {

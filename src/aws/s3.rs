@@ -11,8 +11,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::envelope::{Claim, body_sha256};
 use super::sdk_error::classify_sdk_error;
+use crate::envelope::{Claim, body_sha256};
 use crate::retry::Failure;
 
 #[derive(Clone)]

@@ -71,7 +71,11 @@ impl Transport for SqsTransport {
             .await
             .map_err(|e| classify_sdk_error("SQS", &e))?;
         Ok(BatchReply {
-            successful: output.successful().iter().map(|s| s.id().to_owned()).collect(),
+            successful: output
+                .successful()
+                .iter()
+                .map(|s| s.id().to_owned())
+                .collect(),
             failed: output
                 .failed()
                 .iter()

@@ -41,6 +41,8 @@ pub struct FaultProxy {
     /// Requests seen, by what happened to them.
     pub forwarded: AtomicU64,
     pub faulted: AtomicU64,
+    /// When each answer from SQS was passed on to the sender.
+    pub answered_at: std::sync::Mutex<Vec<tokio::time::Instant>>,
 }
 
 impl FaultProxy {
@@ -54,6 +56,7 @@ impl FaultProxy {
             fault,
             forwarded: AtomicU64::new(0),
             faulted: AtomicU64::new(0),
+            answered_at: std::sync::Mutex::new(Vec::new()),
         });
         tokio::spawn(serve(proxy.clone(), listener, upstream));
         proxy
@@ -152,6 +155,11 @@ async fn handle(proxy: Arc<FaultProxy>, mut client: TcpStream, upstream: String,
         proxy.faulted.fetch_add(1, Ordering::Relaxed);
         return;
     }
+    proxy
+        .answered_at
+        .lock()
+        .unwrap()
+        .push(tokio::time::Instant::now());
     let _ = client.write_all(&response).await;
 }
 

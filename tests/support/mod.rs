@@ -12,14 +12,15 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use lambda_http::{Body, Request, Response};
+use twenty_webhook::aws::{PayloadStore, SqsTransport};
 use twenty_webhook::config::{AckMode, Config, Secret};
+use twenty_webhook::dispatch::Dispatcher;
 use twenty_webhook::function_url::App;
 use twenty_webhook::inflight::InFlight;
-use twenty_webhook::aws::{PayloadStore, SqsTransport};
-use twenty_webhook::dispatch::Dispatcher;
 use twenty_webhook::signature;
 
 pub mod fault_proxy;
+pub mod lambda_api;
 pub mod watch;
 
 pub const SECRET: &str = "twenty-webhook-test-secret";
@@ -221,6 +222,43 @@ pub fn person_created(record_id: &str) -> String {
     format!(
         r#"{{"targetUrl":"https://example.com/hook","eventName":"person.created","objectMetadata":{{"id":"5f7e0c4e-1c56-4a4b-9a0e-2f6a4cb1a001","nameSingular":"person"}},"workspaceId":"20202020-1c25-4d02-bf25-6aeccf7ea419","webhookId":"8c2b6a4e-77a4-4b5e-9f0e-111111111111","eventDate":"2025-02-10T15:30:45.123Z","record":{{"id":"{record_id}","name":{{"firstName":"Zoë","lastName":"Ng"}},"emails":{{"primaryEmail":"zoe@example.com","additionalEmails":null}},"city":"Paris"}}}}"#
     )
+}
+
+/// A Twenty-signed POST as Lambda hands it to the function behind a Function URL (the
+/// API Gateway v2 payload), for a stub Runtime API to deliver.
+pub fn function_url_event(body: &str) -> String {
+    let headers: serde_json::Map<String, serde_json::Value> = twenty_headers(body)
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "abcdefghij",
+            "domainName": "abcdefghij.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abcdefghij",
+            "http": {
+                "method": "POST",
+                "path": "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.10",
+                "userAgent": "axios/1.7.9"
+            },
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "10/Feb/2025:15:30:45 +0000",
+            "timeEpoch": 1739201445123u64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+    .to_string()
 }
 
 /// A request as a Function URL hands it to the function.
