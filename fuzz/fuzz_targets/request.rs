@@ -2,8 +2,10 @@
 //! signed correctly, so the fuzzer gets past the signature into parsing and envelopes.
 //!
 //! Checks, beyond "never panics": every refusal has a status from the documented set; every
-//! acceptance is signed, yields at least one message, each within SQS's limit, each a JSON
-//! envelope whose id is the SHA-256 of the body.
+//! acceptance is signed, yields at least one message and no more than a delivery may fan
+//! out to, each within SQS's limit, each a JSON envelope whose id is the SHA-256 of the
+//! body. Half the inputs run with a payload bucket, where large envelopes become claim
+//! checks. `scripts/fuzz` lets inputs grow past the 1 MiB body limit.
 
 #![no_main]
 
@@ -12,7 +14,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use twenty_webhook::config::{AckMode, Config, Secret};
-use twenty_webhook::envelope::{SQS_MAX_MESSAGE_BYTES, body_sha256};
+use twenty_webhook::envelope::{
+    MAX_ENVELOPE_BYTES_PER_DELIVERY, MAX_MESSAGES_PER_DELIVERY, SQS_MAX_MESSAGE_BYTES, body_sha256,
+};
 use twenty_webhook::ingest::{Inbound, accept};
 use twenty_webhook::signature::sign;
 
@@ -27,6 +31,8 @@ struct Request<'a> {
     /// Add a correct signature and timestamp (offset within ±10 min) to the headers.
     signed: Option<i16>,
     allow_unsigned: bool,
+    /// Configure a payload bucket (claim checks, bodies up to 6 MiB).
+    bucket: bool,
 }
 
 fuzz_target!(|input: Request<'_>| {
@@ -38,7 +44,7 @@ fuzz_target!(|input: Request<'_>| {
         ack_mode: AckMode::Immediate,
         allow_unsigned: input.allow_unsigned,
         retry_budget: Duration::from_secs(20),
-        payload_bucket: None,
+        payload_bucket: input.bucket.then(|| "payloads".to_owned()),
     };
     let mut headers = input.headers.clone();
     let (ts, sig);
@@ -60,12 +66,25 @@ fuzz_target!(|input: Request<'_>| {
         Ok(accepted) => {
             assert_eq!(accepted.id, body_sha256(input.body));
             assert!(!accepted.messages.is_empty());
+            assert!(accepted.messages.len() <= MAX_MESSAGES_PER_DELIVERY);
+            let mut total = 0;
             for m in &accepted.messages {
                 assert!(m.sqs_size() <= SQS_MAX_MESSAGE_BYTES);
                 let envelope: serde_json::Value = serde_json::from_str(&m.body).unwrap();
                 assert!(envelope["id"].as_str().unwrap().starts_with(&accepted.id));
                 assert!(m.fifo.is_some());
+                if let Some(claim) = &m.claim {
+                    assert!(input.bucket);
+                    assert_eq!(
+                        envelope["claimCheck"]["sha256"],
+                        body_sha256(claim.envelope.as_bytes())
+                    );
+                    total += claim.envelope.len();
+                } else {
+                    total += m.body.len();
+                }
             }
+            assert!(total <= MAX_ENVELOPE_BYTES_PER_DELIVERY);
         }
     }
 });
