@@ -1,7 +1,9 @@
-//! Cold start: the time from process start to the first call for work on a stub Lambda
-//! Runtime API, and the peak memory until then, for each binary given, run many times.
-//! Under strace (if installed) it also lists every network connection made during init
-//! other than to the Runtime API itself.
+//! Cold start: for each binary given, run many times against a stub Lambda Runtime API,
+//! the time from process start to the first call for work (init), the time from process
+//! start to the answer to the first invocation (what a user feels: a Twenty-signed delivery
+//! to the function, anything to a floor), and the peak memory until then. Under strace (if
+//! installed) it also lists every network connection made during init other than to the
+//! Runtime API itself.
 //!
 //!     scripts/coldstart            (builds the release binaries, then runs this)
 //!     cargo run --release --example coldstart -- RUNS BINARY...   (the last is the floor)
@@ -9,25 +11,46 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Serves the Runtime and Extensions APIs just far enough for init to complete, and
-/// reports the first `GET .../runtime/invocation/next`: the function asking for work.
-fn stub_runtime_api() -> (String, mpsc::Receiver<Instant>) {
+const SECRET: &str = "cold-start-secret";
+
+/// What the stub saw, and when.
+enum Mark {
+    /// The first `GET .../runtime/invocation/next`: init is over.
+    Init(Instant),
+    /// The answer to the first invocation was posted.
+    Answer(Instant),
+}
+
+/// Serves the Runtime and Extensions APIs for one invocation: the first call for work gets
+/// a signed Function URL delivery (and the extension its INVOKE); later calls wait forever.
+/// Anything else (the function's SQS calls, pointed here so that no traffic leaves the
+/// machine) gets a 404.
+fn stub_runtime_api() -> (String, mpsc::Receiver<Mark>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (tx, rx) = mpsc::channel();
+    let event = Arc::new(invocation_event());
+    let calls = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let tx = tx.clone();
-            std::thread::spawn(move || serve(stream, tx));
+            let (tx, event, calls) = (tx.clone(), event.clone(), calls.clone());
+            std::thread::spawn(move || serve(stream, tx, &event, &calls));
         }
     });
     (addr, rx)
 }
 
-fn serve(mut stream: TcpStream, tx: mpsc::Sender<Instant>) {
+fn serve(
+    mut stream: TcpStream,
+    tx: mpsc::Sender<Mark>,
+    event: &str,
+    calls: &(AtomicUsize, AtomicUsize),
+) {
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
@@ -47,28 +70,95 @@ fn serve(mut stream: TcpStream, tx: mpsc::Sender<Instant>) {
         }
         let mut body = vec![0; length];
         let _ = reader.read_exact(&mut body);
-        if request_line.contains("/runtime/invocation/next") {
-            let _ = tx.send(Instant::now());
-            // Never answers: the measurement ends here.
-            std::thread::sleep(Duration::from_secs(3600));
+        // One write per answer: `write!` on a TcpStream sends each piece of the format as
+        // its own segment, which Nagle's algorithm then holds back.
+        let answer = if request_line.contains("/runtime/invocation/next") {
+            if calls.0.fetch_add(1, Ordering::SeqCst) > 0 {
+                hang();
+            }
+            let _ = tx.send(Mark::Init(Instant::now()));
+            let deadline = (now_ms() + 30_000).to_string();
+            reply(
+                200,
+                &[
+                    ("lambda-runtime-aws-request-id", "request-1"),
+                    ("lambda-runtime-deadline-ms", &deadline),
+                    (
+                        "lambda-runtime-invoked-function-arn",
+                        "arn:aws:lambda:eu-west-1:123456789012:function:twenty-webhook",
+                    ),
+                ],
+                event,
+            )
+        } else if request_line.contains("/runtime/invocation/") {
+            let _ = tx.send(Mark::Answer(Instant::now()));
+            reply(202, &[], "{}")
         } else if request_line.contains("/extension/register") {
             let body = r#"{"functionName":"f","functionVersion":"$LATEST","handler":"bootstrap"}"#;
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nlambda-extension-identifier: ext-1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            // One write: `write!` on a TcpStream sends each piece of the format as its own
-            // segment, which Nagle's algorithm then holds back.
-            let _ = stream.write_all(response.as_bytes());
+            reply(200, &[("lambda-extension-identifier", "ext-1")], body)
         } else if request_line.contains("/extension/event/next") {
-            std::thread::sleep(Duration::from_secs(3600));
-        } else {
-            let _ = write!(
-                stream,
-                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
+            if calls.1.fetch_add(1, Ordering::SeqCst) > 0 {
+                hang();
+            }
+            let body = format!(
+                r#"{{"eventType":"INVOKE","deadlineMs":{},"requestId":"request-1","invokedFunctionArn":"arn:aws:lambda:eu-west-1:123456789012:function:twenty-webhook","tracing":{{"type":"X-Amzn-Trace-Id","value":"Root=1"}}}}"#,
+                now_ms() + 30_000
             );
-        }
+            reply(200, &[], &body)
+        } else {
+            reply(404, &[], "")
+        };
+        let _ = stream.write_all(answer.as_bytes());
     }
+}
+
+fn hang() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> String {
+    let mut text = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text + "\r\n" + body
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A Twenty delivery, signed now, as a Function URL hands it to Lambda.
+fn invocation_event() -> String {
+    let body = r#"{"targetUrl":"https://abcdefghij.lambda-url.eu-west-1.on.aws/","eventName":"person.created","objectMetadata":{"id":"5f7e0c4e-1c56-4a4b-9a0e-2f6a4cb1a001","nameSingular":"person"},"workspaceId":"20202020-1c25-4d02-bf25-6aeccf7ea419","webhookId":"8c2b6a4e-77a4-4b5e-9f0e-5a1d2c3b4e01","eventDate":"2025-02-10T15:30:45.123Z","record":{"id":"d0a4c7e2-3b5f-4a61-8c9d-0e1f2a3b4c5d","name":{"firstName":"Zoë","lastName":"Nguyễn"},"emails":{"primaryEmail":"zoe@example.com","additionalEmails":null},"city":"Paris"}}"#;
+    let ts = now_ms().to_string();
+    let signature = twenty_webhook::signature::sign(SECRET.as_bytes(), &ts, body.as_bytes());
+    serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+        "headers": {
+            "content-type": "application/json", "user-agent": "axios/1.7.9",
+            "x-twenty-webhook-timestamp": ts, "x-twenty-webhook-signature": signature
+        },
+        "requestContext": {
+            "accountId": "anonymous", "apiId": "abcdefghij",
+            "domainName": "abcdefghij.lambda-url.eu-west-1.on.aws", "domainPrefix": "abcdefghij",
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.10", "userAgent": "axios/1.7.9"},
+            "requestId": "r", "routeKey": "$default", "stage": "$default",
+            "time": "10/Feb/2025:15:30:45 +0000", "timeEpoch": 0
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+    .to_string()
 }
 
 fn command(program: &str, api: &str) -> Command {
@@ -88,20 +178,28 @@ fn command(program: &str, api: &str) -> Command {
             "QUEUE_URL",
             "https://sqs.eu-west-1.amazonaws.com/123456789012/events",
         )
-        .env("TWENTY_WEBHOOK_SECRET", "cold-start-secret")
+        // The send after the answer goes to the stub (a 404), never off the machine.
+        .env("AWS_ENDPOINT_URL_SQS", format!("http://{api}"))
+        .env("TWENTY_WEBHOOK_SECRET", SECRET)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     c
 }
 
-/// One cold start: (time to the first call for work, peak RSS in KiB).
-fn once(binary: &str) -> (Duration, u64) {
-    let (api, first_next) = stub_runtime_api();
+/// One cold start: time to the first call for work, time to the first answer, and the
+/// peak RSS in KiB until then.
+fn once(binary: &str) -> (Duration, Duration, u64) {
+    let (api, marks) = stub_runtime_api();
     let start = Instant::now();
     let mut child = command(binary, &api).spawn().expect("start binary");
-    let asked = first_next
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the binary asked for work");
+    let (mut init, mut answer) = (None, None);
+    while answer.is_none() {
+        match marks.recv_timeout(Duration::from_secs(10)) {
+            Ok(Mark::Init(at)) => init = Some(at - start),
+            Ok(Mark::Answer(at)) => answer = Some(at - start),
+            Err(_) => panic!("{binary} did not answer its first invocation"),
+        }
+    }
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
     let peak_kib = status
         .lines()
@@ -110,7 +208,7 @@ fn once(binary: &str) -> (Duration, u64) {
         .unwrap_or(0);
     let _ = child.kill();
     let _ = child.wait();
-    (asked - start, peak_kib)
+    (init.expect("init mark"), answer.expect("answer"), peak_kib)
 }
 
 /// Connections other than to the Runtime API made before the first call for work.
@@ -123,7 +221,10 @@ fn network_during_init(binary: &str) -> Option<Vec<String>> {
         .arg(binary)
         .spawn()
         .ok()?;
-    first_next.recv_timeout(Duration::from_secs(20)).ok()?;
+    while !matches!(
+        first_next.recv_timeout(Duration::from_secs(20)).ok()?,
+        Mark::Init(_)
+    ) {}
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(&trace).ok()?;
@@ -150,46 +251,50 @@ fn main() {
 
     // Runs alternate between the binaries, so that whatever else the machine is doing
     // weighs on each of them alike rather than on whichever ran during a busy spell.
-    let mut times = vec![Vec::with_capacity(runs); binaries.len()];
+    let mut inits = vec![Vec::with_capacity(runs); binaries.len()];
+    let mut answers = vec![Vec::with_capacity(runs); binaries.len()];
     let mut peaks = vec![0u64; binaries.len()];
     for binary in binaries {
         let _ = once(binary); // page cache warm-up, not counted
     }
     for _ in 0..runs {
         for (i, binary) in binaries.iter().enumerate() {
-            let (t, rss) = once(binary);
-            times[i].push(t);
+            let (init, answer, rss) = once(binary);
+            inits[i].push(init);
+            answers[i].push(answer);
             peaks[i] = peaks[i].max(rss);
         }
     }
-    for t in &mut times {
+    for t in inits.iter_mut().chain(answers.iter_mut()) {
         t.sort();
     }
-    let floor = &times[binaries.len() - 1];
+    let last = binaries.len() - 1;
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
     let ratio = |a: Duration, b: Duration| format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64());
 
     println!(
-        "{:<46} {:>8} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "{:<46} {:>8} {:>10} {:>10} {:>11} {:>11} {:>11} {:>11} {:>9}",
         "binary",
         "size KiB",
         "init p50",
-        "init p90",
-        "init min",
-        "p50/floor",
-        "min/floor",
+        "init/floor",
+        "answer p50",
+        "answer p90",
+        "answer min",
+        "answ./floor",
         "peak MiB"
     );
     for (i, binary) in binaries.iter().enumerate() {
-        let t = &times[i];
+        let (init, answer) = (&inits[i], &answers[i]);
         let size = std::fs::metadata(binary).map_or(0, |m| m.len() / 1024);
         println!(
-            "{binary:<46} {size:>8} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9.1}",
-            ms(t[runs / 2]),
-            ms(t[runs * 9 / 10]),
-            ms(t[0]),
-            ratio(t[runs / 2], floor[runs / 2]),
-            ratio(t[0], floor[0]),
+            "{binary:<46} {size:>8} {:>10} {:>10} {:>11} {:>11} {:>11} {:>11} {:>9.1}",
+            ms(init[runs / 2]),
+            ratio(init[runs / 2], inits[last][runs / 2]),
+            ms(answer[runs / 2]),
+            ms(answer[runs * 9 / 10]),
+            ms(answer[0]),
+            ratio(answer[runs / 2], answers[last][runs / 2]),
             peaks[i] as f64 / 1024.0
         );
     }

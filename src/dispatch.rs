@@ -7,7 +7,7 @@
 //! deadline; at shutdown the thread finishes what it can within a grace period, then drops
 //! the rest, which writes it to the fallback log.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OnceCell, mpsc, oneshot};
@@ -29,12 +29,42 @@ const OVERRUN: Duration = Duration::from_millis(250);
 pub struct Dispatcher {
     commands: mpsc::UnboundedSender<Command>,
     sink: FallbackSink,
+    spawn: Arc<LazySpawn>,
 }
 
 /// The sender thread itself, to be shut down once the function stops taking requests.
 pub struct SenderThread {
     commands: mpsc::UnboundedSender<Command>,
     done: oneshot::Receiver<()>,
+    spawn: Arc<LazySpawn>,
+}
+
+/// Starts the thread on the first hand-over rather than at init: a thread and a runtime
+/// are made in parallel with nothing then, and init stays as short as it can be.
+struct LazySpawn(Mutex<Option<Spawn>>);
+
+type Spawn = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
+
+impl LazySpawn {
+    /// Starts the thread unless it has been started (or given up) before. If it cannot
+    /// start, its inbox is dropped, and with it whatever is handed over: to the fallback log.
+    fn start(&self) {
+        let spawn = self.0.lock().map(|mut s| s.take()).unwrap_or_default();
+        if let Some(spawn) = spawn
+            && let Err(e) = spawn()
+        {
+            error!(error = %e, "the sender thread could not start");
+        }
+    }
+
+    /// True if the thread was never started; it never will be now.
+    fn cancel(&self) -> bool {
+        self.0
+            .lock()
+            .map(|mut s| s.take())
+            .unwrap_or_default()
+            .is_some()
+    }
 }
 
 enum Command {
@@ -52,37 +82,48 @@ struct Job {
 }
 
 impl Dispatcher {
-    /// Starts the sender thread. `connect` builds the transport on the first send, on that
-    /// thread, within that send's deadline (and again on a later send if it did not finish).
-    pub fn start<T, F, Fut>(
-        connect: F,
-        sink: FallbackSink,
-    ) -> std::io::Result<(Dispatcher, SenderThread)>
+    /// Prepares the sender thread, which starts on the first hand-over. `connect` builds
+    /// the transport on the first send, on that thread, within that send's deadline (and
+    /// again on a later send if it did not finish).
+    pub fn start<T, F, Fut>(connect: F, sink: FallbackSink) -> (Dispatcher, SenderThread)
     where
         T: Transport,
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = T> + Send + 'static,
     {
         let (commands, inbox) = mpsc::unbounded_channel();
-        let (finished, done) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("twenty-sender".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(serve(inbox, Arc::new(connect))),
-                    // Dropping the inbox drops every consignment in it: to the fallback log.
-                    Err(e) => error!(error = %e, "the sender thread could not start its runtime"),
-                }
-                let _ = finished.send(());
-            })?;
+        let (finished, done) = oneshot::channel::<()>();
+        let spawn = Arc::new(LazySpawn(Mutex::new(Some(Box::new(move || {
+            std::thread::Builder::new()
+                .name("twenty-sender".into())
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime.block_on(serve(inbox, Arc::new(connect))),
+                        // Dropping the inbox drops every consignment in it: to the fallback log.
+                        Err(e) => {
+                            error!(error = %e, "the sender thread could not start its runtime")
+                        }
+                    }
+                    let _ = finished.send(());
+                })
+                .map(drop)
+        })))));
         let thread = SenderThread {
             commands: commands.clone(),
             done,
+            spawn: spawn.clone(),
         };
-        Ok((Dispatcher { commands, sink }, thread))
+        (
+            Dispatcher {
+                commands,
+                sink,
+                spawn,
+            },
+            thread,
+        )
     }
 
     /// Queues `messages` in the background; `hold` is released when the send is over.
@@ -124,6 +165,7 @@ impl Dispatcher {
             reply,
             _hold: hold,
         };
+        self.spawn.start();
         // If the sender thread is gone, the job comes back and is dropped here: its
         // consignment goes to the fallback log at once.
         if let Err(returned) = self.commands.send(Command::Send(job)) {
@@ -137,6 +179,9 @@ impl SenderThread {
     /// Lets the sends in flight finish within `grace`, drops the rest (to the fallback
     /// log), and returns once the thread is done.
     pub async fn shutdown(self, grace: Duration) {
+        if self.spawn.cancel() {
+            return; // never started: nothing was ever handed over
+        }
         let _ = self.commands.send(Command::Shutdown(grace));
         let _ = self.done.await;
     }

@@ -45,7 +45,7 @@ pub async fn run() -> Result<(), Error> {
             async move { SqsTransport::connect(&url).await }
         },
         stdout_sink(),
-    )?;
+    );
     let drain_budget = config.retry_budget + Duration::from_secs(1);
     let app = App::new(config, dispatcher, inflight);
 

@@ -409,8 +409,7 @@ async fn the_sender_thread_survives_a_panic_and_drains_at_shutdown() {
             })
         },
         sink,
-    )
-    .unwrap();
+    );
     let inflight = InFlight::default();
     let deadline = || Instant::now() + Duration::from_secs(60);
 
@@ -457,8 +456,7 @@ async fn a_send_past_its_deadline_is_stopped_and_kept() {
             Scripted::new(|_, e| all_ok(e))
         },
         sink,
-    )
-    .unwrap();
+    );
     let inflight = InFlight::default();
     let outcome = dispatcher
         .submit_and_wait(

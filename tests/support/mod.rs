@@ -310,8 +310,7 @@ impl Harness {
                 }
             },
             Arc::new(move |text: &str| sink.lock().unwrap().push_str(text)),
-        )
-        .expect("start the sender thread");
+        );
         let inflight = InFlight::default();
         Self {
             app: App::new(config, dispatcher, inflight.clone()),
