@@ -29,3 +29,5 @@ pub mod function_url;
 pub mod inflight;
 #[cfg(feature = "aws")]
 pub mod replay;
+#[cfg(feature = "aws")]
+pub mod worker;

@@ -42,6 +42,36 @@ fn python() -> PathBuf {
     path
 }
 
+/// Verifies a Standard Webhooks request with the Python `standardwebhooks` package (an
+/// implementation that is not ours); Err holds its reason.
+pub fn standard_webhooks_verify(
+    secret: &str,
+    body: &str,
+    headers: &std::collections::HashMap<String, String>,
+) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .arg(project_dir().join("tests/support/verify_standard_webhook.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the standardwebhooks check");
+    let request = serde_json::json!({ "secret": secret, "body": body, "headers": headers });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.to_string().as_bytes())
+        .expect("write the request");
+    let out = child.wait_with_output().expect("standardwebhooks check");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 struct Moto {
     endpoint: String,
     // Held for the life of the process: when it ends, moto's stdin closes and it stops.

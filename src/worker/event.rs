@@ -1,0 +1,122 @@
+//! A queued envelope as the worker reads it: the fields routing and handlers need, and the
+//! exact bytes, which are what gets forwarded.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+use crate::envelope::VERSION;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("the message is not a twenty-webhook envelope")]
+    NotAnEnvelope,
+    #[error("envelope version {0} is not one this worker knows (it knows {VERSION})")]
+    UnknownVersion(u64),
+    #[error("the stored envelope could not be read: {0}")]
+    ClaimCheck(String),
+}
+
+/// One event, parsed from its envelope. `body` is the envelope exactly as it was queued
+/// (for a claim check, the stored object).
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: String,
+    pub event_name: String,
+    pub object_name: String,
+    pub action: String,
+    pub record_id: Option<String>,
+    pub body: String,
+}
+
+/// A claim-check pointer found in a queued message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ClaimCheck {
+    pub bucket: String,
+    pub key: String,
+    pub sha256: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    id: String,
+    event_name: String,
+    object_name: String,
+    action: String,
+    record_id: Option<String>,
+    #[serde(default)]
+    claim_check: Option<ClaimCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Parts<'a> {
+    #[serde(borrow)]
+    record: Option<&'a RawValue>,
+    updated_fields: Option<Vec<String>>,
+}
+
+/// What a queued message holds: an event, or a pointer to one stored in S3.
+#[derive(Debug)]
+pub enum Queued {
+    Event(Event),
+    Claim(ClaimCheck),
+}
+
+impl Event {
+    /// Reads a queued message body.
+    pub fn parse(body: String) -> Result<Queued, EventError> {
+        let version = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&body)
+            .ok()
+            .and_then(|m| m.get("version").and_then(serde_json::Value::as_u64))
+            .ok_or(EventError::NotAnEnvelope)?;
+        if version != u64::from(VERSION) {
+            return Err(EventError::UnknownVersion(version));
+        }
+        let wire: Wire = serde_json::from_str(&body).map_err(|_| EventError::NotAnEnvelope)?;
+        if let Some(check) = wire.claim_check {
+            return Ok(Queued::Claim(check));
+        }
+        Ok(Queued::Event(Event {
+            id: wire.id,
+            event_name: wire.event_name,
+            object_name: wire.object_name,
+            action: wire.action,
+            record_id: wire.record_id,
+            body,
+        }))
+    }
+
+    /// Reads a stored envelope (the object a claim check points to), checking its hash.
+    pub fn from_stored(bytes: Vec<u8>, check: &ClaimCheck) -> Result<Self, EventError> {
+        if crate::envelope::body_sha256(&bytes) != check.sha256 {
+            return Err(EventError::ClaimCheck(
+                "the stored envelope does not match the hash in the message".into(),
+            ));
+        }
+        let body = String::from_utf8(bytes)
+            .map_err(|_| EventError::ClaimCheck("the stored envelope is not UTF-8".into()))?;
+        match Self::parse(body)? {
+            Queued::Event(event) => Ok(event),
+            Queued::Claim(_) => Err(EventError::ClaimCheck(
+                "the stored envelope is itself a pointer".into(),
+            )),
+        }
+    }
+
+    /// The record, as Twenty sent it, read into `T`.
+    pub fn record<T: DeserializeOwned>(&self) -> Option<T> {
+        let parts: Parts<'_> = serde_json::from_str(&self.body).ok()?;
+        serde_json::from_str(parts.record?.get()).ok()
+    }
+
+    /// The fields an update changed (`updatedFields`), empty for other events.
+    pub fn updated_fields(&self) -> Vec<String> {
+        serde_json::from_str::<Parts<'_>>(&self.body)
+            .ok()
+            .and_then(|p| p.updated_fields)
+            .unwrap_or_default()
+    }
+}

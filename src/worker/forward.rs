@@ -1,0 +1,232 @@
+//! Forwarding, the built-in workflow: `FORWARD_RULES` (a JSON array of rules) says which
+//! events go to which URL; each is POSTed there as the envelope bytes, signed per the
+//! Standard Webhooks specification.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use thiserror::Error;
+
+use super::route::Pattern;
+use super::standard_webhooks::WebhookKey;
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_TIMEOUT_MS: u64 = 900_000;
+
+/// One destination and the events it takes.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub events: Vec<String>,
+    pub url: String,
+    pub secret: Option<WebhookKey>,
+    /// Extra request headers (`Authorization`, say). Values are never logged.
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// Says which rule and what is wrong with it, never a value (a header or a secret).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RulesError {
+    #[error("FORWARD_RULES is not a JSON array of rules ({0})")]
+    NotAnArray(String),
+    #[error("rule {index} ({name}): {why}")]
+    Rule {
+        index: usize,
+        name: String,
+        why: String,
+    },
+}
+
+/// Headers a rule may not set: the worker sets them, and receivers verify them.
+const RESERVED: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// Parses `FORWARD_RULES`. Rules are numbered from 1 in errors; a rule without a name is
+/// named `rule-<n>`.
+pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RulesError> {
+    let values: Vec<Value> = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(values)) => values,
+        Ok(_) => {
+            return Err(RulesError::NotAnArray(
+                "it is valid JSON, but not an array".into(),
+            ));
+        }
+        // Position only: the text may hold secrets.
+        Err(e) => {
+            return Err(RulesError::NotAnArray(format!(
+                "invalid JSON at line {} column {}",
+                e.line(),
+                e.column()
+            )));
+        }
+    };
+    let mut rules: Vec<Rule> = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        let index = i + 1;
+        let rule = parse_rule(index, value)?;
+        if rules.iter().any(|r| r.name == rule.name) {
+            return Err(RulesError::Rule {
+                index,
+                name: rule.name,
+                why: "another rule has this name (names key idempotency)".into(),
+            });
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
+    let fail = |name: &str, why: &str| RulesError::Rule {
+        index,
+        name: name.to_owned(),
+        why: why.to_owned(),
+    };
+    let Value::Object(map) = value else {
+        return Err(fail("unnamed", "not a JSON object"));
+    };
+    let name = match map.get("name") {
+        None | Some(Value::Null) => format!("rule-{index}"),
+        Some(Value::String(n)) if !n.is_empty() && n.len() <= 100 && !n.contains('#') => n.clone(),
+        Some(_) => {
+            return Err(fail(
+                "unnamed",
+                "`name` must be a string of 1 to 100 characters without `#`",
+            ));
+        }
+    };
+    let fail = |why: &str| fail(&name, why);
+    if let Some(key) = map.keys().find(|k| {
+        !["name", "events", "url", "secret", "headers", "timeoutMs"].contains(&k.as_str())
+    }) {
+        // A key name is no secret; a misspelt `secret` should not pass unnoticed.
+        return Err(fail(&format!("unknown field `{key}`")));
+    }
+    let events: Vec<String> = match map.get("events") {
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|p| match p {
+                Value::String(p) => Pattern::parse(p)
+                    .map(|_| p.clone())
+                    .map_err(|e| fail(&e.to_string())),
+                _ => Err(fail("every entry of `events` must be a string")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(fail("`events` must be a non-empty array of patterns")),
+    };
+    let url = match map.get("url") {
+        Some(Value::String(u)) if valid_url(u) => u.clone(),
+        _ => return Err(fail("`url` must be an http:// or https:// URL")),
+    };
+    let secret = match map.get("secret") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(WebhookKey::parse(s).map_err(|e| fail(&format!("`secret`: {e}")))?)
+        }
+        Some(_) => return Err(fail("`secret` must be a string")),
+    };
+    let headers = match map.get("headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(h)) => h
+            .iter()
+            .map(|(k, v)| {
+                let lower = k.to_ascii_lowercase();
+                match v {
+                    _ if RESERVED.contains(&lower.as_str()) => {
+                        Err(fail(&format!("header `{k}` is set by the worker")))
+                    }
+                    _ if !valid_header_name(k) => Err(fail(&format!("`{k}` is not a header name"))),
+                    Value::String(v) if valid_header_value(v) => Ok((k.clone(), v.clone())),
+                    _ => Err(fail(&format!(
+                        "header `{k}` must have a printable string value"
+                    ))),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(fail("`headers` must be an object of strings")),
+    };
+    let timeout = match map.get("timeoutMs") {
+        None | Some(Value::Null) => DEFAULT_TIMEOUT,
+        Some(v) => match v.as_u64() {
+            Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => Duration::from_millis(ms),
+            _ => {
+                return Err(fail(&format!(
+                    "`timeoutMs` must be whole milliseconds from 1 to {MAX_TIMEOUT_MS}"
+                )));
+            }
+        },
+    };
+    Ok(Rule {
+        name,
+        events,
+        url,
+        secret,
+        headers,
+        timeout,
+    })
+}
+
+fn valid_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let host = r.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty() && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn valid_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+/// The Standard Webhooks headers for one forwarded event, then the rule's own.
+pub fn headers(rule: &Rule, id: &str, timestamp: u64, body: &[u8]) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("webhook-id".to_owned(), id.to_owned()),
+        ("webhook-timestamp".to_owned(), timestamp.to_string()),
+    ];
+    if let Some(key) = &rule.secret {
+        out.push((
+            "webhook-signature".to_owned(),
+            key.sign(id, timestamp, body),
+        ));
+    }
+    out.extend(rule.headers.iter().cloned());
+    out
+}
+
+/// Reads `Retry-After` in seconds (the HTTP-date form is not honoured).
+pub fn retry_after(value: Option<&str>) -> Option<Duration> {
+    value?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// For logs: a rule's destination without path, query or credentials.
+pub fn origin(url: &str) -> &str {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    let host = &url[..end];
+    match host[scheme_end..].rfind('@') {
+        Some(at) => &url[scheme_end + at + 1..end],
+        None => host,
+    }
+}

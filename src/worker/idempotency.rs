@@ -1,0 +1,45 @@
+//! Idempotency: a ledger of what has been done per event and handler, so that a redelivered
+//! message does not repeat a destination that already took it, and two workers racing on
+//! one message do not both act. `aws::dynamodb` keeps it in DynamoDB; without a table the
+//! worker runs with `NoLedger`, and delivery is at least once.
+
+use std::future::Future;
+use std::time::Duration;
+
+/// What the ledger says about a key when a handler is about to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// Not done, and now marked in progress by us: go ahead.
+    Proceed,
+    /// Done before: skip it.
+    Done,
+    /// Another worker is on it, for at most this long still.
+    Busy(Duration),
+}
+
+pub trait Ledger: Send + Sync + 'static {
+    /// Marks `key` in progress unless it is done or in progress elsewhere.
+    fn begin(&self, key: &str) -> impl Future<Output = Result<Begin, String>> + Send;
+    /// Marks `key` done.
+    fn complete(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Removes our in-progress mark after a failure, so a retry may run at once.
+    fn release(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// No ledger: every delivery of a message runs its handlers (at least once).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLedger;
+
+impl Ledger for NoLedger {
+    async fn begin(&self, _key: &str) -> Result<Begin, String> {
+        Ok(Begin::Proceed)
+    }
+
+    async fn complete(&self, _key: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn release(&self, _key: &str) -> Result<(), String> {
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! The worker side: from the queue to workflows.
+//!
+//! Plain code, no AWS types: `event` reads a queued envelope, `route` and `router` send it
+//! to the handlers whose patterns match its name, `batch` runs a batch of messages (FIFO
+//! groups in order), `idempotency` keeps a handler from acting twice on one event,
+//! `forward` and `standard_webhooks` are the built-in workflow (signed POSTs).
+//!
+//! A handler in Rust is one async function registered on a pattern:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use twenty_webhook::worker::{Event, HandlerError, Router};
+//!
+//! let router = Router::new()
+//!     .on("email-sync", &["person.updated"], |event: Arc<Event>| async move {
+//!         if event.updated_fields().iter().any(|f| f == "emails") {
+//!             // call your API here
+//!         }
+//!         Ok::<(), HandlerError>(())
+//!     })
+//!     .expect("a valid pattern");
+//! assert_eq!(router.matching("person.updated"), ["email-sync"]);
+//! ```
+
+pub mod batch;
+pub mod event;
+pub mod forward;
+pub mod idempotency;
+pub mod route;
+pub mod router;
+pub mod standard_webhooks;
+
+pub use event::{Event, EventError, Queued};
+pub use idempotency::{Begin, Ledger, NoLedger};
+pub use route::Pattern;
+pub use router::{HandlerError, Outcome, RouteError, Router};

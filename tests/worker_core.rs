@@ -1,0 +1,352 @@
+//! The worker's plain parts: patterns, the router with a ledger, batches (FIFO groups in
+//! order), forwarding rules, and Standard Webhooks signatures checked by the Python
+//! `standardwebhooks` package (an implementation that is not ours).
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use twenty_webhook::worker::batch::{self, Item, Process};
+use twenty_webhook::worker::forward::{self, RulesError, parse_rules};
+use twenty_webhook::worker::standard_webhooks::WebhookKey;
+use twenty_webhook::worker::{
+    Begin, Event, HandlerError, Ledger, NoLedger, Outcome, Pattern, Queued, Router,
+};
+
+#[test]
+fn patterns_match_object_and_action() {
+    let cases = [
+        ("person.created", "person.created", true),
+        ("person.created", "person.updated", false),
+        ("person.*", "person.deleted", true),
+        ("person.*", "company.deleted", false),
+        ("*.deleted", "company.deleted", true),
+        ("*.deleted", "company.destroyed", false),
+        ("*", "metadata.fieldMetadata.created", true),
+        ("*.*", "pet.created", true),
+        // The object is everything before the last dot.
+        (
+            "metadata.fieldMetadata.*",
+            "metadata.fieldMetadata.created",
+            true,
+        ),
+        ("metadata.*", "metadata.fieldMetadata.created", false),
+        (
+            "fieldMetadata.created",
+            "metadata.fieldMetadata.created",
+            false,
+        ),
+    ];
+    for (pattern, name, expected) in cases {
+        assert_eq!(
+            Pattern::parse(pattern).unwrap().matches(name),
+            expected,
+            "{pattern} ~ {name}"
+        );
+    }
+    for bad in [
+        "",
+        "person",
+        ".created",
+        "person.",
+        "per*son.created",
+        "person. created",
+    ] {
+        assert!(Pattern::parse(bad).is_err(), "{bad:?}");
+    }
+}
+
+fn event(id: &str, name: &str) -> Arc<Event> {
+    let (object, action) = name.rsplit_once('.').unwrap();
+    let body = format!(
+        r#"{{"version":1,"id":"{id}","eventName":"{name}","objectName":"{object}","action":"{action}","recordId":"r","record":{{"id":"r","emails":{{"primaryEmail":"a@b.c"}}}},"updatedFields":["emails"],"claimCheck":null}}"#
+    );
+    match Event::parse(body).unwrap() {
+        Queued::Event(e) => Arc::new(e),
+        Queued::Claim(_) => unreachable!(),
+    }
+}
+
+/// Counts the runs of each handler; `fail` names handlers that fail.
+fn counting_router(
+    names: &[(&str, &str)],
+    fail: &[&str],
+) -> (Router, Arc<Mutex<HashMap<String, usize>>>) {
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let mut router = Router::new();
+    for (name, pattern) in names {
+        let (runs, name_owned, fails) = (runs.clone(), name.to_string(), fail.contains(name));
+        router = router
+            .on(name, &[pattern], move |_event| {
+                let (runs, name) = (runs.clone(), name_owned.clone());
+                async move {
+                    *runs.lock().unwrap().entry(name).or_insert(0) += 1;
+                    if fails {
+                        Err(HandlerError::new("down").retry_after(Duration::from_secs(7)))
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+            .unwrap();
+    }
+    (router, runs)
+}
+
+#[tokio::test]
+async fn every_matching_handler_runs() {
+    let (router, runs) = counting_router(
+        &[
+            ("people", "person.*"),
+            ("deletes", "*.deleted"),
+            ("all", "*"),
+        ],
+        &[],
+    );
+    let outcome = router
+        .dispatch(event("e1", "person.deleted"), Arc::new(NoLedger))
+        .await;
+    assert_eq!(
+        outcome,
+        Outcome::Done {
+            handled: 3,
+            skipped: 0
+        }
+    );
+    let outcome = router
+        .dispatch(event("e2", "company.created"), Arc::new(NoLedger))
+        .await;
+    assert_eq!(
+        outcome,
+        Outcome::Done {
+            handled: 1,
+            skipped: 0
+        }
+    );
+    assert_eq!(runs.lock().unwrap()["all"], 2);
+    let (router, _) = counting_router(&[("people", "person.*")], &[]);
+    assert_eq!(
+        router
+            .dispatch(event("e3", "pet.created"), Arc::new(NoLedger))
+            .await,
+        Outcome::Unrouted
+    );
+    assert!(
+        Router::new()
+            .on("a", &["*"], |_| async { Ok(()) })
+            .unwrap()
+            .on("a", &["*"], |_| async { Ok(()) })
+            .is_err(),
+        "names are unique"
+    );
+}
+
+/// An in-memory ledger with the DynamoDB ledger's semantics, for the router alone.
+#[derive(Default)]
+struct MemoryLedger(Mutex<HashMap<String, bool>>);
+
+impl Ledger for MemoryLedger {
+    async fn begin(&self, key: &str) -> Result<Begin, String> {
+        let mut map = self.0.lock().unwrap();
+        Ok(match map.get(key) {
+            Some(true) => Begin::Done,
+            Some(false) => Begin::Busy(Duration::from_secs(30)),
+            None => {
+                map.insert(key.to_owned(), false);
+                Begin::Proceed
+            }
+        })
+    }
+    async fn complete(&self, key: &str) -> Result<(), String> {
+        self.0.lock().unwrap().insert(key.to_owned(), true);
+        Ok(())
+    }
+    async fn release(&self, key: &str) -> Result<(), String> {
+        self.0.lock().unwrap().remove(key);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_redelivery_repeats_only_the_handler_that_failed() {
+    let (router, runs) = counting_router(&[("crm", "person.*"), ("n8n", "*")], &["n8n"]);
+    let ledger = Arc::new(MemoryLedger::default());
+    let first = router
+        .dispatch(event("e1", "person.updated"), ledger.clone())
+        .await;
+    let Outcome::Failed(failures) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].0, "n8n");
+    assert_eq!(failures[0].1.retry_after, Some(Duration::from_secs(7)));
+    let again = router
+        .dispatch(event("e1", "person.updated"), ledger.clone())
+        .await;
+    assert!(matches!(again, Outcome::Failed(_)));
+    let runs = runs.lock().unwrap();
+    assert_eq!(runs["crm"], 1, "done once, skipped on redelivery");
+    assert_eq!(runs["n8n"], 2, "the failed one runs again");
+}
+
+struct Recorder {
+    seen: Mutex<Vec<String>>,
+    fail: Vec<&'static str>,
+    running: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Process for Recorder {
+    async fn process(&self, item: &Item) -> Result<(), (String, Option<Duration>)> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.seen.lock().unwrap().push(item.message_id.clone());
+        if self.fail.contains(&item.message_id.as_str()) {
+            Err(("handler failed".into(), None))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn recorder(fail: Vec<&'static str>) -> Arc<Recorder> {
+    Arc::new(Recorder {
+        seen: Mutex::new(vec![]),
+        fail,
+        running: AtomicUsize::new(0),
+        most: AtomicUsize::new(0),
+    })
+}
+
+fn item(id: &str, group: Option<&str>) -> Item {
+    Item {
+        message_id: id.into(),
+        group: group.map(str::to_owned),
+        body: String::new(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standard_batch_runs_concurrently_within_its_bound() {
+    let r = recorder(vec!["m3"]);
+    let items: Vec<Item> = (0..10).map(|i| item(&format!("m{i}"), None)).collect();
+    let failed = batch::run(r.clone(), items, false, 4).await;
+    let ids: Vec<&str> = failed.iter().map(|f| f.message_id.as_str()).collect();
+    assert_eq!(ids, ["m3"]);
+    assert_eq!(r.seen.lock().unwrap().len(), 10);
+    assert_eq!(r.most.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fifo_group_stops_at_its_first_failure_while_others_go_on() {
+    let r = recorder(vec!["a1"]);
+    let items = vec![
+        item("a0", Some("person:1")),
+        item("b0", Some("person:2")),
+        item("a1", Some("person:1")),
+        item("b1", Some("person:2")),
+        item("a2", Some("person:1")),
+    ];
+    let failed = batch::run(r.clone(), items, true, 10).await;
+    let ids: Vec<(&str, &str)> = failed
+        .iter()
+        .map(|f| (f.message_id.as_str(), f.reason.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("a1", "handler failed"),
+            ("a2", "an earlier message of its group failed")
+        ]
+    );
+    let seen = r.seen.lock().unwrap().clone();
+    assert!(!seen.contains(&"a2".to_owned()), "a2 is not handled");
+    let order = |id: &str| seen.iter().position(|s| s == id).unwrap();
+    assert!(order("a0") < order("a1") && order("b0") < order("b1"));
+}
+
+#[test]
+fn envelopes_and_versions() {
+    assert!(matches!(
+        Event::parse("not json".into()),
+        Err(twenty_webhook::worker::EventError::NotAnEnvelope)
+    ));
+    assert!(matches!(
+        Event::parse(r#"{"version":2,"id":"x"}"#.into()),
+        Err(twenty_webhook::worker::EventError::UnknownVersion(2))
+    ));
+    let e = event("e1", "person.updated");
+    assert_eq!(e.object_name, "person");
+    assert_eq!(e.updated_fields(), ["emails"]);
+    let record: serde_json::Value = e.record().unwrap();
+    assert_eq!(record["emails"]["primaryEmail"], "a@b.c");
+}
+
+const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[test]
+fn forwarding_rules_are_checked_and_errors_never_show_a_value() {
+    let rules = parse_rules(&format!(
+        r#"[{{"name":"n8n","events":["person.*","*.deleted"],"url":"https://n8n.example.com/webhook/x","secret":"{KEY}","headers":{{"Authorization":"Bearer hunter2"}},"timeoutMs":5000}},
+            {{"events":["*"],"url":"http://127.0.0.1:9/x"}}]"#
+    ))
+    .unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[1].name, "rule-2");
+    assert_eq!(rules[0].timeout, Duration::from_secs(5));
+    assert_eq!(rules[1].timeout, forward::DEFAULT_TIMEOUT);
+    assert!(!format!("{rules:?}").contains("MfKQ9r8"), "no key in Debug");
+
+    let bad = [
+        (r#"{"events":["*"]}"#.to_owned(), "not a JSON array"),
+        (r#"[{"events":["*"],"url":"ftp://x"}]"#.into(), "rule 1 (rule-1): `url`"),
+        (r#"[{"name":"a","events":[],"url":"https://x"}]"#.into(), "rule 1 (a): `events`"),
+        (r#"[{"name":"a","events":["pe*rson.created"],"url":"https://x"}]"#.into(), "pattern"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","secret":"hunter2"}]"#.into(), "`secret`"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","secrets":"whsec_hunter2"}]"#.into(), "unknown field `secrets`"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","headers":"Bearer hunter2"}]"#.into(), "`headers`"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","headers":{"webhook-id":"hunter2"}}]"#.into(), "set by the worker"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","timeoutMs":0}]"#.into(), "`timeoutMs`"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x"},{"name":"a","events":["*"],"url":"https://y"}]"#.into(), "rule 2 (a): another rule"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","secret":"whsec_hunter2" "#.into(), "invalid JSON at line 1"),
+    ];
+    for (text, expected) in bad {
+        let err = parse_rules(&text).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(expected), "{text}: {message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(matches!(
+            err,
+            RulesError::NotAnArray(_) | RulesError::Rule { .. }
+        ));
+    }
+}
+
+/// Standard Webhooks signatures, verified by the Python `standardwebhooks` package.
+#[test]
+fn signatures_verify_with_the_standardwebhooks_package() {
+    let rules = parse_rules(&format!(
+        r#"[{{"name":"a","events":["*"],"url":"https://x","secret":"{KEY}","headers":{{"x-extra":"1"}}}}]"#
+    ))
+    .unwrap();
+    let body = r#"{"version":1,"id":"abc","record":{"name":"Zoë"}}"#;
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let headers = forward::headers(&rules[0], "abc", timestamp, body.as_bytes());
+    let map: HashMap<String, String> = headers.into_iter().collect();
+    assert_eq!(map["webhook-id"], "abc");
+    assert_eq!(map["x-extra"], "1");
+    assert!(map["webhook-signature"].starts_with("v1,"));
+    support::standard_webhooks_verify(KEY, body, &map).expect("standardwebhooks verifies it");
+    // A changed body does not verify.
+    let tampered = body.replace("Zoë", "Zoe");
+    assert!(support::standard_webhooks_verify(KEY, &tampered, &map).is_err());
+    assert!(WebhookKey::parse("whsec_").is_err());
+}
