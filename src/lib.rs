@@ -5,8 +5,11 @@
 //! `aws` (the SQS and S3 adapters), with `inflight` keeping the environment awake until
 //! every send is done.
 //!
-//! The runtime parts (everything that touches Lambda, tokio, SQS or S3) sit behind the
-//! default `aws` feature; without it the crate is the pure request core alone.
+//! The worker side (`worker`: routing, forwarding, the SQS event source) consumes the queue.
+//!
+//! Features: `ingest` (the Function URL function), `worker` (the consuming side, for a
+//! crate that only reads the queue), both by default, and `aws` under each (tokio, SQS,
+//! S3, delivery, replay). Without any, the crate is the pure request core alone.
 
 pub mod config;
 pub mod envelope;
@@ -21,13 +24,13 @@ pub mod signature;
 pub mod aws;
 #[cfg(feature = "aws")]
 pub mod delivery;
-#[cfg(feature = "aws")]
+#[cfg(feature = "ingest")]
 pub mod dispatch;
-#[cfg(feature = "aws")]
+#[cfg(feature = "ingest")]
 pub mod function_url;
-#[cfg(feature = "aws")]
+#[cfg(feature = "ingest")]
 pub mod inflight;
 #[cfg(feature = "aws")]
 pub mod replay;
-#[cfg(feature = "aws")]
+#[cfg(feature = "worker")]
 pub mod worker;

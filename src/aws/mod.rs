@@ -1,9 +1,14 @@
-//! The AWS adapters: SQS (the queue transport) and S3 (claim checks), and how their SDK
-//! errors are read for the retry policy. Everything AWS-typed lives here.
+//! The AWS adapters: SQS (the queue transport, and visibility for the worker's back-off),
+//! S3 (claim checks), DynamoDB (the worker's idempotency ledger), and how SDK errors are
+//! read for the retry policy. Everything AWS-typed lives here.
 
+#[cfg(feature = "worker")]
+pub mod dynamodb;
 pub mod s3;
 mod sdk_error;
 pub mod sqs;
 
+#[cfg(feature = "worker")]
+pub use dynamodb::DynamoLedger;
 pub use s3::{PayloadStore, ResolveError};
-pub use sqs::SqsTransport;
+pub use sqs::{SqsTransport, SqsVisibility};

@@ -65,26 +65,30 @@ impl PayloadStore {
         let Some(check) = pointer.claim_check else {
             return Ok(message_body.to_owned());
         };
-        let object = self
-            .client
-            .get_object()
-            .bucket(&check.bucket)
-            .key(&check.key)
-            .send()
+        let bytes = self
+            .get(&check.bucket, &check.key)
             .await
-            .map_err(|e| {
-                ResolveError::Fetch(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
-            })?;
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| ResolveError::Fetch(e.to_string()))?
-            .into_bytes();
+            .map_err(ResolveError::Fetch)?;
         if body_sha256(&bytes) != check.sha256 {
             return Err(ResolveError::Mismatch);
         }
-        String::from_utf8(bytes.to_vec()).map_err(|_| ResolveError::Mismatch)
+        String::from_utf8(bytes).map_err(|_| ResolveError::Mismatch)
+    }
+}
+
+impl PayloadStore {
+    /// The bytes of one stored object.
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+        let bytes = object.body.collect().await.map_err(|e| e.to_string())?;
+        Ok(bytes.into_bytes().to_vec())
     }
 }
 

@@ -119,3 +119,66 @@ fn entry(
         .set_message_deduplication_id(message.fifo.as_ref().map(|f| f.deduplication_id.clone()))
         .build()
 }
+
+/// Changes the visibility of a received message: how a worker delays the next delivery of
+/// a message that failed.
+pub struct SqsVisibility {
+    client: Client,
+    /// The queue's URL when it is known; otherwise it is derived from the event source ARN.
+    queue_url: Option<String>,
+}
+
+impl SqsVisibility {
+    pub fn with_sdk_config(shared: &SdkConfig, queue_url: Option<String>) -> Self {
+        Self {
+            client: Client::new(shared),
+            queue_url,
+        }
+    }
+
+    /// The message comes back after `delay` (at most SQS's 12 hours).
+    pub async fn delay(
+        &self,
+        event_source_arn: Option<&str>,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), String> {
+        let url = match &self.queue_url {
+            Some(url) => url.clone(),
+            None => event_source_arn
+                .and_then(queue_url_of)
+                .ok_or("no queue URL, and none in the event source ARN")?,
+        };
+        self.client
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(delay.as_secs().min(43_200) as i32)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+    }
+}
+
+/// `arn:aws:sqs:<region>:<account>:<name>` to `https://sqs.<region>.amazonaws.com/<account>/<name>`.
+pub fn queue_url_of(arn: &str) -> Option<String> {
+    let mut parts = arn.split(':');
+    let (Some("arn"), Some(partition), Some("sqs"), Some(region), Some(account), Some(name), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let domain = if partition == "aws-cn" {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    Some(format!("https://sqs.{region}.{domain}/{account}/{name}"))
+}

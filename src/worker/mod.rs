@@ -3,7 +3,9 @@
 //! Plain code, no AWS types: `event` reads a queued envelope, `route` and `router` send it
 //! to the handlers whose patterns match its name, `batch` runs a batch of messages (FIFO
 //! groups in order), `idempotency` keeps a handler from acting twice on one event,
-//! `forward` and `standard_webhooks` are the built-in workflow (signed POSTs).
+//! `forward` and `standard_webhooks` are the built-in workflow (signed POSTs). The
+//! adapters: `forwarder` (HTTP), `lambda` (the SQS event source), and `crate::aws` (S3 for
+//! claim checks, DynamoDB for idempotency, SQS for back-off).
 //!
 //! A handler in Rust is one async function registered on a pattern:
 //!
@@ -23,9 +25,12 @@
 //! ```
 
 pub mod batch;
+pub mod config;
 pub mod event;
 pub mod forward;
+pub mod forwarder;
 pub mod idempotency;
+pub mod lambda;
 pub mod route;
 pub mod router;
 pub mod standard_webhooks;

@@ -19,6 +19,7 @@ use twenty_webhook::function_url::App;
 use twenty_webhook::inflight::InFlight;
 use twenty_webhook::signature;
 
+pub mod destination;
 pub mod fault_proxy;
 pub mod lambda_api;
 pub mod watch;

@@ -1,0 +1,156 @@
+//! The idempotency ledger in DynamoDB, in the layout AWS Lambda Powertools uses: partition
+//! key `id` (string), `status` (`INPROGRESS` or `COMPLETED`), `expiration` (epoch seconds,
+//! the table's TTL attribute) and `in_progress_expiration` (epoch milliseconds). Every
+//! change is a conditional write, so two workers racing on one key cannot both proceed.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::worker::idempotency::{Begin, Ledger};
+
+const IN_PROGRESS: &str = "INPROGRESS";
+const COMPLETED: &str = "COMPLETED";
+/// How long a done key is remembered (the TTL): well past SQS's longest retention.
+const KEEP: Duration = Duration::from_secs(15 * 86_400);
+
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+    /// How long an in-progress mark holds: a worker that died mid-way blocks its key no
+    /// longer than this. Keep it above the worker function's timeout.
+    in_progress: Duration,
+}
+
+impl DynamoLedger {
+    pub fn with_sdk_config(shared: &SdkConfig, table: &str, in_progress: Duration) -> Self {
+        Self {
+            client: Client::new(shared),
+            table: table.to_owned(),
+            in_progress,
+        }
+    }
+
+    async fn state(&self, key: &str) -> Result<Option<(String, u64)>, String> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?
+            .item;
+        Ok(item.map(|item| {
+            let status = item
+                .get("status")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            let until = item
+                .get("in_progress_expiration")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (status, until)
+        }))
+    }
+}
+
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn number(n: u128) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+impl Ledger for DynamoLedger {
+    async fn begin(&self, key: &str) -> Result<Begin, String> {
+        let now = now();
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", AttributeValue::S(key.to_owned()))
+            .item("status", AttributeValue::S(IN_PROGRESS.into()))
+            .item("expiration", number((now + KEEP).as_secs().into()))
+            .item(
+                "in_progress_expiration",
+                number((now + self.in_progress).as_millis()),
+            )
+            // New, expired, or in progress by a worker whose mark has run out.
+            .condition_expression(
+                "attribute_not_exists(id) OR expiration < :now \
+                 OR (#status = :in_progress AND in_progress_expiration < :now_ms)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", number(now.as_secs().into()))
+            .expression_attribute_values(":now_ms", number(now.as_millis()))
+            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Begin::Proceed),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                match self.state(key).await? {
+                    Some((status, _)) if status == COMPLETED => Ok(Begin::Done),
+                    Some((_, until_ms)) => Ok(Begin::Busy(Duration::from_millis(
+                        (until_ms as u128).saturating_sub(now.as_millis()) as u64,
+                    ))),
+                    // Gone in between (released, or expired and swept): try once more later.
+                    None => Ok(Begin::Busy(Duration::ZERO)),
+                }
+            }
+            Err(e) => Err(DisplayErrorContext(e).to_string()),
+        }
+    }
+
+    async fn complete(&self, key: &str) -> Result<(), String> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(key.to_owned()))
+            .update_expression("SET #status = :completed, expiration = :expiration")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", AttributeValue::S(COMPLETED.into()))
+            .expression_attribute_values(":expiration", number((now() + KEEP).as_secs().into()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| DisplayErrorContext(e).to_string())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), String> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(key.to_owned()))
+            .condition_expression("#status = :in_progress")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            // Not ours to remove any more (completed by another worker, say).
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(DisplayErrorContext(e).to_string()),
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The worker against real parts: SQS events shaped as Lambda sends them, local HTTP
+//! destinations, moto's S3 (claim checks) and DynamoDB (idempotency), and the Python
+//! `standardwebhooks` package verifying what was forwarded.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use support::destination::{Answer, Destination};
+use support::*;
+use twenty_webhook::aws::{DynamoLedger, PayloadStore, SqsVisibility};
+use twenty_webhook::envelope::{self, Destination as Target, Message, Receipt};
+use twenty_webhook::worker::forward::parse_rules;
+use twenty_webhook::worker::forwarder::Forwarder;
+use twenty_webhook::worker::lambda::{Worker, backoff};
+use twenty_webhook::worker::{Ledger, NoLedger};
+
+const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The queued messages for one Twenty delivery, as the ingest function makes them.
+fn queued(body: &str, target: Target<'_>) -> Vec<Message> {
+    let payload = twenty_webhook::event::parse(body).unwrap();
+    let id = envelope::body_sha256(body.as_bytes());
+    let receipt = Receipt {
+        body_sha256: &id,
+        received_at: "2026-11-27T00:00:00.000Z",
+        signature_verified: true,
+    };
+    envelope::messages(&payload, receipt, target).unwrap()
+}
+
+fn twenty(event: &str, record_id: &str) -> String {
+    format!(
+        r#"{{"eventName":"{event}","workspaceId":"ws","record":{{"id":"{record_id}","name":{{"firstName":"Zoë"}}}}}}"#
+    )
+}
+
+fn one(event: &str, record_id: &str) -> Message {
+    queued(&twenty(event, record_id), Target::default()).remove(0)
+}
+
+/// An SQS event as Lambda's event source delivers it: (messageId, body, group).
+fn sqs_event(records: &[(&str, &str, Option<&str>)], fifo: bool) -> SqsEvent {
+    let arn = if fifo {
+        "arn:aws:sqs:us-east-1:123456789012:events.fifo"
+    } else {
+        "arn:aws:sqs:us-east-1:123456789012:events"
+    };
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(id, body, group)| {
+            let mut attributes = serde_json::json!({
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": "1764201600000",
+                "SenderId": "AIDAEXAMPLE",
+                "ApproximateFirstReceiveTimestamp": "1764201600001"
+            });
+            if let Some(group) = group {
+                attributes["MessageGroupId"] = (*group).into();
+                attributes["MessageDeduplicationId"] = (*id).into();
+                attributes["SequenceNumber"] = "18849496460467696128".into();
+            }
+            serde_json::json!({
+                "messageId": id,
+                "receiptHandle": format!("receipt-{id}"),
+                "body": body,
+                "attributes": attributes,
+                "messageAttributes": {
+                    "eventName": {"stringValue": "person.created", "stringListValues": [], "binaryListValues": [], "dataType": "String"}
+                },
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
+}
+
+fn failed(response: &SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+async fn worker_with<L: Ledger>(rules: &str, ledger: L) -> Worker<L> {
+    let router = Forwarder::default()
+        .router(parse_rules(rules).expect("valid rules"))
+        .expect("a router");
+    let sdk = sdk_config(moto_endpoint()).await;
+    Worker::new(
+        router,
+        Some(PayloadStore::with_sdk_config(&sdk)),
+        Arc::new(ledger),
+        10,
+    )
+}
+
+async fn worker(rules: &str) -> Worker<NoLedger> {
+    worker_with(rules, NoLedger).await
+}
+
+#[tokio::test]
+async fn forwards_signed_envelopes_that_standardwebhooks_verifies() {
+    let people = Destination::ok().await;
+    let deletions = Destination::ok().await;
+    let rules = format!(
+        r#"[{{"name":"people","events":["person.*"],"url":"{}","secret":"{KEY}","headers":{{"Authorization":"Bearer t"}}}},
+            {{"name":"deletions","events":["*.deleted"],"url":"{}"}}]"#,
+        people.url, deletions.url
+    );
+    let w = worker(&rules).await;
+    let (a, b, c, d) = (
+        one("person.created", "p1"),
+        one("company.deleted", "c1"),
+        one("person.deleted", "p2"),
+        one("note.created", "n1"),
+    );
+    let event = sqs_event(
+        &[
+            ("m1", &a.body, None),
+            ("m2", &b.body, None),
+            ("m3", &c.body, None),
+            ("m4", &d.body, None),
+        ],
+        false,
+    );
+    let response = w.handle(event).await.unwrap();
+    assert!(failed(&response).is_empty(), "{response:?}");
+
+    let got = people.requests();
+    assert_eq!(got.len(), 2);
+    for request in &got {
+        let sent = [&a, &c]
+            .into_iter()
+            .find(|m| m.id == request.headers["webhook-id"])
+            .unwrap();
+        assert_eq!(request.body, sent.body, "the envelope bytes as queued");
+        assert_eq!(request.headers["content-type"], "application/json");
+        assert_eq!(request.headers["authorization"], "Bearer t");
+        support::standard_webhooks_verify(KEY, &request.body, &request.headers)
+            .expect("standardwebhooks verifies the forward");
+    }
+    let got = deletions.requests();
+    let mut ids: Vec<&str> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].as_str())
+        .collect();
+    ids.sort();
+    let mut want = [b.id.as_str(), c.id.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(
+        got.iter()
+            .all(|r| !r.headers.contains_key("webhook-signature"))
+    );
+}
+
+#[tokio::test]
+async fn one_bad_message_fails_alone() {
+    let dest = Destination::ok().await;
+    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, dest.url)).await;
+    let good = one("person.created", "p1");
+    let unknown = good.body.replacen(r#""version":1"#, r#""version":2"#, 1);
+    let event = sqs_event(
+        &[
+            ("good", &good.body, None),
+            ("poison", "this is not an envelope", None),
+            ("future", &unknown, None),
+            ("empty", "", None),
+        ],
+        false,
+    );
+    let response = w.handle(event).await.unwrap();
+    assert_eq!(failed(&response), ["poison", "future", "empty"]);
+    assert_eq!(dest.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn unrouted_events_succeed() {
+    let dest = Destination::ok().await;
+    let w = worker(&format!(r#"[{{"events":["pet.*"],"url":"{}"}}]"#, dest.url)).await;
+    let m = one("person.created", "p1");
+    let response = w
+        .handle(sqs_event(&[("m", &m.body, None)], false))
+        .await
+        .unwrap();
+    assert!(failed(&response).is_empty());
+    assert!(dest.requests().is_empty());
+}
+
+#[tokio::test]
+async fn destinations_that_fail_fail_the_message() {
+    let cases: Vec<(&str, Answer)> = vec![
+        ("500", Answer::status(500)),
+        ("404", Answer::status(404)),
+        (
+            "redirect",
+            Answer {
+                headers: vec![("location".into(), "http://127.0.0.1:9/elsewhere".into())],
+                ..Answer::status(302)
+            },
+        ),
+        (
+            "slow",
+            Answer {
+                delay: Duration::from_secs(3),
+                ..Answer::status(200)
+            },
+        ),
+        ("created", Answer::status(201)),
+    ];
+    for (name, answer) in cases {
+        let dest = Destination::start(move |_| answer.clone()).await;
+        let w = worker(&format!(
+            r#"[{{"events":["*"],"url":"{}","timeoutMs":500}}]"#,
+            dest.url
+        ))
+        .await;
+        let m = one("person.created", name);
+        let response = w
+            .handle(sqs_event(&[(name, &m.body, None)], false))
+            .await
+            .unwrap();
+        let expected: &[&str] = if name == "created" { &[] } else { &[name] };
+        assert_eq!(failed(&response), expected, "{name}");
+        assert_eq!(
+            dest.requests().len(),
+            1,
+            "{name}: tried once, redirect not followed"
+        );
+    }
+    // Nobody listening at all.
+    let w = worker(r#"[{"events":["*"],"url":"http://127.0.0.1:9/nobody"}]"#).await;
+    let m = one("person.created", "x");
+    let response = w
+        .handle(sqs_event(&[("down", &m.body, None)], false))
+        .await
+        .unwrap();
+    assert_eq!(failed(&response), ["down"]);
+}
+
+#[tokio::test]
+async fn a_fifo_group_stops_at_its_failure_while_another_goes_on() {
+    // The destination refuses record a-0's event.
+    let dest = Destination::start(|r| {
+        Answer::status(if r.body.contains(r#""recordId":"a-0""#) {
+            500
+        } else {
+            200
+        })
+    })
+    .await;
+    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, dest.url)).await;
+    let fifo = Target {
+        fifo: true,
+        payload_bucket: None,
+    };
+    let a0 = queued(&twenty("person.created", "a-0"), fifo).remove(0);
+    let a1 = queued(&twenty("person.updated", "a-0").replace("Zoë", "Zoé"), fifo).remove(0);
+    let b0 = queued(&twenty("person.created", "b-0"), fifo).remove(0);
+    let b1 = queued(&twenty("person.updated", "b-0").replace("Zoë", "Zoé"), fifo).remove(0);
+    let group = |m: &Message| m.fifo.as_ref().unwrap().group_id.clone();
+    let (ga, gb) = (group(&a0), group(&b0));
+    let event = sqs_event(
+        &[
+            ("a0", &a0.body, Some(&ga)),
+            ("b0", &b0.body, Some(&gb)),
+            ("a1", &a1.body, Some(&ga)),
+            ("b1", &b1.body, Some(&gb)),
+        ],
+        true,
+    );
+    let response = w.handle(event).await.unwrap();
+    assert_eq!(failed(&response), ["a0", "a1"]);
+    let ids: Vec<String> = dest
+        .requests()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert!(ids.contains(&b0.id) && ids.contains(&b1.id));
+    assert!(!ids.contains(&a1.id), "a1 waits for a0");
+    let pos = |id: &str| ids.iter().position(|i| i == id).unwrap();
+    assert!(pos(&b0.id) < pos(&b1.id));
+}
+
+#[tokio::test]
+async fn a_claim_check_is_forwarded_as_the_stored_envelope() {
+    let bucket = new_bucket().await;
+    let dest = Destination::ok().await;
+    let w = worker(&format!(
+        r#"[{{"events":["*"],"url":"{}","secret":"{KEY}"}}]"#,
+        dest.url
+    ))
+    .await;
+    let big = twenty("note.created", "n1").replace(
+        r#""name":{"firstName":"Zoë"}"#,
+        &format!(r#""body":"{}""#, "Zoë écrit. ".repeat(100_000)),
+    );
+    let m = queued(
+        &big,
+        Target {
+            fifo: false,
+            payload_bucket: Some(&bucket),
+        },
+    )
+    .remove(0);
+    let claim = m.claim.clone().expect("a claim check");
+    let store = PayloadStore::with_sdk_config(&sdk_config(moto_endpoint()).await);
+    store.put(&claim).await.unwrap();
+
+    let response = w
+        .handle(sqs_event(&[("big", &m.body, None)], false))
+        .await
+        .unwrap();
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let got = dest.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, claim.envelope);
+    assert_eq!(got[0].headers["webhook-id"], m.id);
+    support::standard_webhooks_verify(KEY, &got[0].body, &got[0].headers).unwrap();
+
+    // A pointer whose object is missing, or does not match its hash, fails.
+    let missing = m.body.replace(&claim.key, "twenty-webhook/missing.json");
+    let tampered = twenty_webhook::envelope::Claim {
+        envelope: claim.envelope.replace("écrit", "ecrit"),
+        ..claim.clone()
+    };
+    store.put(&tampered).await.unwrap();
+    let response = w
+        .handle(sqs_event(
+            &[("missing", &missing, None), ("tampered", &m.body, None)],
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(failed(&response), ["missing", "tampered"]);
+}
+
+async fn new_table() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "idem-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config(moto_endpoint()).await);
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    client
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+    name
+}
+
+async fn ledger(table: &str) -> DynamoLedger {
+    DynamoLedger::with_sdk_config(
+        &sdk_config(moto_endpoint()).await,
+        table,
+        Duration::from_secs(120),
+    )
+}
+
+#[tokio::test]
+async fn a_redelivery_repeats_only_the_destination_that_failed() {
+    let table = new_table().await;
+    let healthy = Destination::ok().await;
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = down.clone();
+    let flaky = Destination::start(move |_| {
+        Answer::status(if flag.load(Ordering::SeqCst) {
+            503
+        } else {
+            200
+        })
+    })
+    .await;
+    let rules = format!(
+        r#"[{{"name":"crm","events":["*"],"url":"{}"}},{{"name":"n8n","events":["*"],"url":"{}"}}]"#,
+        healthy.url, flaky.url
+    );
+    let w = worker_with(&rules, ledger(&table).await).await;
+    let m = one("person.updated", "p1");
+    let event = || sqs_event(&[("m1", &m.body, None)], false);
+
+    assert_eq!(failed(&w.handle(event()).await.unwrap()), ["m1"]);
+    assert_eq!(failed(&w.handle(event()).await.unwrap()), ["m1"]);
+    down.store(false, Ordering::SeqCst);
+    assert!(failed(&w.handle(event()).await.unwrap()).is_empty());
+    assert!(failed(&w.handle(event()).await.unwrap()).is_empty());
+    assert_eq!(
+        healthy.requests().len(),
+        1,
+        "the destination that took it is not repeated"
+    );
+    assert_eq!(
+        flaky.requests().len(),
+        3,
+        "the failed one is retried until it takes it"
+    );
+}
+
+#[tokio::test]
+async fn two_workers_racing_on_one_message_forward_it_once() {
+    let table = new_table().await;
+    let slow = Destination::start(|_| Answer {
+        delay: Duration::from_millis(500),
+        ..Answer::status(200)
+    })
+    .await;
+    let rules = format!(r#"[{{"events":["*"],"url":"{}"}}]"#, slow.url);
+    let (w1, w2) = (
+        worker_with(&rules, ledger(&table).await).await,
+        worker_with(&rules, ledger(&table).await).await,
+    );
+    let m = one("person.updated", "p1");
+    let event = || sqs_event(&[("m1", &m.body, None)], false);
+    let (r1, r2) = tokio::join!(w1.handle(event()), w2.handle(event()));
+    let failures = failed(&r1.unwrap()).len() + failed(&r2.unwrap()).len();
+    assert_eq!(slow.requests().len(), 1, "forwarded once");
+    assert_eq!(failures, 1, "the loser is retried later, and then skips it");
+}
+
+#[tokio::test]
+async fn a_back_off_that_cannot_be_set_still_reports_the_failure() {
+    let w = worker(r#"[{"events":["*"],"url":"http://127.0.0.1:9/nobody"}]"#)
+        .await
+        .with_visibility(SqsVisibility::with_sdk_config(
+            &sdk_config(moto_endpoint()).await,
+            Some(format!("{}/123456789012/no-such-queue", moto_endpoint())),
+        ));
+    let m = one("person.created", "p1");
+    let response = w
+        .handle(sqs_event(&[("m1", &m.body, None)], false))
+        .await
+        .unwrap();
+    assert_eq!(failed(&response), ["m1"]);
+}
+
+#[test]
+fn back_off_grows_with_receives_and_honours_retry_after() {
+    let s = Duration::from_secs;
+    assert_eq!(backoff(1, None), s(5));
+    assert_eq!(backoff(2, None), s(10));
+    assert_eq!(backoff(4, None), s(40));
+    assert_eq!(backoff(30, None), s(900));
+    assert_eq!(backoff(1, Some(s(120))), s(120));
+    assert_eq!(backoff(4, Some(s(1))), s(40));
+    assert_eq!(backoff(1, Some(s(999_999))), s(43_200));
+}
+
+#[test]
+fn the_worker_refuses_to_start_on_bad_rules_and_says_which() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-worker"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env(
+            "FORWARD_RULES",
+            r#"[{"name":"ok","events":["*"],"url":"https://x"},{"name":"n8n","events":["*"],"url":"https://y","secret":"hunter2"}]"#,
+        )
+        .output()
+        .expect("run twenty-worker");
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("rule 2 (n8n): `secret`"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
