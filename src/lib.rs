@@ -34,3 +34,8 @@ pub mod inflight;
 pub mod replay;
 #[cfg(feature = "worker")]
 pub mod worker;
+
+/// The README's Rust examples, compiled by `cargo test` so that they cannot rot.
+#[cfg(all(doctest, feature = "worker"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

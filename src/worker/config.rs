@@ -31,17 +31,25 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// `rules_required`: whether `FORWARD_RULES` must be set (it must for `twenty-worker`,
+    /// which has no other handlers).
+    pub fn from_env(rules_required: bool) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok(), rules_required)
     }
 
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        rules_required: bool,
+    ) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
-        let rules = parse_rules(&get(FORWARD_RULES).ok_or(ConfigError::Missing(FORWARD_RULES))?)
-            .map_err(|e| ConfigError::Invalid {
+        let rules = match get(FORWARD_RULES) {
+            Some(text) => parse_rules(&text).map_err(|e| ConfigError::Invalid {
                 name: FORWARD_RULES,
                 why: e.to_string(),
-            })?;
+            })?,
+            None if rules_required => return Err(ConfigError::Missing(FORWARD_RULES)),
+            None => Vec::new(),
+        };
         let concurrency = match get(CONCURRENCY) {
             None => DEFAULT_CONCURRENCY,
             Some(v) => v

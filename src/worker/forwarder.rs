@@ -20,7 +20,12 @@ pub struct Forwarder {
 impl Forwarder {
     /// A router with one handler per rule, named after it.
     pub fn router(self, rules: Vec<Rule>) -> Result<Router, RouteError> {
-        rules.into_iter().try_fold(Router::new(), |router, rule| {
+        self.add_rules(Router::new(), rules)
+    }
+
+    /// `router` with one more handler per rule, named after it.
+    pub fn add_rules(self, router: Router, rules: Vec<Rule>) -> Result<Router, RouteError> {
+        rules.into_iter().try_fold(router, |router, rule| {
             let rule = Arc::new(rule);
             let patterns: Vec<&str> = rule.events.iter().map(String::as_str).collect();
             let forwarder = self.clone();

@@ -25,17 +25,28 @@ const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// SQS allows 12 hours; a quarter of an hour keeps a recovered destination fed.
 const BACKOFF_CAP: Duration = Duration::from_secs(900);
 
-/// Runs the `twenty-worker` function: settings, then the runtime.
+/// Runs the `twenty-worker` function: `FORWARD_RULES` (required) and the other settings,
+/// then the runtime.
 pub async fn run() -> Result<(), Error> {
+    start(Router::new(), true).await
+}
+
+/// Runs a worker with your own handlers in `router`, plus the forwarding rules of
+/// `FORWARD_RULES` if it is set. The other settings are read as `twenty-worker` reads them.
+pub async fn run_with(router: Router) -> Result<(), Error> {
+    start(router, false).await
+}
+
+async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = match WorkerConfig::from_env() {
+    let config = match WorkerConfig::from_env(rules_required) {
         Ok(config) => config,
         Err(e) => {
             error!("refusing to start: {e}");
             std::process::exit(1);
         }
     };
-    let router = match Forwarder::default().router(config.rules.clone()) {
+    let router = match Forwarder::default().add_rules(router, config.rules.clone()) {
         Ok(router) => router,
         Err(e) => {
             error!("refusing to start: FORWARD_RULES: {e}");
