@@ -2,6 +2,7 @@
 
   local_sqs.py create ENDPOINT NAME [--fifo]   creates NAME and its dead-letter queue, prints the URL
   local_sqs.py receive ENDPOINT QUEUE_URL      prints what is queued, one JSON object a line
+  local_sqs.py table ENDPOINT NAME             creates a DynamoDB idempotency table NAME
 """
 
 import json
@@ -10,9 +11,9 @@ import sys
 import boto3
 
 
-def client(endpoint):
+def client(endpoint, service="sqs"):
     return boto3.client(
-        "sqs",
+        service,
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="test",
@@ -61,11 +62,22 @@ def receive(endpoint, url):
     print(f"{count} message(s) received and deleted", file=sys.stderr)
 
 
+def table(endpoint, name):
+    client(endpoint, "dynamodb").create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if len(args) >= 3 and args[0] == "create":
         create(args[1], args[2], "--fifo" in args[3:])
     elif len(args) == 3 and args[0] == "receive":
         receive(args[1], args[2])
+    elif len(args) == 3 and args[0] == "table":
+        table(args[1], args[2])
     else:
         sys.exit(__doc__)
