@@ -158,3 +158,89 @@ where
     }
     out
 }
+
+/// The whole chain under `cargo lambda watch`: a Twenty-signed POST to `twenty-webhook`,
+/// the queue, `twenty-worker` invoked as Lambda's SQS event source would invoke it, and a
+/// local destination, where `standardwebhooks` verifies what arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twenty_event_reaches_a_destination_through_both_functions() {
+    const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let destination = support::destination::Destination::ok().await;
+    let rules = format!(
+        r#"[{{"name":"local","events":["person.*"],"url":"{}","secret":"{KEY}"}}]"#,
+        destination.url
+    );
+    let watch = Watch::local(
+        &queue,
+        moto_endpoint(),
+        &[("FORWARD_RULES", rules.as_str())],
+    )
+    .await;
+    let http = http_client();
+
+    let body = person_created("chain-1");
+    let (status, json) = post(&http, &watch.url, &twenty_headers(&body), &body).await;
+    assert_eq!(status, 200, "{json}\n{}", watch.logs());
+    let queued = drain(&sqs, &queue, Duration::from_secs(10)).await;
+    assert_eq!(queued.len(), 1);
+
+    // The event source's part: the records as Lambda shapes them, then delete what succeeded.
+    let arn = format!(
+        "arn:aws:sqs:us-east-1:123456789012:{}",
+        queue.rsplit('/').next().unwrap()
+    );
+    let records: Vec<serde_json::Value> = queued
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, serde_json::Value> = m
+                .attributes()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone().into()))
+                .collect();
+            serde_json::json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    let invoke = watch.url.replace(
+        "/lambda-url/twenty-webhook/",
+        "/2015-03-31/functions/twenty-worker/invocations",
+    );
+    let answer: serde_json::Value = http
+        .post(&invoke)
+        .json(&serde_json::json!({ "Records": records }))
+        .send()
+        .await
+        .expect("the worker answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([]),
+        "{answer}\n{}",
+        watch.logs()
+    );
+
+    let got = destination.requests();
+    assert_eq!(got.len(), 1, "{}", watch.logs());
+    assert_eq!(
+        got[0].body,
+        queued[0].body().unwrap(),
+        "the envelope as queued"
+    );
+    assert_eq!(got[0].headers["webhook-id"], json["id"].as_str().unwrap());
+    support::standard_webhooks_verify(KEY, &got[0].body, &got[0].headers)
+        .expect("standardwebhooks verifies the forward");
+}

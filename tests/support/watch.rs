@@ -121,6 +121,8 @@ impl Drop for Watch {
 
 /// An HTTP client for the Function URL: the first request may wait for a cold build.
 pub fn http_client() -> reqwest::Client {
+    // reqwest uses the process's rustls provider (the worker's feature set picks none).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
         .build()
