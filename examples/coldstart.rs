@@ -5,6 +5,9 @@
 //! installed) it also lists every network connection made during init other than to the
 //! Runtime API itself.
 //!
+//! A binary whose name holds `worker` or `runtime` is given an SQS event instead: one
+//! queued envelope, which the worker forwards to the stub (its `/hook` answers 204).
+//!
 //!     scripts/coldstart            (builds the release binaries, then runs this)
 //!     cargo run --release --example coldstart -- RUNS BINARY...   (the last is the floor)
 
@@ -30,11 +33,11 @@ enum Mark {
 /// a signed Function URL delivery (and the extension its INVOKE); later calls wait forever.
 /// Anything else (the function's SQS calls, pointed here so that no traffic leaves the
 /// machine) gets a 404.
-fn stub_runtime_api() -> (String, mpsc::Receiver<Mark>) {
+fn stub_runtime_api(sqs: bool) -> (String, mpsc::Receiver<Mark>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (tx, rx) = mpsc::channel();
-    let event = Arc::new(invocation_event());
+    let event = Arc::new(if sqs { sqs_event() } else { invocation_event() });
     let calls = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -90,6 +93,8 @@ fn serve(
                 ],
                 event,
             )
+        } else if request_line.contains("/hook") {
+            reply(204, &[], "")
         } else if request_line.contains("/runtime/invocation/") {
             let _ = tx.send(Mark::Answer(Instant::now()));
             reply(202, &[], "{}")
@@ -134,6 +139,32 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+/// One queued envelope as Lambda's SQS event source hands it to the worker.
+fn sqs_event() -> String {
+    let body = r#"{"eventName":"person.created","workspaceId":"ws","record":{"id":"r-1","name":{"firstName":"Zoë"}}}"#;
+    let payload = twenty_webhook::event::parse(body).unwrap();
+    let id = twenty_webhook::envelope::body_sha256(body.as_bytes());
+    let receipt = twenty_webhook::envelope::Receipt {
+        body_sha256: &id,
+        received_at: "2026-11-27T00:00:00.000Z",
+        signature_verified: true,
+    };
+    let message = twenty_webhook::envelope::messages(&payload, receipt, Default::default())
+        .unwrap()
+        .remove(0);
+    serde_json::json!({"Records": [{
+        "messageId": "m-1", "receiptHandle": "r-1", "body": message.body,
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:events",
+        "awsRegion": "eu-west-1"
+    }]})
+    .to_string()
+}
+
+fn takes_sqs(binary: &str) -> bool {
+    binary.contains("worker") || binary.contains("runtime")
 }
 
 /// A Twenty delivery, signed now, as a Function URL hands it to Lambda.
@@ -181,6 +212,10 @@ fn command(program: &str, api: &str) -> Command {
         // The send after the answer goes to the stub (a 404), never off the machine.
         .env("AWS_ENDPOINT_URL_SQS", format!("http://{api}"))
         .env("TWENTY_WEBHOOK_SECRET", SECRET)
+        .env(
+            "FORWARD_RULES",
+            format!(r#"[{{"name":"stub","events":["*"],"url":"http://{api}/hook"}}]"#),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     c
@@ -189,7 +224,7 @@ fn command(program: &str, api: &str) -> Command {
 /// One cold start: time to the first call for work, time to the first answer, and the
 /// peak RSS in KiB until then.
 fn once(binary: &str) -> (Duration, Duration, u64) {
-    let (api, marks) = stub_runtime_api();
+    let (api, marks) = stub_runtime_api(takes_sqs(binary));
     let start = Instant::now();
     let mut child = command(binary, &api).spawn().expect("start binary");
     let (mut init, mut answer) = (None, None);
@@ -213,7 +248,7 @@ fn once(binary: &str) -> (Duration, Duration, u64) {
 
 /// Connections other than to the Runtime API made before the first call for work.
 fn network_during_init(binary: &str) -> Option<Vec<String>> {
-    let (api, first_next) = stub_runtime_api();
+    let (api, first_next) = stub_runtime_api(takes_sqs(binary));
     let trace = std::env::temp_dir().join(format!("coldstart-{}.strace", std::process::id()));
     let mut child = command("strace", &api)
         .args(["-f", "-qq", "-e", "trace=connect", "-o"])

@@ -1,0 +1,146 @@
+//! The worker's cost, printed, not asserted (see docs/performance.md):
+//!
+//! 1. per message: `Worker::handle` on a one-message batch forwarding to a local
+//!    destination, against a bare HTTP POST of the same body to the same destination with
+//!    the same client library (release build, no idempotency table);
+//! 2. a batch of ten messages to a destination that answers after 50 ms: how many
+//!    destination round trips the batch takes (1 when all ten go at once).
+//!
+//!     scripts/worker-bench [MESSAGES]   (default 2000)
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use support::destination::{Answer, Destination};
+use twenty_webhook::envelope::{self, Message, Receipt};
+use twenty_webhook::worker::NoLedger;
+use twenty_webhook::worker::forward::parse_rules;
+use twenty_webhook::worker::forwarder::Forwarder;
+use twenty_webhook::worker::lambda::Worker;
+
+const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn message(i: usize) -> Message {
+    let body = support::person_created(&format!("bench-{i}"));
+    let payload = twenty_webhook::event::parse(&body).unwrap();
+    let id = envelope::body_sha256(body.as_bytes());
+    let receipt = Receipt {
+        body_sha256: &id,
+        received_at: "2026-11-27T00:00:00.000Z",
+        signature_verified: true,
+    };
+    envelope::messages(&payload, receipt, Default::default())
+        .unwrap()
+        .remove(0)
+}
+
+fn sqs_event(messages: &[Message]) -> SqsEvent {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            serde_json::json!({
+                "messageId": format!("m{i}"), "receiptHandle": format!("r{i}"), "body": m.body,
+                "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:events",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+fn worker(url: &str) -> Worker<NoLedger> {
+    let rules = parse_rules(&format!(
+        r#"[{{"name":"bench","events":["*"],"url":"{url}","secret":"{KEY}"}}]"#
+    ))
+    .unwrap();
+    Worker::new(
+        Forwarder::default().router(rules).unwrap(),
+        None,
+        Arc::new(NoLedger),
+        10,
+    )
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2000);
+    let messages: Vec<Message> = (0..n).map(message).collect();
+
+    // 1. Per message, worker against a bare POST, interleaved.
+    let dest = Destination::ok().await;
+    let w = worker(&dest.url);
+    let http = support::watch::http_client();
+    let (mut ours, mut bare) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for m in messages.iter().take(50) {
+        // Warm-up: the HTTP client, the allocator.
+        let _ = w.handle(sqs_event(std::slice::from_ref(m))).await;
+    }
+    for m in &messages {
+        let event = sqs_event(std::slice::from_ref(m));
+        let start = Instant::now();
+        let response = w.handle(event).await.unwrap();
+        ours.push(start.elapsed());
+        assert!(response.batch_item_failures.is_empty());
+
+        let start = Instant::now();
+        let answer = http
+            .post(&dest.url)
+            .header("content-type", "application/json")
+            .body(m.body.clone())
+            .send()
+            .await
+            .unwrap();
+        bare.push(start.elapsed());
+        assert!(answer.status().is_success());
+    }
+    let (o, b) = (median(ours.clone()), median(bare.clone()));
+    let us = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
+    println!(
+        "per message ({n} each, interleaved, median): worker {} , bare POST {} , worker/bare {:.2}x",
+        us(o),
+        us(b),
+        o.as_secs_f64() / b.as_secs_f64()
+    );
+    let total = |v: &[Duration]| v.iter().sum::<Duration>();
+    println!(
+        "per message (mean): worker {} , bare POST {}",
+        us(total(&ours) / n as u32),
+        us(total(&bare) / n as u32)
+    );
+
+    // 2. A batch of ten to a destination that takes 50 ms.
+    let slow = Destination::start(|_| Answer {
+        delay: Duration::from_millis(50),
+        ..Answer::status(200)
+    })
+    .await;
+    let w = worker(&slow.url);
+    let mut times = Vec::new();
+    for round in 0..20 {
+        let batch = &messages[round * 10..round * 10 + 10];
+        let start = Instant::now();
+        let response = w.handle(sqs_event(batch)).await.unwrap();
+        times.push(start.elapsed());
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let t = median(times);
+    println!(
+        "a batch of 10 to a destination answering in 50 ms (20 batches, median): {:.1} ms, {:.2} round trips",
+        t.as_secs_f64() * 1e3,
+        t.as_secs_f64() / 0.050
+    );
+}
