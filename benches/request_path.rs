@@ -10,9 +10,9 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use twenty_webhook::config::{AckMode, Config, Secret};
+use twenty_webhook::ingest::config::{AckMode, Config, Secret};
 use twenty_webhook::ingest::{Inbound, accept};
-use twenty_webhook::signature;
+use twenty_webhook::twenty::signature;
 
 const SECRET: &str = "bench-secret-3f9a1c0e7b2d4e6f8a0b1c2d3e4f5a6b";
 const SIZES: [(&str, usize); 3] = [("1KiB", 1024), ("16KiB", 16 * 1024), ("512KiB", 512 * 1024)];

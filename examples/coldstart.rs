@@ -144,7 +144,7 @@ fn now_ms() -> u64 {
 /// One queued envelope as Lambda's SQS event source hands it to the worker.
 fn sqs_event() -> String {
     let body = r#"{"eventName":"person.created","workspaceId":"ws","record":{"id":"r-1","name":{"firstName":"Zoë"}}}"#;
-    let payload = twenty_webhook::event::parse(body).unwrap();
+    let payload = twenty_webhook::twenty::event::parse(body).unwrap();
     let id = twenty_webhook::envelope::body_sha256(body.as_bytes());
     let receipt = twenty_webhook::envelope::Receipt {
         body_sha256: &id,
@@ -171,7 +171,8 @@ fn takes_sqs(binary: &str) -> bool {
 fn invocation_event() -> String {
     let body = r#"{"targetUrl":"https://abcdefghij.lambda-url.eu-west-1.on.aws/","eventName":"person.created","objectMetadata":{"id":"5f7e0c4e-1c56-4a4b-9a0e-2f6a4cb1a001","nameSingular":"person"},"workspaceId":"20202020-1c25-4d02-bf25-6aeccf7ea419","webhookId":"8c2b6a4e-77a4-4b5e-9f0e-5a1d2c3b4e01","eventDate":"2025-02-10T15:30:45.123Z","record":{"id":"d0a4c7e2-3b5f-4a61-8c9d-0e1f2a3b4c5d","name":{"firstName":"Zoë","lastName":"Nguyễn"},"emails":{"primaryEmail":"zoe@example.com","additionalEmails":null},"city":"Paris"}}"#;
     let ts = now_ms().to_string();
-    let signature = twenty_webhook::signature::sign(SECRET.as_bytes(), &ts, body.as_bytes());
+    let signature =
+        twenty_webhook::twenty::signature::sign(SECRET.as_bytes(), &ts, body.as_bytes());
     serde_json::json!({
         "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
         "headers": {

@@ -26,7 +26,7 @@ const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn message(i: usize) -> Message {
     let body = support::person_created(&format!("bench-{i}"));
-    let payload = twenty_webhook::event::parse(&body).unwrap();
+    let payload = twenty_webhook::twenty::event::parse(&body).unwrap();
     let id = envelope::body_sha256(body.as_bytes());
     let receipt = Receipt {
         body_sha256: &id,

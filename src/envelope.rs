@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::event::{Item, Payload, Shape};
+use crate::twenty::event::{Item, Payload, Shape};
 
 /// Bumped on any change a consumer could notice; additions of fields included.
 pub const VERSION: u32 = 1;
@@ -38,6 +38,9 @@ pub enum EnvelopeError {
         "the event holds characters SQS cannot carry (U+FFFE, U+FFFF, or a control character in an attribute)"
     )]
     UnsendableText,
+    /// serde_json could not write the envelope: a bug, answered 500 rather than a panic.
+    #[error("the envelope could not be written")]
+    Unwritable,
 }
 
 /// What the receiver knew of the delivery, beside the payload itself.
@@ -195,7 +198,7 @@ fn message(
         updated_fields: item.updated_fields,
         claim_check: None,
     };
-    let body = to_json(&envelope);
+    let body = to_json(&envelope)?;
 
     let mut attributes = vec![
         ("eventName", payload.name.as_str().to_owned()),
@@ -238,7 +241,7 @@ fn message(
         bytes: message.body.len(),
         sha256: body_sha256(message.body.as_bytes()),
     });
-    let pointer = to_json(&envelope);
+    let pointer = to_json(&envelope)?;
     let whole = std::mem::replace(&mut message.body, pointer);
     message.claim = Some(Claim {
         bucket: bucket.to_owned(),
@@ -297,9 +300,10 @@ pub fn claim_key(id: &str) -> String {
     format!("twenty-webhook/{}.json", id.replace(':', "-"))
 }
 
-fn to_json(envelope: &Envelope<'_>) -> String {
-    // Serialising borrowed strings and raw JSON into a String cannot fail.
-    serde_json::to_string(envelope).unwrap_or_else(|e| unreachable!("envelope serialisation: {e}"))
+fn to_json(envelope: &Envelope<'_>) -> Result<String, EnvelopeError> {
+    // Borrowed strings and raw JSON cannot fail to serialise; if that ever changes, the
+    // request gets a 500 and nothing is queued.
+    serde_json::to_string(envelope).map_err(|_| EnvelopeError::Unwritable)
 }
 
 impl Message {
@@ -334,7 +338,7 @@ fn group_id(payload: &Payload<'_>, item: &Item<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::parse;
+    use crate::twenty::event::parse;
 
     const RECEIPT: Receipt<'static> = Receipt {
         body_sha256: "abc",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::*;
 use twenty_webhook::aws::{PayloadStore, ResolveError, SqsTransport};
-use twenty_webhook::config::AckMode;
+use twenty_webhook::ingest::config::AckMode;
 
 /// A person whose notes make the delivery about 1.5 MB.
 fn large_person(id: &str) -> String {

@@ -10,10 +10,10 @@ use twenty_webhook::delivery::send::{ATTEMPT_TIMEOUT, MIN_ATTEMPT};
 use twenty_webhook::delivery::{
     BatchReply, Consignment, Entry, EntryRefusal, FallbackSink, Pending, Transport, send_all,
 };
-use twenty_webhook::dispatch::Dispatcher;
 use twenty_webhook::envelope::{Claim, Message};
 use twenty_webhook::fallback;
-use twenty_webhook::inflight::InFlight;
+use twenty_webhook::ingest::dispatch::Dispatcher;
+use twenty_webhook::ingest::inflight::InFlight;
 use twenty_webhook::retry::{Backoff, Failure};
 
 fn message(id: &str) -> Message {

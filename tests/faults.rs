@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::fault_proxy::{Fault, FaultProxy};
 use support::*;
 use twenty_webhook::aws::SqsTransport;
-use twenty_webhook::config::AckMode;
+use twenty_webhook::ingest::config::AckMode;
 
 #[derive(Debug)]
 struct Counts {

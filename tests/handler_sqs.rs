@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use twenty_webhook::config::AckMode;
+use twenty_webhook::ingest::config::AckMode;
 
 #[tokio::test]
 async fn a_signed_record_event_is_queued_with_its_envelope_and_attributes() {
@@ -131,7 +131,8 @@ async fn every_refused_request_gets_its_status_and_queues_nothing() {
         h
     };
     let stale_ts = (now_ms().parse::<u64>().unwrap() - 301_000).to_string();
-    let stale_sig = twenty_webhook::signature::sign(SECRET.as_bytes(), &stale_ts, body.as_bytes());
+    let stale_sig =
+        twenty_webhook::twenty::signature::sign(SECRET.as_bytes(), &stale_ts, body.as_bytes());
     let stale = {
         let h = with("x-twenty-webhook-timestamp", &stale_ts);
         h.into_iter()

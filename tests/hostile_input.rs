@@ -4,7 +4,7 @@
 mod support;
 
 use support::*;
-use twenty_webhook::config::AckMode;
+use twenty_webhook::ingest::config::AckMode;
 
 /// Signed headers for `body`, then `edit` applied to them (raw bytes, so values may be
 /// anything a client can send).
@@ -13,7 +13,7 @@ fn headers_for(
     edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>),
 ) -> Vec<(String, Vec<u8>)> {
     let ts = now_ms();
-    let sig = twenty_webhook::signature::sign(SECRET.as_bytes(), &ts, body);
+    let sig = twenty_webhook::twenty::signature::sign(SECRET.as_bytes(), &ts, body);
     let mut headers = vec![
         ("content-type".to_owned(), b"application/json".to_vec()),
         ("x-twenty-webhook-timestamp".to_owned(), ts.into_bytes()),

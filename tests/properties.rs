@@ -6,11 +6,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use serde_json::Value;
-use twenty_webhook::config::{AckMode, Config, Secret};
 use twenty_webhook::envelope::body_sha256;
-use twenty_webhook::error::IngestError;
+use twenty_webhook::ingest::config::{AckMode, Config, Secret};
+use twenty_webhook::ingest::error::IngestError;
 use twenty_webhook::ingest::{Accepted, Inbound, accept};
-use twenty_webhook::signature::sign;
+use twenty_webhook::twenty::signature::sign;
 
 const NOW_MS: u64 = 1_739_201_445_123;
 

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use support::*;
-use twenty_webhook::config::AckMode;
+use twenty_webhook::ingest::config::AckMode;
 
 #[derive(Deserialize)]
 struct Expected {
@@ -26,7 +26,7 @@ fn resign(event: &mut serde_json::Value) {
         body
     };
     let ts = now_ms();
-    let sig = twenty_webhook::signature::sign(SECRET.as_bytes(), &ts, raw.as_bytes());
+    let sig = twenty_webhook::twenty::signature::sign(SECRET.as_bytes(), &ts, raw.as_bytes());
     event["headers"]["x-twenty-webhook-timestamp"] = ts.into();
     event["headers"]["x-twenty-webhook-signature"] = sig.into();
 }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use twenty_webhook::config::Secret;
-use twenty_webhook::signature::{SignatureError, sign, verify};
+use twenty_webhook::ingest::config::Secret;
+use twenty_webhook::twenty::signature::{SignatureError, sign, verify};
 
 #[derive(Deserialize)]
 struct Vector {

@@ -22,7 +22,7 @@ const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// The queued messages for one Twenty delivery, as the ingest function makes them.
 fn queued(body: &str, target: Target<'_>) -> Vec<Message> {
-    let payload = twenty_webhook::event::parse(body).unwrap();
+    let payload = twenty_webhook::twenty::event::parse(body).unwrap();
     let id = envelope::body_sha256(body.as_bytes());
     let receipt = Receipt {
         body_sha256: &id,

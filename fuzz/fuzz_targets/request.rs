@@ -13,12 +13,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use twenty_webhook::config::{AckMode, Config, Secret};
+use twenty_webhook::ingest::config::{AckMode, Config, Secret};
 use twenty_webhook::envelope::{
     MAX_ENVELOPE_BYTES_PER_DELIVERY, MAX_MESSAGES_PER_DELIVERY, SQS_MAX_MESSAGE_BYTES, body_sha256,
 };
 use twenty_webhook::ingest::{Inbound, accept};
-use twenty_webhook::signature::sign;
+use twenty_webhook::twenty::signature::sign;
 
 const SECRET: &str = "fuzz-secret";
 const NOW_MS: u64 = 1_739_201_445_123;

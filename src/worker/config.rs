@@ -1,7 +1,7 @@
 //! The worker's settings, read once at start-up. A bad one stops it with a message naming
 //! the variable and, for `FORWARD_RULES`, the rule; never a value.
 
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
 use super::forward::{Rule, parse_rules};
 

@@ -13,11 +13,11 @@ use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use lambda_http::{Body, Request, Response};
 use twenty_webhook::aws::{PayloadStore, SqsTransport};
-use twenty_webhook::config::{AckMode, Config, Secret};
-use twenty_webhook::dispatch::Dispatcher;
-use twenty_webhook::function_url::App;
-use twenty_webhook::inflight::InFlight;
-use twenty_webhook::signature;
+use twenty_webhook::ingest::config::{AckMode, Config, Secret};
+use twenty_webhook::ingest::dispatch::Dispatcher;
+use twenty_webhook::ingest::function_url::App;
+use twenty_webhook::ingest::inflight::InFlight;
+use twenty_webhook::twenty::signature;
 
 pub mod destination;
 pub mod fault_proxy;

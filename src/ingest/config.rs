@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use thiserror::Error;
+pub use crate::settings::ConfigError;
+pub use crate::twenty::signature::Secret;
 
 /// When the function answers Twenty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,26 +16,6 @@ pub enum AckMode {
     Immediate,
     /// Answer only once SQS has accepted every message; 503 when it has not.
     AfterEnqueue,
-}
-
-/// One HMAC key. Its `Debug` never shows the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(key: impl Into<Vec<u8>>) -> Self {
-        Self(key.into())
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,14 +35,6 @@ pub struct Config {
     pub retry_budget: Duration,
     /// S3 bucket for envelopes too large for SQS; without one they are refused with 413.
     pub payload_bucket: Option<String>,
-}
-
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    #[error("{name} is invalid: {why}")]
-    Invalid { name: &'static str, why: String },
 }
 
 pub const QUEUE_URL: &str = "QUEUE_URL";

@@ -17,7 +17,7 @@ use tracing::error;
 
 use crate::delivery::{Consignment, FallbackSink, QueueError, Transport};
 use crate::envelope::Message;
-use crate::inflight::Guard;
+use crate::ingest::inflight::Guard;
 use crate::retry::Backoff;
 
 /// A send may overrun its own deadline by this much (writing the fallback log) before it is

@@ -7,9 +7,48 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use thiserror::Error;
 
-use crate::config::Secret;
-
 type HmacSha256 = Hmac<Sha256>;
+
+/// One webhook secret, keyed into HMAC once when it is read (at start-up), so that a
+/// request only clones the keyed state. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct Secret {
+    key: Vec<u8>,
+    mac: HmacSha256,
+}
+
+impl Secret {
+    pub fn new(key: impl Into<Vec<u8>>) -> Self {
+        let key = key.into();
+        // HMAC takes keys of any length; this runs when settings are read, never on a request.
+        let mac = <HmacSha256 as KeyInit>::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        Self { key, mac }
+    }
+
+    /// The MAC of `<timestamp>:<body>` under this secret, not yet finalised.
+    fn keyed(&self, timestamp: &str, body: &[u8]) -> HmacSha256 {
+        let mut mac = self.mac.clone();
+        mac.update(timestamp.as_bytes());
+        mac.update(b":");
+        mac.update(body);
+        mac
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Secret {}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
 
 #[derive(Debug, Error, PartialEq, Eq, Clone, Copy)]
 pub enum SignatureError {
@@ -47,7 +86,8 @@ pub fn verify(
     let matched = secrets
         .iter()
         .map(|secret| {
-            mac(secret.expose(), timestamp, body)
+            secret
+                .keyed(timestamp, body)
                 .verify_slice(&expected)
                 .is_ok()
         })
@@ -72,17 +112,12 @@ pub fn verify(
 
 /// Signs as Twenty does; for tests, the sample events and the re-signing tool.
 pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
-    hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
-}
-
-fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-    mac.update(timestamp.as_bytes());
-    mac.update(b":");
-    mac.update(body);
-    mac
+    hex::encode(
+        Secret::new(secret)
+            .keyed(timestamp, body)
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 /// `Date.now().toString()`: ASCII digits only, no sign, no blanks.

@@ -4,6 +4,8 @@
 //! a FIFO queue drops a repeat within its five-minute deduplication window, and a consumer
 //! deduplicating on `id` sees the event once however often a line is replayed.
 
+pub mod cli;
+
 use tokio::time::Instant;
 
 use crate::delivery::{Pending, Transport, send_all};

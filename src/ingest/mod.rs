@@ -2,15 +2,25 @@
 //!
 //! `Inbound` is the request reduced to the parts that matter, taken from the HTTP adapter;
 //! `accept` turns it into an `Accepted` delivery whose messages are ready for SQS. Nothing
-//! here touches the network, the clock or the environment.
+//! here touches the network, the clock or the environment. Around it: `config` and
+//! `error` (plain), and the Lambda side (`function_url`, `dispatch`, `inflight`).
+
+pub mod config;
+#[cfg(feature = "ingest")]
+pub mod dispatch;
+pub mod error;
+#[cfg(feature = "ingest")]
+pub mod function_url;
+#[cfg(feature = "ingest")]
+pub mod inflight;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::Config;
 use crate::envelope::{self, Destination, Message, Receipt};
-use crate::error::IngestError;
-use crate::event;
-use crate::signature::{self, SignatureError};
+use crate::ingest::config::Config;
+use crate::ingest::error::IngestError;
+use crate::twenty::event;
+use crate::twenty::signature::{self, SignatureError};
 
 /// Without a payload bucket, larger bodies cannot fit in one SQS message once wrapped, so
 /// they are refused up front.
@@ -162,7 +172,7 @@ fn is_json(content_type: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AckMode, Secret};
+    use crate::ingest::config::{AckMode, Secret};
     use std::time::Duration;
 
     const BODY: &str = r#"{"eventName":"person.created","workspaceId":"ws","record":{"id":"r"}}"#;

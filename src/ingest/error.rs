@@ -3,8 +3,8 @@
 use thiserror::Error;
 
 use crate::envelope::EnvelopeError;
-use crate::event::EventError;
-use crate::signature::SignatureError;
+use crate::twenty::event::EventError;
+use crate::twenty::signature::SignatureError;
 
 /// Display texts are safe to log and to send back: they never hold the body or a secret.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -50,6 +50,7 @@ impl IngestError {
             | Self::Event(_)
             | Self::Envelope(EnvelopeError::UnsendableText) => 400,
             Self::QueueUnavailable => 503,
+            Self::Envelope(EnvelopeError::Unwritable) => 500,
         }
     }
 
@@ -75,6 +76,7 @@ impl IngestError {
             ) => "batch_too_large",
             Self::Envelope(EnvelopeError::UnsendableText) => "unsupported_characters",
             Self::QueueUnavailable => "queue_unavailable",
+            Self::Envelope(EnvelopeError::Unwritable) => "internal_error",
         }
     }
 }

@@ -10,11 +10,11 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::aws::SqsTransport;
-use crate::config::{AckMode, Config};
 use crate::delivery::stdout_sink;
-use crate::dispatch::Dispatcher;
-use crate::error::IngestError;
-use crate::inflight::InFlight;
+use crate::ingest::config::{AckMode, Config};
+use crate::ingest::dispatch::Dispatcher;
+use crate::ingest::error::IngestError;
+use crate::ingest::inflight::InFlight;
 use crate::ingest::{self, Accepted, Inbound};
 use crate::retry;
 
