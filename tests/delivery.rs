@@ -140,6 +140,22 @@ fn ids(pending: &[Pending]) -> Vec<&str> {
     pending.iter().map(|p| p.message.id.as_str()).collect()
 }
 
+/// Answers the first call with `successful` and `failed` as they are, every later one with
+/// success for all.
+fn first_reply_then_ok(successful: &[&str], failed: Vec<EntryRefusal>) -> Scripted {
+    let first = BatchReply {
+        successful: successful.iter().map(|s| (*s).to_owned()).collect(),
+        failed,
+    };
+    Scripted::new(move |n, e| {
+        if n == 0 {
+            Answer::Reply(first.clone())
+        } else {
+            all_ok(e)
+        }
+    })
+}
+
 fn transient(why: &str) -> Failure {
     Failure::Transient(why.into())
 }
@@ -166,13 +182,7 @@ async fn everything_queued_in_batches_of_ten() {
 
 #[tokio::test(start_paused = true)]
 async fn only_the_entries_sqs_refused_are_sent_again() {
-    let t = Scripted::new(|n, e| match n {
-        0 => Answer::Reply(BatchReply {
-            successful: vec!["0".into(), "2".into()],
-            failed: vec![refusal("1", false, "InternalError")],
-        }),
-        _ => all_ok(e),
-    });
+    let t = first_reply_then_ok(&["0", "2"], vec![refusal("1", false, "InternalError")]);
     let (left, attempts) = send(&t, &["a", "b", "c"], Duration::from_secs(5)).await;
     assert!(left.is_empty());
     assert_eq!(attempts, 2);
@@ -181,26 +191,17 @@ async fn only_the_entries_sqs_refused_are_sent_again() {
 
 #[tokio::test(start_paused = true)]
 async fn an_entry_in_neither_list_or_under_an_unknown_id_is_not_counted_queued() {
-    let t = Scripted::new(|n, e| match n {
-        // "b" is missing from both lists; "c" comes back under an id that was never sent.
-        0 => Answer::Reply(BatchReply {
-            successful: vec!["0".into(), "x2".into()],
-            failed: vec![refusal("not-a-number", true, "InvalidMessageContents")],
-        }),
-        _ => all_ok(e),
-    });
+    // "b" is missing from both lists; "c" comes back under an id that was never sent.
+    let t = first_reply_then_ok(
+        &["0", "x2"],
+        vec![refusal("not-a-number", true, "InvalidMessageContents")],
+    );
     let (left, _) = send(&t, &["a", "b", "c"], Duration::from_secs(5)).await;
     assert!(left.is_empty());
     assert_eq!(t.calls()[1].1, ["b", "c"]);
 
     // An entry listed as both successful and failed is not trusted either.
-    let t = Scripted::new(|n, e| match n {
-        0 => Answer::Reply(BatchReply {
-            successful: vec!["0".into()],
-            failed: vec![refusal("0", false, "InternalError")],
-        }),
-        _ => all_ok(e),
-    });
+    let t = first_reply_then_ok(&["0"], vec![refusal("0", false, "InternalError")]);
     let (left, attempts) = send(&t, &["a"], Duration::from_secs(5)).await;
     assert!(left.is_empty());
     assert_eq!(attempts, 2);
