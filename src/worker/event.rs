@@ -51,6 +51,11 @@ struct Wire {
 }
 
 #[derive(Deserialize)]
+struct Version {
+    version: Option<u64>,
+}
+
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Parts<'a> {
     #[serde(borrow)]
@@ -68,9 +73,10 @@ pub enum Queued {
 impl Event {
     /// Reads a queued message body.
     pub fn parse(body: String) -> Result<Queued, EventError> {
-        let version = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&body)
+        // The version first, skipping the rest unread: another version may not parse as ours.
+        let version = serde_json::from_str::<Version>(&body)
             .ok()
-            .and_then(|m| m.get("version").and_then(serde_json::Value::as_u64))
+            .and_then(|v| v.version)
             .ok_or(EventError::NotAnEnvelope)?;
         if version != u64::from(VERSION) {
             return Err(EventError::UnknownVersion(version));
