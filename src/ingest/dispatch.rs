@@ -39,8 +39,8 @@ pub struct SenderThread {
     spawn: Arc<LazySpawn>,
 }
 
-/// Starts the thread on the first hand-over rather than at init: a thread and a runtime
-/// are made in parallel with nothing then, and init stays as short as it can be.
+/// Starts the thread on the first hand-over rather than at init, so that init makes
+/// neither a thread nor a runtime.
 struct LazySpawn(Mutex<Option<Spawn>>);
 
 type Spawn = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
