@@ -10,6 +10,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use super::lazy::{LazySdk, Source};
+
 use crate::worker::idempotency::{Begin, Ledger};
 
 const IN_PROGRESS: &str = "INPROGRESS";
@@ -18,7 +20,7 @@ const COMPLETED: &str = "COMPLETED";
 const KEEP: Duration = Duration::from_secs(15 * 86_400);
 
 pub struct DynamoLedger {
-    client: Client,
+    client: Source<Client>,
     table: String,
     /// How long an in-progress mark holds: a worker that died mid-way blocks its key no
     /// longer than this. Keep it above the worker function's timeout.
@@ -28,7 +30,16 @@ pub struct DynamoLedger {
 impl DynamoLedger {
     pub fn with_sdk_config(shared: &SdkConfig, table: &str, in_progress: Duration) -> Self {
         Self {
-            client: Client::new(shared),
+            client: Source::Ready(Client::new(shared)),
+            table: table.to_owned(),
+            in_progress,
+        }
+    }
+
+    /// The client is made when the first key is read or written.
+    pub fn lazy(sdk: LazySdk, table: &str, in_progress: Duration) -> Self {
+        Self {
+            client: Source::lazy(sdk, Client::new),
             table: table.to_owned(),
             in_progress,
         }
@@ -37,6 +48,8 @@ impl DynamoLedger {
     async fn state(&self, key: &str) -> Result<Option<(String, u64)>, String> {
         let item = self
             .client
+            .get()
+            .await
             .get_item()
             .table_name(&self.table)
             .key("id", AttributeValue::S(key.to_owned()))
@@ -76,6 +89,8 @@ impl Ledger for DynamoLedger {
         let now = now();
         let put = self
             .client
+            .get()
+            .await
             .put_item()
             .table_name(&self.table)
             .item("id", AttributeValue::S(key.to_owned()))
@@ -117,6 +132,8 @@ impl Ledger for DynamoLedger {
 
     async fn complete(&self, key: &str) -> Result<(), String> {
         self.client
+            .get()
+            .await
             .update_item()
             .table_name(&self.table)
             .key("id", AttributeValue::S(key.to_owned()))
@@ -133,6 +150,8 @@ impl Ledger for DynamoLedger {
     async fn release(&self, key: &str) -> Result<(), String> {
         let deleted = self
             .client
+            .get()
+            .await
             .delete_item()
             .table_name(&self.table)
             .key("id", AttributeValue::S(key.to_owned()))

@@ -4,11 +4,13 @@
 
 #[cfg(feature = "worker")]
 pub mod dynamodb;
+mod lazy;
 pub mod s3;
 mod sdk_error;
 pub mod sqs;
 
 #[cfg(feature = "worker")]
 pub use dynamodb::DynamoLedger;
+pub use lazy::LazySdk;
 pub use s3::{PayloadStore, ResolveError};
 pub use sqs::{SqsTransport, SqsVisibility};

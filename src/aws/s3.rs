@@ -11,41 +11,55 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde::Deserialize;
 use thiserror::Error;
 
+use super::lazy::{LazySdk, Source};
 use super::sdk_error::classify_sdk_error;
 use crate::envelope::{Claim, body_sha256};
 use crate::retry::Failure;
 
 #[derive(Clone)]
 pub struct PayloadStore {
-    client: Client,
+    client: Source<Client>,
+}
+
+/// Addressed by path for local S3 servers (moto), by bucket host name otherwise; retries
+/// are the delivery logic's (see `delivery`), as for SQS.
+fn client(shared: &SdkConfig) -> Client {
+    let mut s3 = aws_sdk_s3::config::Builder::from(shared)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_timeout(Duration::from_secs(5))
+                .build(),
+        )
+        .retry_config(RetryConfig::disabled());
+    let custom_endpoint = shared.endpoint_url().is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    if custom_endpoint {
+        s3 = s3.force_path_style(true);
+    }
+    Client::from_conf(s3.build())
 }
 
 impl PayloadStore {
     pub fn with_sdk_config(shared: &SdkConfig) -> Self {
-        let mut s3 = aws_sdk_s3::config::Builder::from(shared)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(1))
-                    .operation_timeout(Duration::from_secs(5))
-                    .build(),
-            )
-            // Retries are the delivery logic's (see `delivery`), as for SQS.
-            .retry_config(RetryConfig::disabled());
-        // Local S3 servers (moto) are addressed by path, not by bucket host name.
-        let custom_endpoint = shared.endpoint_url().is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL").is_some();
-        if custom_endpoint {
-            s3 = s3.force_path_style(true);
-        }
         Self {
-            client: Client::from_conf(s3.build()),
+            client: Source::Ready(client(shared)),
+        }
+    }
+
+    /// The client is made when the first object is read or stored.
+    pub fn lazy(sdk: LazySdk) -> Self {
+        Self {
+            client: Source::lazy(sdk, client),
         }
     }
 
     /// Stores the envelope under its fixed key; storing it twice is harmless.
     pub async fn put(&self, claim: &Claim) -> Result<(), Failure> {
         self.client
+            .get()
+            .await
             .put_object()
             .bucket(&claim.bucket)
             .key(&claim.key)
@@ -81,6 +95,8 @@ impl PayloadStore {
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
         let object = self
             .client
+            .get()
+            .await
             .get_object()
             .bucket(bucket)
             .key(key)

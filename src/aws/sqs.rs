@@ -10,6 +10,7 @@ use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
+use super::lazy::{LazySdk, Source};
 use super::s3::PayloadStore;
 use super::sdk_error::classify_sdk_error;
 use crate::delivery::{BatchReply, Entry, EntryRefusal, Transport, send::ATTEMPT_TIMEOUT};
@@ -123,7 +124,7 @@ fn entry(
 /// Changes the visibility of a received message: how a worker delays the next delivery of
 /// a message that failed.
 pub struct SqsVisibility {
-    client: Client,
+    client: Source<Client>,
     /// The queue's URL when it is known; otherwise it is derived from the event source ARN.
     queue_url: Option<String>,
 }
@@ -131,7 +132,15 @@ pub struct SqsVisibility {
 impl SqsVisibility {
     pub fn with_sdk_config(shared: &SdkConfig, queue_url: Option<String>) -> Self {
         Self {
-            client: Client::new(shared),
+            client: Source::Ready(Client::new(shared)),
+            queue_url,
+        }
+    }
+
+    /// The client is made when the first visibility is changed.
+    pub fn lazy(sdk: LazySdk, queue_url: Option<String>) -> Self {
+        Self {
+            client: Source::lazy(sdk, Client::new),
             queue_url,
         }
     }
@@ -150,6 +159,8 @@ impl SqsVisibility {
                 .ok_or("no queue URL, and none in the event source ARN")?,
         };
         self.client
+            .get()
+            .await
             .change_message_visibility()
             .queue_url(url)
             .receipt_handle(receipt_handle)

@@ -1,6 +1,7 @@
 //! The worker as a Lambda function behind SQS's event source: the batch in, the messages
 //! to retry out (`ReportBatchItemFailures`), and a back-off for each by changing its
-//! visibility. The AWS clients are made on the first invocation, not at init.
+//! visibility. The AWS clients are made when first needed (a claim check, the idempotency
+//! table, a back-off), not at init.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +9,6 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use tokio::sync::OnceCell;
 use tracing::{error, info, warn};
 
 use super::batch::{self, Item, Process};
@@ -17,7 +17,7 @@ use super::event::{Event, Queued};
 use super::forwarder::Forwarder;
 use super::idempotency::{Ledger, NoLedger};
 use super::router::{Outcome, Router};
-use crate::aws::{DynamoLedger, PayloadStore, SqsVisibility};
+use crate::aws::{DynamoLedger, LazySdk, PayloadStore, SqsVisibility};
 
 /// A failed message comes back no sooner than this after its first failure, doubling with
 /// each receive, up to `BACKOFF_CAP` (or a destination's `Retry-After`, if longer).
@@ -53,39 +53,32 @@ async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
             std::process::exit(1);
         }
     };
-    let worker: OnceCell<Arc<dyn Run>> = OnceCell::new();
+    let worker = build(&config, router);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let (worker, config, router) = (&worker, &config, &router);
-        async move {
-            let worker = worker
-                .get_or_init(|| async { connect(config, router.clone()).await })
-                .await;
-            worker.handle(event.payload).await
-        }
+        let worker = &worker;
+        async move { worker.handle(event.payload).await }
     }))
     .await
 }
 
-async fn connect(config: &WorkerConfig, router: Router) -> Arc<dyn Run> {
-    let shared = aws_config::load_from_env().await;
-    let claims = PayloadStore::with_sdk_config(&shared);
-    let visibility = SqsVisibility::with_sdk_config(&shared, config.queue_url.clone());
+/// The worker with its AWS adapters, none of which builds its client (or loads the SDK's
+/// configuration) before it first needs it: init and most first answers make no client.
+fn build(config: &WorkerConfig, router: Router) -> Arc<dyn Run> {
+    let sdk = LazySdk::default();
+    let claims = Some(PayloadStore::lazy(sdk.clone()));
+    let visibility = SqsVisibility::lazy(sdk.clone(), config.queue_url.clone());
     match &config.idempotency_table {
         Some(table) => Arc::new(
             Worker::new(
                 router,
-                Some(claims),
-                Arc::new(DynamoLedger::with_sdk_config(
-                    &shared,
-                    table,
-                    config.in_progress,
-                )),
+                claims,
+                Arc::new(DynamoLedger::lazy(sdk, table, config.in_progress)),
                 config.concurrency,
             )
             .with_visibility(visibility),
         ),
         None => Arc::new(
-            Worker::new(router, Some(claims), Arc::new(NoLedger), config.concurrency)
+            Worker::new(router, claims, Arc::new(NoLedger), config.concurrency)
                 .with_visibility(visibility),
         ),
     }

@@ -1,0 +1,49 @@
+//! AWS clients made on first need. Building an SDK client reads the system's TLS roots
+//! (milliseconds); a worker invocation that needs no AWS call, or a cold start, should not
+//! pay for it.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use tokio::sync::OnceCell;
+
+/// The SDK's shared configuration (region, credentials, endpoints, its HTTP client), loaded
+/// from the environment the first time a client needs it, once for all of them.
+#[derive(Clone, Default)]
+pub struct LazySdk(Arc<OnceCell<SdkConfig>>);
+
+impl LazySdk {
+    pub async fn get(&self) -> &SdkConfig {
+        self.0.get_or_init(aws_config::load_from_env).await
+    }
+}
+
+/// A client given ready, or made from a `LazySdk` on first use.
+#[derive(Clone)]
+pub(crate) enum Source<C> {
+    Ready(C),
+    Lazy {
+        sdk: LazySdk,
+        make: fn(&SdkConfig) -> C,
+        cell: OnceCell<C>,
+    },
+}
+
+impl<C> Source<C> {
+    pub(crate) fn lazy(sdk: LazySdk, make: fn(&SdkConfig) -> C) -> Self {
+        Self::Lazy {
+            sdk,
+            make,
+            cell: OnceCell::new(),
+        }
+    }
+
+    pub(crate) async fn get(&self) -> &C {
+        match self {
+            Self::Ready(client) => client,
+            Self::Lazy { sdk, make, cell } => {
+                cell.get_or_init(|| async { make(sdk.get().await) }).await
+            }
+        }
+    }
+}
