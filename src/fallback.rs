@@ -65,8 +65,13 @@ struct LineClaim {
 }
 
 /// The lines that keep `message` (the whole envelope, also when it is bound for S3);
-/// `now_ms` stamps the metric.
-pub fn lines(message: &Message, reason: &str, now_ms: u64) -> Vec<String> {
+/// `now_ms` stamps the metric. Errs only if serde_json cannot write them, which strings and
+/// numbers never cause: the caller logs it rather than panicking (this runs in `Drop`).
+pub fn lines(
+    message: &Message,
+    reason: &str,
+    now_ms: u64,
+) -> Result<Vec<String>, serde_json::Error> {
     let whole = message
         .claim
         .as_ref()
@@ -98,20 +103,20 @@ pub fn lines(message: &Message, reason: &str, now_ms: u64) -> Vec<String> {
                     key: c.key.clone(),
                     pointer: message.body.clone(),
                 }),
-                emf: first.then(|| emf(now_ms)),
+                emf: first.then(|| emf(now_ms)).flatten(),
                 metric: first.then_some(1),
             };
             serde_json::to_string(&line)
-                .unwrap_or_else(|e| unreachable!("fallback line serialisation: {e}"))
         })
         .collect()
 }
 
-fn emf(now_ms: u64) -> Box<RawValue> {
+/// The Embedded Metric Format part; None only if the literal were not JSON (it is).
+fn emf(now_ms: u64) -> Option<Box<RawValue>> {
     let text = format!(
         r#"{{"Timestamp":{now_ms},"CloudWatchMetrics":[{{"Namespace":"{METRIC_NAMESPACE}","Dimensions":[[]],"Metrics":[{{"Name":"{METRIC_NAME}","Unit":"Count"}}]}}]}}"#
     );
-    RawValue::from_string(text).unwrap_or_else(|e| unreachable!("EMF literal: {e}"))
+    RawValue::from_string(text).ok()
 }
 
 /// Splits at character boundaries into pieces of at most `max` bytes (at least one piece).
@@ -306,7 +311,7 @@ mod tests {
     #[test]
     fn a_line_is_an_emf_document_and_round_trips() {
         let m = message(r#"{"version":1,"id":"abc:1","record":{"name":"Zoë \"Z\""}}"#.into());
-        let lines = lines(&m, "SQS said 503", 1_700_000_000_000);
+        let lines = lines(&m, "SQS said 503", 1_700_000_000_000).unwrap();
         assert_eq!(lines.len(), 1);
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v[MARKER], 1);
@@ -325,7 +330,7 @@ mod tests {
     fn large_envelopes_split_and_join_at_character_boundaries() {
         let body = format!(r#"{{"record":"{}"}}"#, "é€😀x".repeat(40_000));
         let m = message(body);
-        let lines = lines(&m, "r", 0);
+        let lines = lines(&m, "r", 0).unwrap();
         assert!(lines.len() > 3);
         assert!(lines.iter().all(|l| l.len() < 256 * 1024));
         // Parts in any order, each exported twice, with prefixes and wrapped records.
@@ -350,7 +355,7 @@ mod tests {
             key: "k".into(),
             envelope: format!(r#"{{"record":"{}"}}"#, "y".repeat(PART_BYTES)),
         });
-        let lines = lines(&m, "S3 said 503", 0);
+        let lines = lines(&m, "S3 said 503", 0).unwrap();
         assert_eq!(lines.len(), 2);
         let back = recover(&lines.join("\n"));
         assert_eq!(back.messages, vec![m]);
@@ -358,7 +363,9 @@ mod tests {
 
     #[test]
     fn json_exports_of_cloudwatch_logs() {
-        let line = lines(&message("{\"a\":1}".into()), "r", 0).remove(0);
+        let line = lines(&message("{\"a\":1}".into()), "r", 0)
+            .unwrap()
+            .remove(0);
         // `aws logs filter-log-events --output json`, pretty-printed over many lines.
         let export = serde_json::to_string_pretty(&serde_json::json!({
             "events": [
@@ -376,7 +383,7 @@ mod tests {
     #[test]
     fn missing_parts_and_noise() {
         let m = message("x".repeat(PART_BYTES * 2 + 1));
-        let lines = lines(&m, "r", 0);
+        let lines = lines(&m, "r", 0).unwrap();
         let input = [
             "START RequestId: 1",
             "not json {",
@@ -391,10 +398,12 @@ mod tests {
 
     #[test]
     fn several_lines_on_one_line_of_text() {
-        let a = lines(&message("{\"a\":1}".into()), "r", 0).remove(0);
+        let a = lines(&message("{\"a\":1}".into()), "r", 0)
+            .unwrap()
+            .remove(0);
         let mut other = message("{\"b\":2}".into());
         other.id = "def".into();
-        let b = lines(&other, "r", 0).remove(0);
+        let b = lines(&other, "r", 0).unwrap().remove(0);
         let back = recover(&format!("{a}\t{b}"));
         let ids: Vec<_> = back.messages.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["abc:1", "def"]);

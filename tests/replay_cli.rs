@@ -59,8 +59,8 @@ async fn replays_exported_lines_once_each() {
     let a = message("a1b2:0", "r-1");
     let b = message("c3d4", "r-2");
     let incomplete = message("e5f6", "r-3");
-    let a_lines = fallback::lines(&a, "SQS said 503", 1);
-    let b_lines = fallback::lines(&b, "time budget spent", 2);
+    let a_lines = fallback::lines(&a, "SQS said 503", 1).unwrap();
+    let b_lines = fallback::lines(&b, "time budget spent", 2).unwrap();
     assert!(
         a_lines.len() > 1,
         "the large envelope is split over several lines"
@@ -76,7 +76,7 @@ async fn replays_exported_lines_once_each() {
     input.push(r#"{"level":"INFO","fields":{"message":"queued"}}"#.to_owned());
     input.extend(b_lines.iter().cloned());
     input.push(b_lines[0].clone());
-    input.push(fallback::lines(&incomplete, "x", 3)[0].clone());
+    input.push(fallback::lines(&incomplete, "x", 3).unwrap()[0].clone());
     let input = input.join("\n");
 
     let (ok, report) = replay_cli(&url, &input);

@@ -92,9 +92,19 @@ impl Consignment {
                 reason = %reason,
                 "event acknowledged but not queued: written to the fallback log"
             );
-            let mut text = fallback::lines(&p.message, &reason, now_ms).join("\n");
-            text.push('\n');
-            (self.sink)(&text);
+            match fallback::lines(&p.message, &reason, now_ms) {
+                Ok(lines) => {
+                    let mut text = lines.join("\n");
+                    text.push('\n');
+                    (self.sink)(&text);
+                }
+                // Never seen: strings and numbers always serialise. Said, not panicked on.
+                Err(e) => error!(
+                    id = %p.message.id,
+                    error = %e,
+                    "the fallback line could not be written"
+                ),
+            }
             first.get_or_insert(reason);
         }
         QueueError {
