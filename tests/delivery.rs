@@ -342,23 +342,28 @@ async fn what_is_not_confirmed_goes_to_the_fallback_log() {
     assert!(log.lock().unwrap().contains("InvalidMessageContents"));
 }
 
+/// Delivers `consignment` over `transport` in a task of its own, as the sender thread does.
+fn spawn_delivery(
+    consignment: Consignment,
+    transport: Scripted,
+    budget: Duration,
+) -> tokio::task::JoinHandle<Result<(), twenty_webhook::delivery::QueueError>> {
+    tokio::spawn(async move {
+        consignment
+            .deliver(&transport, Instant::now() + budget, Backoff::default())
+            .await
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_panicking_send_leaves_its_messages_in_the_fallback_log() {
     let (sink, log) = capture();
-    let t = Arc::new(Scripted::new(|_, _| Answer::Panic));
     let consignment = Consignment::new(vec![message("a"), message("b")], sink);
-    let task = tokio::spawn({
-        let t = t.clone();
-        async move {
-            consignment
-                .deliver(
-                    &*t,
-                    Instant::now() + Duration::from_secs(1),
-                    Backoff::default(),
-                )
-                .await
-        }
-    });
+    let task = spawn_delivery(
+        consignment,
+        Scripted::new(|_, _| Answer::Panic),
+        Duration::from_secs(1),
+    );
     assert!(task.await.unwrap_err().is_panic());
     assert_eq!(recovered(&log), ["a", "b"]);
     assert!(log.lock().unwrap().contains("the send panicked"));
@@ -368,23 +373,13 @@ async fn a_panicking_send_leaves_its_messages_in_the_fallback_log() {
 async fn a_cancelled_send_leaves_its_unconfirmed_messages_in_the_fallback_log() {
     let (sink, log) = capture();
     // The first batch is confirmed; the second hangs until the task is aborted.
-    let t = Arc::new(Scripted::new(
-        |n, e| if n == 0 { all_ok(e) } else { Answer::Hang },
-    ));
     let messages: Vec<Message> = (0..12).map(|i| message(&format!("m{i}"))).collect();
     let consignment = Consignment::new(messages, sink);
-    let task = tokio::spawn({
-        let t = t.clone();
-        async move {
-            consignment
-                .deliver(
-                    &*t,
-                    Instant::now() + Duration::from_secs(20),
-                    Backoff::default(),
-                )
-                .await
-        }
-    });
+    let task = spawn_delivery(
+        consignment,
+        Scripted::new(|n, e| if n == 0 { all_ok(e) } else { Answer::Hang }),
+        Duration::from_secs(20),
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(
         log.lock().unwrap().is_empty(),
