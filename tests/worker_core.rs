@@ -350,3 +350,12 @@ fn signatures_verify_with_the_standardwebhooks_package() {
     assert!(support::standard_webhooks_verify(KEY, &tampered, &map).is_err());
     assert!(WebhookKey::parse("whsec_").is_err());
 }
+
+#[test]
+fn destinations_are_logged_by_host_alone() {
+    assert_eq!(
+        forward::origin("https://user:pa55@n8n.example.com:8443/webhook/abc?token=t"),
+        "n8n.example.com:8443"
+    );
+    assert_eq!(forward::origin("http://127.0.0.1:9/hook"), "127.0.0.1:9");
+}

@@ -218,15 +218,9 @@ pub fn retry_after(value: Option<&str>) -> Option<Duration> {
     value?.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// For logs: a rule's destination without path, query or credentials.
+/// For logs: a rule's destination as host and port, without credentials, path or query.
 pub fn origin(url: &str) -> &str {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let end = url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| scheme_end + i);
-    let host = &url[..end];
-    match host[scheme_end..].rfind('@') {
-        Some(at) => &url[scheme_end + at + 1..end],
-        None => host,
-    }
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rsplit('@').next().unwrap_or(authority)
 }
