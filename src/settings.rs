@@ -1,5 +1,6 @@
 //! What a bad setting is: the functions stop at start-up with a message that names the
-//! variable, never its value (it may be a secret).
+//! variable, never its value (it may be a secret). The helpers read settings the same way
+//! for both functions.
 
 use thiserror::Error;
 
@@ -9,4 +10,32 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{name} is invalid: {why}")]
     Invalid { name: &'static str, why: String },
+}
+
+/// `value` as a whole number within `range`, or `default` when unset.
+pub(crate) fn whole_number(
+    name: &'static str,
+    value: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            let (lo, hi) = (range.start(), range.end());
+            invalid(name, format!("must be whole {unit} from {lo} to {hi}"))
+        })
+}
+
+pub(crate) fn invalid(name: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        why: why.into(),
+    }
 }

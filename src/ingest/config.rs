@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 pub use crate::settings::ConfigError;
+use crate::settings::{invalid, whole_number};
 pub use crate::twenty::signature::Secret;
 
 /// When the function answers Twenty.
@@ -151,34 +152,6 @@ fn parse_secrets(list: &str) -> Result<Vec<Secret>, ConfigError> {
             }
         })
         .collect()
-}
-
-/// `value` as a whole number within `range`, or `default` when unset.
-fn whole_number(
-    name: &'static str,
-    value: Option<String>,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-    unit: &str,
-) -> Result<u64, ConfigError> {
-    let Some(value) = value else {
-        return Ok(default);
-    };
-    value
-        .parse::<u64>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| {
-            let (lo, hi) = (range.start(), range.end());
-            invalid(name, format!("must be whole {unit} from {lo} to {hi}"))
-        })
-}
-
-fn invalid(name: &'static str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        why: why.into(),
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The worker's settings, read once at start-up. A bad one stops it with a message naming
 //! the variable and, for `FORWARD_RULES`, the rule; never a value.
 
-use crate::settings::ConfigError;
+use crate::settings::{ConfigError, invalid, whole_number};
 
 use super::forward::{Rule, parse_rules};
 
@@ -11,8 +11,8 @@ pub const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
 pub const QUEUE_URL: &str = "QUEUE_URL";
 pub const IN_PROGRESS: &str = "IDEMPOTENCY_IN_PROGRESS_SECS";
 
-const DEFAULT_CONCURRENCY: usize = 10;
-const MAX_CONCURRENCY: usize = 100;
+const DEFAULT_CONCURRENCY: u64 = 10;
+const MAX_CONCURRENCY: u64 = 100;
 /// Above the template's worker timeout (60 s), so a live worker's mark never runs out.
 const DEFAULT_IN_PROGRESS_SECS: u64 = 120;
 
@@ -43,41 +43,74 @@ impl WorkerConfig {
     ) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let rules = match get(FORWARD_RULES) {
-            Some(text) => parse_rules(&text).map_err(|e| ConfigError::Invalid {
-                name: FORWARD_RULES,
-                why: e.to_string(),
-            })?,
+            Some(text) => parse_rules(&text).map_err(|e| invalid(FORWARD_RULES, e.to_string()))?,
             None if rules_required => return Err(ConfigError::Missing(FORWARD_RULES)),
             None => Vec::new(),
         };
-        let concurrency = match get(CONCURRENCY) {
-            None => DEFAULT_CONCURRENCY,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: CONCURRENCY,
-                    why: format!("must be a whole number from 1 to {MAX_CONCURRENCY}"),
-                })?,
-        };
-        let in_progress = match get(IN_PROGRESS) {
-            None => DEFAULT_IN_PROGRESS_SECS,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=86_400).contains(n))
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: IN_PROGRESS,
-                    why: "must be whole seconds from 1 to 86400".into(),
-                })?,
-        };
+        let concurrency = whole_number(
+            CONCURRENCY,
+            get(CONCURRENCY),
+            DEFAULT_CONCURRENCY,
+            1..=MAX_CONCURRENCY,
+            "messages (or groups) at a time",
+        )?;
+        let in_progress = whole_number(
+            IN_PROGRESS,
+            get(IN_PROGRESS),
+            DEFAULT_IN_PROGRESS_SECS,
+            1..=86_400,
+            "seconds",
+        )?;
         Ok(Self {
             rules,
-            concurrency,
+            concurrency: concurrency as usize,
             in_progress: std::time::Duration::from_secs(in_progress),
             idempotency_table: get(IDEMPOTENCY_TABLE),
             queue_url: get(QUEUE_URL),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)], required: bool) -> Result<WorkerConfig, ConfigError> {
+        WorkerConfig::from_lookup(
+            |k| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            },
+            required,
+        )
+    }
+
+    #[test]
+    fn defaults_and_bad_values_named() {
+        let c = config(&[], false).unwrap();
+        assert_eq!(c.concurrency, 10);
+        assert_eq!(c.in_progress, std::time::Duration::from_secs(120));
+        assert!(c.rules.is_empty() && c.idempotency_table.is_none());
+        assert_eq!(
+            config(&[], true).unwrap_err(),
+            ConfigError::Missing(FORWARD_RULES)
+        );
+        for (name, value) in [
+            (CONCURRENCY, "0"),
+            (CONCURRENCY, "101"),
+            (CONCURRENCY, "ten"),
+            (IN_PROGRESS, "0"),
+            (IN_PROGRESS, "86401"),
+            (FORWARD_RULES, "{}"),
+        ] {
+            match config(&[(name, value)], false) {
+                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name, "{value}"),
+                other => panic!("{name}={value} gave {other:?}"),
+            }
+        }
+        let c = config(&[(CONCURRENCY, "100"), (IN_PROGRESS, "86400")], false).unwrap();
+        assert_eq!((c.concurrency, c.in_progress.as_secs()), (100, 86_400));
     }
 }
