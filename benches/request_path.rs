@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use twenty_webhook::ingest::config::{AckMode, Config, Secret};
+use twenty_webhook::ingest::config::{AckMode, Config, Refresh, Secret};
 use twenty_webhook::ingest::{Inbound, accept};
 use twenty_webhook::twenty::signature;
 
@@ -45,7 +45,9 @@ fn config() -> Config {
     Config {
         queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/events".into(),
         fifo: false,
-        secrets: vec![Secret::new(SECRET)],
+        secret: None,
+        secret_refresh: Refresh::default(),
+        url_token: None,
         tolerance: Duration::from_secs(300),
         ack_mode: AckMode::Immediate,
         allow_unsigned: false,
@@ -56,6 +58,7 @@ fn config() -> Config {
 
 fn bench(c: &mut Criterion) {
     let config = config();
+    let secrets = [Secret::new(SECRET)];
     let now = SystemTime::now();
     let ts = now
         .duration_since(UNIX_EPOCH)
@@ -82,19 +85,25 @@ fn bench(c: &mut Criterion) {
         ];
         // Checked once outside the loop: the measured path must be the accepting one.
         let inbound = Inbound::new("POST", headers, body.as_bytes()).unwrap();
-        assert_eq!(accept(&inbound, &config, now).unwrap().messages.len(), 1);
+        assert_eq!(
+            accept(&inbound, &config, &secrets, now)
+                .unwrap()
+                .messages
+                .len(),
+            1
+        );
 
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::new("ours", name), &body, |b, body| {
             b.iter(|| {
                 let inbound = Inbound::new("POST", headers, body.as_bytes()).unwrap();
-                black_box(accept(black_box(&inbound), &config, now).unwrap())
+                black_box(accept(black_box(&inbound), &config, &secrets, now).unwrap())
             })
         });
         group.bench_with_input(BenchmarkId::new("floor", name), &body, |b, body| {
             b.iter(|| {
                 signature::verify(
-                    &config.secrets,
+                    &secrets,
                     &ts,
                     &sig,
                     black_box(body.as_bytes()),

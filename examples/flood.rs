@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use twenty_webhook::ingest::config::{AckMode, Config, Secret};
+use twenty_webhook::ingest::config::{AckMode, Config, Refresh, Secret};
 use twenty_webhook::ingest::{Inbound, accept};
 use twenty_webhook::twenty::signature::sign;
 
@@ -32,7 +32,9 @@ fn main() {
     let config = Config {
         queue_url: "https://sqs.eu-west-1.amazonaws.com/1/q".into(),
         fifo: false,
-        secrets: vec![Secret::new("flood-secret")],
+        secret: None,
+        secret_refresh: Refresh::default(),
+        url_token: None,
         tolerance: Duration::from_secs(300),
         ack_mode: AckMode::Immediate,
         allow_unsigned: false,
@@ -54,7 +56,7 @@ fn main() {
     let before = peak_rss_mib();
     let start = Instant::now();
     let verdict = Inbound::new("POST", headers, body.as_bytes())
-        .and_then(|inbound| accept(&inbound, &config, now));
+        .and_then(|inbound| accept(&inbound, &config, &[Secret::new("flood-secret")], now));
     let took = start.elapsed();
     match verdict {
         Ok(accepted) => println!("accepted: {} messages", accepted.messages.len()),

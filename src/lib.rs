@@ -19,6 +19,7 @@ pub mod envelope;
 pub mod fallback;
 pub mod ingest;
 pub mod retry;
+pub mod secrets;
 pub mod settings;
 pub mod twenty;
 
@@ -28,6 +29,7 @@ pub mod aws;
 pub mod delivery;
 #[cfg(feature = "aws")]
 pub mod replay;
+
 #[cfg(feature = "worker")]
 pub mod worker;
 

@@ -7,18 +7,20 @@ use std::time::{Duration, UNIX_EPOCH};
 use proptest::prelude::*;
 use serde_json::Value;
 use twenty_webhook::envelope::body_sha256;
-use twenty_webhook::ingest::config::{AckMode, Config, Secret};
+use twenty_webhook::ingest::config::{AckMode, Config, Refresh, Secret};
 use twenty_webhook::ingest::error::IngestError;
 use twenty_webhook::ingest::{Accepted, Inbound, accept};
 use twenty_webhook::twenty::signature::sign;
 
 const NOW_MS: u64 = 1_739_201_445_123;
 
-fn config(secret: &str) -> Config {
+fn config() -> Config {
     Config {
         queue_url: "https://sqs.eu-west-1.amazonaws.com/1/q".into(),
         fifo: false,
-        secrets: vec![Secret::new(secret)],
+        secret: None,
+        secret_refresh: Refresh::default(),
+        url_token: None,
         tolerance: Duration::from_secs(300),
         ack_mode: AckMode::Immediate,
         allow_unsigned: false,
@@ -36,7 +38,8 @@ fn run(secret: &str, ts: &str, sig: &str, body: &[u8]) -> Result<Accepted, Inges
     let inbound = Inbound::new("POST", headers, body)?;
     accept(
         &inbound,
-        &config(secret),
+        &config(),
+        &[Secret::new(secret)],
         UNIX_EPOCH + Duration::from_millis(NOW_MS),
     )
 }

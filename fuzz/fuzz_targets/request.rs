@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use twenty_webhook::ingest::config::{AckMode, Config, Secret};
+use twenty_webhook::ingest::config::{AckMode, Config, Refresh, Secret};
 use twenty_webhook::envelope::{
     MAX_ENVELOPE_BYTES_PER_DELIVERY, MAX_MESSAGES_PER_DELIVERY, SQS_MAX_MESSAGE_BYTES, body_sha256,
 };
@@ -39,7 +39,9 @@ fuzz_target!(|input: Request<'_>| {
     let config = Config {
         queue_url: "https://sqs.eu-west-1.amazonaws.com/1/q.fifo".into(),
         fifo: true,
-        secrets: vec![Secret::new("old"), Secret::new(SECRET)],
+        secret: None,
+        secret_refresh: Refresh::default(),
+        url_token: None,
         tolerance: Duration::from_secs(300),
         ack_mode: AckMode::Immediate,
         allow_unsigned: input.allow_unsigned,
@@ -57,7 +59,7 @@ fuzz_target!(|input: Request<'_>| {
     }
     let now = UNIX_EPOCH + Duration::from_millis(NOW_MS);
     let verdict = Inbound::new(input.method, headers, input.body)
-        .and_then(|inbound| accept(&inbound, &config, now));
+        .and_then(|inbound| accept(&inbound, &config, &[Secret::new("old"), Secret::new(SECRET)], now));
     match verdict {
         Err(err) => {
             assert!([400, 401, 405, 413, 415].contains(&err.status()), "{err:?}");

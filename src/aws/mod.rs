@@ -1,5 +1,6 @@
 //! The AWS adapters: SQS (the queue transport, and visibility for the worker's back-off),
-//! S3 (claim checks), DynamoDB (the worker's idempotency ledger), and how SDK errors are
+//! S3 (claim checks), DynamoDB (the worker's idempotency ledger), SSM and Secrets Manager
+//! (secret settings), and how SDK errors are
 //! read for the retry policy. Everything AWS-typed lives here.
 
 #[cfg(feature = "worker")]
@@ -7,10 +8,12 @@ pub mod dynamodb;
 mod lazy;
 pub mod s3;
 mod sdk_error;
+pub mod secret_store;
 pub mod sqs;
 
 #[cfg(feature = "worker")]
 pub use dynamodb::DynamoLedger;
 pub use lazy::LazySdk;
 pub use s3::{PayloadStore, ResolveError};
+pub use secret_store::AwsSecretStore;
 pub use sqs::{SqsTransport, SqsVisibility};

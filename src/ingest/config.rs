@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+pub use crate::ingest::url_token::{URL_TOKEN, UrlToken};
+use crate::secrets::SecretSetting;
+pub use crate::secrets::{Refresh, SecretSource};
 pub use crate::settings::ConfigError;
 use crate::settings::{invalid, whole_number};
 pub use crate::twenty::signature::Secret;
@@ -24,8 +27,13 @@ pub struct Config {
     pub queue_url: String,
     /// True when `queue_url` names a FIFO queue (its name ends in `.fifo`).
     pub fifo: bool,
-    /// Every secret that may have signed a delivery (rotation, several webhooks).
-    pub secrets: Vec<Secret>,
+    /// Where the secrets that may have signed a delivery come from (a comma-separated
+    /// list: rotation, several webhooks); `None` only when unsigned deliveries are allowed.
+    pub secret: Option<SecretSource>,
+    /// How a stored secret is kept fresh.
+    pub secret_refresh: Refresh,
+    /// The token the Function URL must carry, when one is set.
+    pub url_token: Option<UrlToken>,
     /// How far a signed timestamp may lie from now, either way.
     pub tolerance: Duration,
     pub ack_mode: AckMode,
@@ -40,6 +48,10 @@ pub struct Config {
 
 pub const QUEUE_URL: &str = "QUEUE_URL";
 pub const SECRET: &str = "TWENTY_WEBHOOK_SECRET";
+pub const SECRET_PARAMETER: &str = "TWENTY_WEBHOOK_SECRET_PARAMETER";
+pub const SECRET_SECRET_ID: &str = "TWENTY_WEBHOOK_SECRET_SECRET_ID";
+const SECRET_SETTING: SecretSetting =
+    SecretSetting::named(SECRET, SECRET_PARAMETER, SECRET_SECRET_ID);
 pub const TOLERANCE: &str = "TWENTY_WEBHOOK_TOLERANCE_SECS";
 pub const ACK_MODE: &str = "ACK_MODE";
 pub const ALLOW_UNSIGNED: &str = "TWENTY_WEBHOOK_ALLOW_UNSIGNED";
@@ -74,11 +86,17 @@ impl Config {
             Some(_) => return Err(invalid(ALLOW_UNSIGNED, "must be `true` or `false`")),
         };
 
-        let secrets = match get(SECRET) {
-            Some(list) => parse_secrets(&list)?,
-            None if allow_unsigned => Vec::new(),
+        let secret = match SECRET_SETTING.source(&lookup)? {
+            Some(SecretSource::Value(list)) => {
+                parse_secrets(&list).map_err(|why| invalid(SECRET, why))?;
+                Some(SecretSource::Value(list))
+            }
+            Some(stored) => Some(stored),
+            None if allow_unsigned => None,
             None => return Err(ConfigError::Missing(SECRET)),
         };
+        let secret_refresh = Refresh::from_lookup(&lookup)?;
+        let url_token = get(URL_TOKEN).as_deref().map(UrlToken::parse).transpose()?;
 
         let tolerance_secs = whole_number(
             TOLERANCE,
@@ -112,7 +130,9 @@ impl Config {
         Ok(Self {
             queue_url,
             fifo,
-            secrets,
+            secret,
+            secret_refresh,
+            url_token,
             tolerance: Duration::from_secs(tolerance_secs),
             ack_mode,
             allow_unsigned,
@@ -134,19 +154,17 @@ fn is_bucket_name(name: &str) -> bool {
         && edge(name.as_bytes().last())
 }
 
-/// Splits the comma-separated list. Entries are taken byte for byte (a secret typed in
-/// Twenty may hold any character), so stray blanks are refused rather than silently kept.
-fn parse_secrets(list: &str) -> Result<Vec<Secret>, ConfigError> {
+/// Splits the comma-separated list, from the environment or a store. Entries are taken
+/// byte for byte (a secret typed in Twenty may hold any character), so stray blanks are
+/// refused rather than silently kept. The reason never holds an entry.
+pub fn parse_secrets(list: &str) -> Result<Vec<Secret>, String> {
     list.split(',')
         .enumerate()
         .map(|(i, s)| {
             if s.is_empty() {
-                Err(invalid(SECRET, format!("entry {} is empty", i + 1)))
+                Err(format!("entry {} is empty", i + 1))
             } else if s.trim() != s {
-                Err(invalid(
-                    SECRET,
-                    format!("entry {} starts or ends with white space", i + 1),
-                ))
+                Err(format!("entry {} starts or ends with white space", i + 1))
             } else {
                 Ok(Secret::new(s))
             }
@@ -173,7 +191,9 @@ mod tests {
     fn defaults() {
         let c = config(&[(QUEUE_URL, URL), (SECRET, "s3cret")]).unwrap();
         assert!(!c.fifo);
-        assert_eq!(c.secrets, vec![Secret::new("s3cret")]);
+        assert_eq!(c.secret, Some(SecretSource::Value("s3cret".into())));
+        assert_eq!(c.secret_refresh, Refresh::default());
+        assert_eq!(c.url_token, None);
         assert_eq!(c.tolerance, Duration::from_secs(300));
         assert_eq!(c.ack_mode, AckMode::Immediate);
         assert!(!c.allow_unsigned);
@@ -194,12 +214,18 @@ mod tests {
             (ALLOW_UNSIGNED, "true"),
             (RETRY_BUDGET, "1500"),
             (PAYLOAD_BUCKET, "my-payloads.eu"),
+            (URL_TOKEN, "a-long-enough-token"),
+            (crate::secrets::REFRESH_SECS, "60"),
+            (crate::secrets::REREAD_FLOOR_SECS, "2"),
         ])
         .unwrap();
+        assert!(c.url_token.is_some());
+        assert_eq!(c.secret_refresh.every, Duration::from_secs(60));
+        assert_eq!(c.secret_refresh.floor, Duration::from_secs(2));
         assert_eq!(c.payload_bucket.as_deref(), Some("my-payloads.eu"));
         assert_eq!(c.retry_budget, Duration::from_millis(1500));
         assert!(c.fifo);
-        assert_eq!(c.secrets.len(), 3);
+        assert_eq!(parse_secrets("a,b,c").map(|s| s.len()), Ok(3));
         assert_eq!(c.tolerance, Duration::from_secs(60));
         assert_eq!(c.ack_mode, AckMode::AfterEnqueue);
         assert!(c.allow_unsigned);
@@ -212,7 +238,14 @@ mod tests {
             ConfigError::Missing(SECRET)
         );
         let c = config(&[(QUEUE_URL, URL), (ALLOW_UNSIGNED, "true")]).unwrap();
-        assert!(c.secrets.is_empty());
+        assert_eq!(c.secret, None);
+        let c = config(&[(QUEUE_URL, URL), (SECRET_PARAMETER, "/twenty/secret")]).unwrap();
+        assert!(matches!(c.secret, Some(SecretSource::Stored(_))));
+        let two = config(&[(QUEUE_URL, URL), (SECRET, "s"), (SECRET_SECRET_ID, "id")]);
+        assert!(matches!(
+            two,
+            Err(ConfigError::Invalid { name: SECRET, .. })
+        ));
     }
 
     #[test]
@@ -231,6 +264,8 @@ mod tests {
             (PAYLOAD_BUCKET, "-abc"),
             (SECRET, "a,,b"),
             (SECRET, "a, b"),
+            (URL_TOKEN, "short"),
+            (crate::secrets::REFRESH_SECS, "0"),
         ];
         for (name, value) in bad {
             let mut pairs = vec![(QUEUE_URL, URL), (SECRET, "s")];

@@ -17,6 +17,10 @@ pub enum IngestError {
     BodyTooLarge { size: usize, limit: usize },
     #[error("header {0} appears more than once")]
     RepeatedHeader(&'static str),
+    #[error("URL token {0}")]
+    UrlToken(&'static str),
+    #[error("the webhook secret could not be read")]
+    SecretUnavailable,
     #[error("missing header {0}")]
     MissingSignature(&'static str),
     #[error("delivery is signed but no secret is configured")]
@@ -44,12 +48,15 @@ impl IngestError {
                 | EnvelopeError::TooManyMessages { .. }
                 | EnvelopeError::FanOutTooLarge { .. },
             ) => 413,
-            Self::MissingSignature(_) | Self::NoSecretConfigured | Self::Signature(_) => 401,
+            Self::UrlToken(_)
+            | Self::MissingSignature(_)
+            | Self::NoSecretConfigured
+            | Self::Signature(_) => 401,
             Self::RepeatedHeader(_)
             | Self::NotUtf8
             | Self::Event(_)
             | Self::Envelope(EnvelopeError::UnsendableText) => 400,
-            Self::QueueUnavailable => 503,
+            Self::QueueUnavailable | Self::SecretUnavailable => 503,
             Self::Envelope(EnvelopeError::Unwritable) => 500,
         }
     }
@@ -63,6 +70,8 @@ impl IngestError {
                 "payload_too_large"
             }
             Self::RepeatedHeader(_) => "repeated_header",
+            Self::UrlToken(_) => "invalid_url_token",
+            Self::SecretUnavailable => "secret_unavailable",
             Self::MissingSignature(_) => "missing_signature",
             Self::NoSecretConfigured => "no_secret_configured",
             Self::Signature(SignatureError::Stale(_) | SignatureError::Future(_)) => {

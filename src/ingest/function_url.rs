@@ -9,14 +9,16 @@ use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::aws::SqsTransport;
+use crate::aws::{AwsSecretStore, LazySdk, SqsTransport};
 use crate::delivery::stdout_sink;
-use crate::ingest::config::{AckMode, Config};
+use crate::ingest::config::{AckMode, Config, Secret, parse_secrets};
 use crate::ingest::dispatch::Dispatcher;
 use crate::ingest::error::IngestError;
 use crate::ingest::inflight::InFlight;
 use crate::ingest::{self, Accepted, Inbound};
 use crate::retry;
+use crate::secrets::Rotating;
+use crate::twenty::signature::SignatureError;
 
 /// Lambda allows 500 ms between SIGTERM and the end of a function that has an internal
 /// extension; sends still in flight get most of it, then go to the fallback log.
@@ -47,7 +49,14 @@ pub async fn run() -> Result<(), Error> {
         stdout_sink(),
     );
     let drain_budget = config.retry_budget + Duration::from_secs(1);
-    let app = App::new(config, dispatcher, inflight);
+    let secrets = match secrets_of(&config) {
+        Ok(secrets) => secrets,
+        Err(why) => {
+            error!("refusing to start: {why}");
+            std::process::exit(1);
+        }
+    };
+    let app = App::new(config, secrets, dispatcher, inflight);
 
     let serving = async {
         tokio::try_join!(
@@ -66,16 +75,34 @@ pub async fn run() -> Result<(), Error> {
     result
 }
 
+/// The webhook secrets as the settings give them: none (unsigned deliveries only), the
+/// environment's, or a store's, read on first need.
+pub fn secrets_of(config: &Config) -> Result<Rotating<Vec<Secret>>, String> {
+    let Some(source) = &config.secret else {
+        return Ok(Rotating::fixed(Vec::new()));
+    };
+    Rotating::from_source(source, parse_secrets, config.secret_refresh, || {
+        std::sync::Arc::new(AwsSecretStore::lazy(LazySdk::default()))
+    })
+}
+
 pub struct App {
     config: Config,
+    secrets: Rotating<Vec<Secret>>,
     dispatcher: Dispatcher,
     inflight: InFlight,
 }
 
 impl App {
-    pub fn new(config: Config, dispatcher: Dispatcher, inflight: InFlight) -> Self {
+    pub fn new(
+        config: Config,
+        secrets: Rotating<Vec<Secret>>,
+        dispatcher: Dispatcher,
+        inflight: InFlight,
+    ) -> Self {
         Self {
             config,
+            secrets,
             dispatcher,
             inflight,
         }
@@ -90,8 +117,17 @@ impl App {
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_bytes()));
-        let accepted = Inbound::new(parts.method.as_str(), headers, body.as_ref())
-            .and_then(|inbound| ingest::accept(&inbound, &self.config, SystemTime::now()));
+        let query = parts
+            .query_string_parameters_ref()
+            .into_iter()
+            .flat_map(|q| q.iter().map(|(n, v)| (n, v.as_bytes())));
+        let inbound = Inbound::new(parts.method.as_str(), headers, body.as_ref())
+            .and_then(|inbound| inbound.with_query(query))
+            .and_then(|inbound| ingest::precheck(&inbound, &self.config).map(|()| inbound));
+        let accepted = match inbound {
+            Ok(inbound) => self.verify(&inbound).await,
+            Err(err) => Err(err),
+        };
 
         let Accepted { id, messages } = match accepted {
             Ok(accepted) => accepted,
@@ -120,6 +156,28 @@ impl App {
                     }
                 }
             }
+        }
+    }
+
+    /// The core's verdict, with the secrets read on first need. A signature that matches
+    /// none of them gets one fresh read of the store (within its floor) before it is
+    /// refused: a rotated secret takes effect at once.
+    async fn verify(&self, inbound: &Inbound<'_>) -> Result<Accepted, IngestError> {
+        let secrets = if inbound.is_signed() {
+            self.secrets.current().await.map_err(|e| {
+                error!(error = %e, "no webhook secret to verify with: answering 503");
+                IngestError::SecretUnavailable
+            })?
+        } else {
+            std::sync::Arc::default()
+        };
+        let verdict = ingest::accept(inbound, &self.config, &secrets, SystemTime::now());
+        if verdict.as_ref().err() != Some(&IngestError::Signature(SignatureError::Mismatch)) {
+            return verdict;
+        }
+        match self.secrets.newer_than(&secrets).await {
+            Some(newer) => ingest::accept(inbound, &self.config, &newer, SystemTime::now()),
+            None => verdict,
         }
     }
 

@@ -13,11 +13,12 @@ pub mod error;
 pub mod function_url;
 #[cfg(feature = "ingest")]
 pub mod inflight;
+pub mod url_token;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::envelope::{self, Destination, Message, Receipt};
-use crate::ingest::config::Config;
+use crate::ingest::config::{Config, Secret};
 use crate::ingest::error::IngestError;
 use crate::twenty::event;
 use crate::twenty::signature::{self, SignatureError};
@@ -38,6 +39,8 @@ pub struct Inbound<'a> {
     pub content_type: Option<&'a [u8]>,
     pub timestamp: Option<&'a [u8]>,
     pub signature: Option<&'a [u8]>,
+    /// The Function URL's `token` query parameter.
+    pub token: Option<&'a [u8]>,
     pub body: &'a [u8],
 }
 
@@ -70,6 +73,24 @@ impl<'a> Inbound<'a> {
         }
         Ok(inbound)
     }
+
+    /// Takes the URL token out of the query parameters; given twice, it is refused.
+    pub fn with_query(
+        mut self,
+        parameters: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<Self, IngestError> {
+        for (name, value) in parameters {
+            if name == url_token::QUERY_PARAMETER && self.token.replace(value).is_some() {
+                return Err(IngestError::UrlToken("given more than once"));
+            }
+        }
+        Ok(self)
+    }
+
+    /// True when the delivery carries either signature header: it needs the secrets.
+    pub fn is_signed(&self) -> bool {
+        self.timestamp.is_some() || self.signature.is_some()
+    }
 }
 
 /// A verified, parsed delivery.
@@ -80,28 +101,15 @@ pub struct Accepted {
     pub messages: Vec<Message>,
 }
 
+/// `secrets` are the ones a signature may match (from the environment or a store).
 pub fn accept(
     inbound: &Inbound<'_>,
     config: &Config,
+    secrets: &[Secret],
     now: SystemTime,
 ) -> Result<Accepted, IngestError> {
-    if inbound.method != "POST" {
-        return Err(IngestError::MethodNotAllowed);
-    }
-    if !inbound.content_type.is_some_and(is_json) {
-        return Err(IngestError::UnsupportedMediaType);
-    }
-    let limit = match config.payload_bucket {
-        Some(_) => MAX_BODY_BYTES_WITH_BUCKET,
-        None => MAX_BODY_BYTES,
-    };
-    if inbound.body.len() > limit {
-        return Err(IngestError::BodyTooLarge {
-            size: inbound.body.len(),
-            limit,
-        });
-    }
-    let signature_verified = check_signature(inbound, config, now)?;
+    precheck(inbound, config)?;
+    let signature_verified = check_signature(inbound, config, secrets, now)?;
 
     let body = std::str::from_utf8(inbound.body).map_err(|_| IngestError::NotUtf8)?;
     let payload = event::parse(body)?;
@@ -120,11 +128,43 @@ pub fn accept(
     Ok(Accepted { id, messages })
 }
 
+/// The checks that need no secret, cheapest first: the adapter runs them before a secret
+/// is read from a store, so that junk never costs a store call. `accept` runs them too.
+pub fn precheck(inbound: &Inbound<'_>, config: &Config) -> Result<(), IngestError> {
+    if inbound.method != "POST" {
+        return Err(IngestError::MethodNotAllowed);
+    }
+    if let Some(token) = &config.url_token {
+        match inbound.token {
+            None => return Err(IngestError::UrlToken("missing")),
+            Some(given) if !token.matches(given) => {
+                return Err(IngestError::UrlToken("does not match"));
+            }
+            Some(_) => {}
+        }
+    }
+    if !inbound.content_type.is_some_and(is_json) {
+        return Err(IngestError::UnsupportedMediaType);
+    }
+    let limit = match config.payload_bucket {
+        Some(_) => MAX_BODY_BYTES_WITH_BUCKET,
+        None => MAX_BODY_BYTES,
+    };
+    if inbound.body.len() > limit {
+        return Err(IngestError::BodyTooLarge {
+            size: inbound.body.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// True when the signature verified; false for an unsigned delivery that the configuration
 /// lets in. A delivery with only one of the two headers is never taken as unsigned.
 fn check_signature(
     inbound: &Inbound<'_>,
     config: &Config,
+    secrets: &[Secret],
     now: SystemTime,
 ) -> Result<bool, IngestError> {
     let (timestamp, signature) = match (inbound.timestamp, inbound.signature) {
@@ -133,7 +173,7 @@ fn check_signature(
         (None, Some(_)) => return Err(IngestError::MissingSignature("X-Twenty-Webhook-Timestamp")),
         (Some(t), Some(s)) => (t, s),
     };
-    if config.secrets.is_empty() {
+    if secrets.is_empty() {
         return Err(IngestError::NoSecretConfigured);
     }
     let timestamp =
@@ -144,7 +184,7 @@ fn check_signature(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     signature::verify(
-        &config.secrets,
+        secrets,
         timestamp,
         signature,
         inbound.body,
@@ -172,7 +212,7 @@ fn is_json(content_type: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::config::{AckMode, Secret};
+    use crate::ingest::config::{AckMode, Refresh, SecretSource, UrlToken, parse_secrets};
     use std::time::Duration;
 
     const BODY: &str = r#"{"eventName":"person.created","workspaceId":"ws","record":{"id":"r"}}"#;
@@ -182,7 +222,9 @@ mod tests {
         Config {
             queue_url: "http://127.0.0.1/1/q".into(),
             fifo: false,
-            secrets: vec![Secret::new("k")],
+            secret: Some(SecretSource::Value("k".into())),
+            secret_refresh: Refresh::default(),
+            url_token: None,
             tolerance: Duration::from_secs(300),
             ack_mode: AckMode::Immediate,
             allow_unsigned: false,
@@ -201,12 +243,27 @@ mod tests {
         body: &str,
         config: &Config,
     ) -> Result<Accepted, IngestError> {
+        run_at(headers, &[], method, body, config)
+    }
+
+    fn run_at(
+        headers: &[(&str, &str)],
+        query: &[(&str, &str)],
+        method: &str,
+        body: &str,
+        config: &Config,
+    ) -> Result<Accepted, IngestError> {
         let inbound = Inbound::new(
             method,
             headers.iter().map(|(k, v)| (*k, v.as_bytes())),
             body.as_bytes(),
-        )?;
-        accept(&inbound, config, now())
+        )?
+        .with_query(query.iter().map(|(k, v)| (*k, v.as_bytes())))?;
+        let secrets = match &config.secret {
+            Some(SecretSource::Value(list)) => parse_secrets(list).unwrap(),
+            _ => vec![],
+        };
+        accept(&inbound, config, &secrets, now())
     }
 
     fn signed(body: &str) -> Vec<(&'static str, String)> {
@@ -299,7 +356,7 @@ mod tests {
         let forged = run_signed(&[("x-twenty-webhook-signature", &"0".repeat(64))], BODY);
         assert_eq!(forged.unwrap_err().status(), 401);
         let no_secret = Config {
-            secrets: vec![],
+            secret: None,
             ..open
         };
         let headers = signed(BODY);
@@ -308,6 +365,57 @@ mod tests {
             run(&refs, "POST", BODY, &no_secret).unwrap_err(),
             IngestError::NoSecretConfigured
         );
+    }
+
+    #[test]
+    fn the_url_token_gates_signed_and_unsigned_deliveries() {
+        const TOKEN: &str = "the-url-token-0123";
+        let gated = |allow_unsigned| Config {
+            url_token: Some(UrlToken::parse(TOKEN).unwrap()),
+            allow_unsigned,
+            ..config()
+        };
+        let signed_headers = signed(BODY);
+        let signed: Vec<(&str, &str)> = signed_headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        let unsigned = [("content-type", "application/json")];
+        let right = [("token", TOKEN)];
+        let wrong = [("token", "the-url-token-0124")];
+        let twice = [("token", TOKEN), ("token", TOKEN)];
+
+        for headers in [&signed[..], &unsigned[..]] {
+            for (query, why) in [
+                (&[][..], "missing"),
+                (&wrong[..], "does not match"),
+                (&twice[..], "given more than once"),
+            ] {
+                let err = run_at(headers, query, "POST", BODY, &gated(true)).unwrap_err();
+                assert_eq!(err, IngestError::UrlToken(why));
+                assert_eq!((err.status(), err.code()), (401, "invalid_url_token"));
+                assert!(!err.to_string().contains(TOKEN));
+            }
+            assert!(run_at(headers, &right, "POST", BODY, &gated(true)).is_ok());
+        }
+        // The token is a second gate, not a replacement for the signature.
+        assert_eq!(
+            run_at(&unsigned, &right, "POST", BODY, &gated(false)).unwrap_err(),
+            IngestError::MissingSignature("X-Twenty-Webhook-Signature")
+        );
+        let forged = [
+            ("content-type", "application/json"),
+            ("x-twenty-webhook-timestamp", "1735066639761"),
+            ("x-twenty-webhook-signature", &"0".repeat(64)[..]),
+        ];
+        assert_eq!(
+            run_at(&forged, &right, "POST", BODY, &gated(false))
+                .unwrap_err()
+                .code(),
+            "invalid_signature"
+        );
+        // Without a token configured, a token in the URL changes nothing.
+        assert!(run_at(&signed, &wrong, "POST", BODY, &config()).is_ok());
     }
 
     #[test]

@@ -13,10 +13,11 @@ use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use lambda_http::{Body, Request, Response};
 use twenty_webhook::aws::{PayloadStore, SqsTransport};
-use twenty_webhook::ingest::config::{AckMode, Config, Secret};
+use twenty_webhook::ingest::config::{AckMode, Config, Refresh, Secret, SecretSource};
 use twenty_webhook::ingest::dispatch::Dispatcher;
-use twenty_webhook::ingest::function_url::App;
+use twenty_webhook::ingest::function_url::{App, secrets_of};
 use twenty_webhook::ingest::inflight::InFlight;
+use twenty_webhook::secrets::Rotating;
 use twenty_webhook::twenty::signature;
 
 pub mod destination;
@@ -204,7 +205,9 @@ pub fn config(queue_url: &str, ack_mode: AckMode) -> Config {
     Config {
         queue_url: queue_url.to_owned(),
         fifo: queue_url.ends_with(".fifo"),
-        secrets: vec![Secret::new(SECRET)],
+        secret: Some(SecretSource::Value(SECRET.into())),
+        secret_refresh: Refresh::default(),
+        url_token: None,
         tolerance: Duration::from_secs(300),
         ack_mode,
         allow_unsigned: false,
@@ -223,6 +226,11 @@ pub fn now_ms() -> String {
 
 /// The headers Twenty sends with a signed delivery, names lowercased as a Function URL does.
 pub fn twenty_headers(body: &str) -> Vec<(String, String)> {
+    headers_signed_with(SECRET, body)
+}
+
+/// As `twenty_headers`, signed with `secret`.
+pub fn headers_signed_with(secret: &str, body: &str) -> Vec<(String, String)> {
     let ts = now_ms();
     vec![
         ("content-type".into(), "application/json".into()),
@@ -231,7 +239,7 @@ pub fn twenty_headers(body: &str) -> Vec<(String, String)> {
         ("x-twenty-webhook-timestamp".into(), ts.clone()),
         (
             "x-twenty-webhook-signature".into(),
-            signature::sign(SECRET.as_bytes(), &ts, body.as_bytes()),
+            signature::sign(secret.as_bytes(), &ts, body.as_bytes()),
         ),
         (
             "x-twenty-webhook-nonce".into(),
@@ -326,6 +334,17 @@ impl Harness {
     }
 
     pub async fn with_config(client: aws_sdk_sqs::Client, config: Config, endpoint: &str) -> Self {
+        let secrets = secrets_of(&config).unwrap();
+        Self::with_secrets(client, config, secrets, endpoint).await
+    }
+
+    /// With the webhook secrets given (e.g. from a store in moto).
+    pub async fn with_secrets(
+        client: aws_sdk_sqs::Client,
+        config: Config,
+        secrets: Rotating<Vec<Secret>>,
+        endpoint: &str,
+    ) -> Self {
         let url = config.queue_url.clone();
         let fallback = Arc::new(Mutex::new(String::new()));
         let sink = fallback.clone();
@@ -344,7 +363,7 @@ impl Harness {
         );
         let inflight = InFlight::default();
         Self {
-            app: App::new(config, dispatcher, inflight.clone()),
+            app: App::new(config, secrets, dispatcher, inflight.clone()),
             inflight,
             client,
             url,
