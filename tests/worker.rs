@@ -494,3 +494,89 @@ fn the_worker_refuses_to_start_on_bad_rules_and_says_which() {
     assert!(text.contains("rule 2 (n8n): `secret`"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[tokio::test]
+async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change() {
+    use twenty_webhook::aws::AwsSecretStore;
+    use twenty_webhook::secrets::{Location, Refresh, Rotating, StoredSecret};
+    use twenty_webhook::worker::Router;
+    use twenty_webhook::worker::routes::{Routes, parse_stored_rules};
+
+    let (first, second) = (Destination::ok().await, Destination::ok().await);
+    let rule =
+        |url: &str| format!(r#"[{{"name":"all","events":["*"],"url":"{url}","secret":"{KEY}"}}]"#);
+    let sdk = sdk_config(moto_endpoint()).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let name = format!("/twenty/rules-{}", std::process::id());
+    let put = |value: String| {
+        ssm.put_parameter()
+            .name(&name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    put(rule(&first.url)).await.expect("moto stores the rules");
+    let refresh = Refresh {
+        every: Duration::from_secs(1),
+        floor: Duration::from_millis(100),
+        timeout: Duration::from_secs(3),
+    };
+    let stored = |location| StoredSecret {
+        setting: "FORWARD_RULES_PARAMETER",
+        location,
+    };
+    let store = Arc::new(AwsSecretStore::with_sdk_config(&sdk));
+    let rules = Rotating::stored(
+        store.clone(),
+        stored(Location::Parameter(name.clone())),
+        parse_stored_rules,
+        refresh,
+    );
+    let w = Worker::new(
+        Routes::with_stored_rules(Router::new(), rules),
+        None,
+        Arc::new(NoLedger),
+        10,
+    );
+    let batch = |id: &str| {
+        let m = one("person.created", id);
+        (m.body.clone(), sqs_event(&[(id, &m.body, None)], false))
+    };
+    let (body, event) = batch("a");
+    assert!(failed(&w.handle(event).await.unwrap()).is_empty());
+    let got = first.requests();
+    assert_eq!(got.len(), 1);
+    support::standard_webhooks_verify(KEY, &body, &got[0].headers).expect("verifies");
+
+    // The rules change in the store: after the refresh interval the worker follows.
+    put(rule(&second.url)).await.expect("moto stores the rules");
+    tokio::time::sleep(refresh.every).await;
+    let mut moved = false;
+    for i in 0..50 {
+        let (_, event) = batch(&format!("b{i}"));
+        assert!(failed(&w.handle(event).await.unwrap()).is_empty());
+        if !second.requests().is_empty() {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moved, "the new rules were taken without a restart");
+
+    // Rules that cannot be read fail the batch's messages (retried), never the function.
+    let missing = Rotating::stored(
+        store,
+        stored(Location::Parameter("/twenty/no-such-rules".into())),
+        parse_stored_rules,
+        refresh,
+    );
+    let w = Worker::new(
+        Routes::with_stored_rules(Router::new(), missing),
+        None,
+        Arc::new(NoLedger),
+        10,
+    );
+    let (_, event) = batch("c");
+    assert_eq!(failed(&w.handle(event).await.unwrap()), ["c"]);
+}

@@ -1,11 +1,19 @@
 //! The worker's settings, read once at start-up. A bad one stops it with a message naming
 //! the variable and, for `FORWARD_RULES`, the rule; never a value.
 
+use crate::secrets::{Refresh, SecretSetting, SecretSource, StoredSecret};
 use crate::settings::{ConfigError, invalid, whole_number};
 
 use super::forward::{Rule, parse_rules};
 
 pub const FORWARD_RULES: &str = "FORWARD_RULES";
+pub const FORWARD_RULES_PARAMETER: &str = "FORWARD_RULES_PARAMETER";
+pub const FORWARD_RULES_SECRET_ID: &str = "FORWARD_RULES_SECRET_ID";
+const RULES_SETTING: SecretSetting = SecretSetting::named(
+    FORWARD_RULES,
+    FORWARD_RULES_PARAMETER,
+    FORWARD_RULES_SECRET_ID,
+);
 pub const CONCURRENCY: &str = "WORKER_CONCURRENCY";
 pub const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
 pub const QUEUE_URL: &str = "QUEUE_URL";
@@ -18,7 +26,11 @@ const DEFAULT_IN_PROGRESS_SECS: u64 = 120;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
+    /// The rules given in the environment (checked at start-up).
     pub rules: Vec<Rule>,
+    /// Or the rules kept in a store (they hold destination secrets), read on first need.
+    pub stored_rules: Option<StoredSecret>,
+    pub secret_refresh: Refresh,
     /// Messages (standard queue) or message groups (FIFO) handled at once.
     pub concurrency: usize,
     /// DynamoDB table for idempotency; without one, delivery is at least once.
@@ -42,10 +54,14 @@ impl WorkerConfig {
         rules_required: bool,
     ) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
-        let rules = match get(FORWARD_RULES) {
-            Some(text) => parse_rules(&text).map_err(|e| invalid(FORWARD_RULES, e.to_string()))?,
+        let (rules, stored_rules) = match RULES_SETTING.source(&lookup)? {
+            Some(SecretSource::Value(text)) => (
+                parse_rules(&text).map_err(|e| invalid(FORWARD_RULES, e.to_string()))?,
+                None,
+            ),
+            Some(SecretSource::Stored(stored)) => (Vec::new(), Some(stored)),
             None if rules_required => return Err(ConfigError::Missing(FORWARD_RULES)),
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
         let concurrency = whole_number(
             CONCURRENCY,
@@ -63,6 +79,8 @@ impl WorkerConfig {
         )?;
         Ok(Self {
             rules,
+            stored_rules,
+            secret_refresh: Refresh::from_lookup(&lookup)?,
             concurrency: concurrency as usize,
             in_progress: std::time::Duration::from_secs(in_progress),
             idempotency_table: get(IDEMPOTENCY_TABLE),
@@ -110,6 +128,18 @@ mod tests {
                 other => panic!("{name}={value} gave {other:?}"),
             }
         }
+        let c = config(&[(FORWARD_RULES_PARAMETER, "/twenty/rules")], true).unwrap();
+        assert!(c.rules.is_empty() && c.stored_rules.is_some());
+        assert!(matches!(
+            config(
+                &[(FORWARD_RULES, "[]"), (FORWARD_RULES_SECRET_ID, "r")],
+                true
+            ),
+            Err(ConfigError::Invalid {
+                name: FORWARD_RULES,
+                ..
+            })
+        ));
         let c = config(&[(CONCURRENCY, "100"), (IN_PROGRESS, "86400")], false).unwrap();
         assert_eq!((c.concurrency, c.in_progress.as_secs()), (100, 86_400));
     }

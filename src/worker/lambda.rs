@@ -17,7 +17,9 @@ use super::event::{Event, Queued};
 use super::forwarder::Forwarder;
 use super::idempotency::{Ledger, NoLedger};
 use super::router::{Outcome, Router};
-use crate::aws::{DynamoLedger, LazySdk, PayloadStore, SqsVisibility};
+use super::routes::{Routes, parse_stored_rules};
+use crate::aws::{AwsSecretStore, DynamoLedger, LazySdk, PayloadStore, SqsVisibility};
+use crate::secrets::Rotating;
 
 /// A failed message comes back no sooner than this after its first failure, doubling with
 /// each receive, up to `BACKOFF_CAP` (or a destination's `Retry-After`, if longer).
@@ -53,7 +55,21 @@ async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
             std::process::exit(1);
         }
     };
-    let worker = build(&config, router);
+    let sdk = LazySdk::default();
+    let routes = match &config.stored_rules {
+        Some(stored) => {
+            let store = Arc::new(AwsSecretStore::lazy(sdk.clone()));
+            let rules = Rotating::stored(
+                store,
+                stored.clone(),
+                parse_stored_rules,
+                config.secret_refresh,
+            );
+            Routes::with_stored_rules(router, rules)
+        }
+        None => Routes::from(router),
+    };
+    let worker = build(&config, sdk, routes);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let worker = &worker;
         async move { worker.handle(event.payload).await }
@@ -63,14 +79,13 @@ async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
 
 /// The worker with its AWS adapters, none of which builds its client (or loads the SDK's
 /// configuration) before it first needs it: init and most first answers make no client.
-fn build(config: &WorkerConfig, router: Router) -> Arc<dyn Run> {
-    let sdk = LazySdk::default();
+fn build(config: &WorkerConfig, sdk: LazySdk, routes: Routes) -> Arc<dyn Run> {
     let claims = Some(PayloadStore::lazy(sdk.clone()));
     let visibility = SqsVisibility::lazy(sdk.clone(), config.queue_url.clone());
     match &config.idempotency_table {
         Some(table) => Arc::new(
             Worker::new(
-                router,
+                routes,
                 claims,
                 Arc::new(DynamoLedger::lazy(sdk, table, config.in_progress)),
                 config.concurrency,
@@ -78,7 +93,7 @@ fn build(config: &WorkerConfig, router: Router) -> Arc<dyn Run> {
             .with_visibility(visibility),
         ),
         None => Arc::new(
-            Worker::new(router, claims, Arc::new(NoLedger), config.concurrency)
+            Worker::new(routes, claims, Arc::new(NoLedger), config.concurrency)
                 .with_visibility(visibility),
         ),
     }
@@ -109,21 +124,22 @@ pub struct Worker<L: Ledger> {
 }
 
 struct Handling<L: Ledger> {
-    router: Router,
+    routes: Routes,
     claims: Option<PayloadStore>,
     ledger: Arc<L>,
 }
 
 impl<L: Ledger> Worker<L> {
+    /// `routes`: a `Router`, or `Routes` with forwarding rules kept in a store.
     pub fn new(
-        router: Router,
+        routes: impl Into<Routes>,
         claims: Option<PayloadStore>,
         ledger: Arc<L>,
         concurrency: usize,
     ) -> Self {
         Self {
             handling: Arc::new(Handling {
-                router,
+                routes: routes.into(),
                 claims,
                 ledger,
             }),
@@ -215,11 +231,14 @@ impl<L: Ledger> Process for Handling<L> {
             }
         };
         let (id, name) = (event.id.clone(), event.event_name.clone());
-        match self
-            .router
-            .dispatch(Arc::new(event), self.ledger.clone())
-            .await
-        {
+        let router = match self.routes.current().await {
+            Ok(router) => router,
+            Err(reason) => {
+                error!(message_id, id = %id, event = %name, reason = %reason, "no routes: message failed");
+                return Err((reason, None));
+            }
+        };
+        match router.dispatch(Arc::new(event), self.ledger.clone()).await {
             Outcome::Unrouted => {
                 info!(message_id, id = %id, event = %name, "unrouted: no handler matches");
                 Ok(())

@@ -4,7 +4,8 @@
 //! to the handlers whose patterns match its name, `batch` runs a batch of messages (FIFO
 //! groups in order), `idempotency` keeps a handler from acting twice on one event,
 //! `forward` and `standard_webhooks` are the built-in workflow (signed POSTs). The
-//! adapters: `forwarder` (HTTP), `lambda` (the SQS event source), and `crate::aws` (S3 for
+//! adapters: `forwarder` (HTTP), `routes` (rules kept in a store), `lambda` (the SQS
+//! event source), and `crate::aws` (S3 for
 //! claim checks, DynamoDB for idempotency, SQS for back-off).
 //!
 //! A handler in Rust is one async function registered on a pattern:
@@ -33,6 +34,7 @@ pub mod idempotency;
 pub mod lambda;
 pub mod route;
 pub mod router;
+pub mod routes;
 pub mod standard_webhooks;
 
 pub use event::{Event, EventError, Queued};

@@ -1,0 +1,70 @@
+//! The router in force: the handlers given at start-up, plus forwarding rules that may be
+//! kept in a store (`FORWARD_RULES_PARAMETER` / `_SECRET_ID`: they hold destinations'
+//! secrets) and change there without a redeploy.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::forward::{Rule, parse_rules};
+use super::forwarder::Forwarder;
+use super::router::Router;
+use crate::secrets::Rotating;
+
+pub struct Routes {
+    base: Router,
+    stored: Option<StoredRules>,
+}
+
+struct StoredRules {
+    rules: Rotating<Vec<Rule>>,
+    forwarder: Forwarder,
+    /// The router last built, and from which rules: rebuilt only when they change.
+    built: Mutex<Option<(Arc<Vec<Rule>>, Router)>>,
+}
+
+impl From<Router> for Routes {
+    fn from(base: Router) -> Self {
+        Self { base, stored: None }
+    }
+}
+
+/// How stored rules are read: as `FORWARD_RULES` is, the reason naming the rule, never a
+/// value.
+pub fn parse_stored_rules(text: &str) -> Result<Vec<Rule>, String> {
+    parse_rules(text).map_err(|e| e.to_string())
+}
+
+impl Routes {
+    /// `base` plus one forwarding handler per rule of `rules`, read when first needed.
+    pub fn with_stored_rules(base: Router, rules: Rotating<Vec<Rule>>) -> Self {
+        Self {
+            base,
+            stored: Some(StoredRules {
+                rules,
+                forwarder: Forwarder::default(),
+                built: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The router to use now; errs (with a reason to log) when the stored rules cannot be
+    /// read or do not fit the handlers given at start-up.
+    pub async fn current(&self) -> Result<Router, String> {
+        let Some(stored) = &self.stored else {
+            return Ok(self.base.clone());
+        };
+        let rules = stored.rules.current().await.map_err(|e| e.to_string())?;
+        let mut built = stored.built.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, router)) = &*built
+            && Arc::ptr_eq(seen, &rules)
+        {
+            return Ok(router.clone());
+        }
+        let router = stored
+            .forwarder
+            .clone()
+            .add_rules(self.base.clone(), rules.as_ref().clone())
+            .map_err(|e| format!("the stored forwarding rules: {e}"))?;
+        *built = Some((rules, router.clone()));
+        Ok(router)
+    }
+}
