@@ -18,6 +18,7 @@
 pub mod envelope;
 pub mod fallback;
 pub mod ingest;
+pub mod metrics;
 pub mod retry;
 pub mod secrets;
 pub mod settings;

@@ -186,7 +186,34 @@ async fn a_twenty_event_reaches_a_destination_through_both_functions() {
     let queued = drain(&sqs, &queue, Duration::from_secs(10)).await;
     assert_eq!(queued.len(), 1);
 
-    // The event source's part: the records as Lambda shapes them, then delete what succeeded.
+    let answer = invoke_worker(&http, &watch, &queue, &queued).await;
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([]),
+        "{answer}\n{}",
+        watch.logs()
+    );
+
+    let got = destination.requests();
+    assert_eq!(got.len(), 1, "{}", watch.logs());
+    assert_eq!(
+        got[0].body,
+        queued[0].body().unwrap(),
+        "the envelope as queued"
+    );
+    assert_eq!(got[0].headers["webhook-id"], json["id"].as_str().unwrap());
+    support::standard_webhooks_verify(KEY, &got[0].body, &got[0].headers)
+        .expect("standardwebhooks verifies the forward");
+}
+
+/// Plays Lambda's SQS event source: the queued messages as the records Lambda shapes, sent
+/// to `twenty-worker` through watch's invoke API. Returns the worker's answer.
+async fn invoke_worker(
+    http: &reqwest::Client,
+    watch: &Watch,
+    queue: &str,
+    queued: &[aws_sdk_sqs::types::Message],
+) -> serde_json::Value {
     let arn = format!(
         "arn:aws:sqs:us-east-1:123456789012:{}",
         queue.rsplit('/').next().unwrap()
@@ -213,34 +240,160 @@ async fn a_twenty_event_reaches_a_destination_through_both_functions() {
             })
         })
         .collect();
-    let invoke = watch.url.replace(
-        "/lambda-url/twenty-webhook/",
-        "/2015-03-31/functions/twenty-worker/invocations",
-    );
-    let answer: serde_json::Value = http
-        .post(&invoke)
-        .json(&serde_json::json!({ "Records": records }))
+    let base = watch.url.split("/lambda-url/").next().unwrap();
+    http.post(format!(
+        "{base}/2015-03-31/functions/twenty-worker/invocations"
+    ))
+    .json(&serde_json::json!({ "Records": records }))
+    .send()
+    .await
+    .expect("the worker answers")
+    .json()
+    .await
+    .expect("JSON")
+}
+
+async fn put_secure_string(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
         .send()
         .await
-        .expect("the worker answers")
-        .json()
-        .await
-        .expect("JSON");
+        .expect("moto stores the parameter");
+}
+
+/// The production settings under `cargo lambda watch`: the webhook secret and the
+/// forwarding rules in SSM (moto), a URL token, JSON logs. The EMF lines both functions
+/// wrote are checked against the EMF specification by `tests/check_emf.py`, and their
+/// counts against what was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_secrets_url_token_json_logs_and_emf_metrics_under_watch() {
+    const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const TOKEN: &str = "e2e-url-token-0123456789";
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let destination = support::destination::Destination::ok().await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk_config(moto_endpoint()).await);
+    let prefix = format!("/twenty/e2e-{}", std::process::id());
+    let (secret_name, rules_name) = (format!("{prefix}/secret"), format!("{prefix}/rules"));
+    put_secure_string(&ssm, &secret_name, SECRET).await;
+    let rules = format!(
+        r#"[{{"name":"local","events":["person.*"],"url":"{}","secret":"{KEY}"}}]"#,
+        destination.url
+    );
+    put_secure_string(&ssm, &rules_name, &rules).await;
+    let watch = Watch::local(
+        &queue,
+        moto_endpoint(),
+        &[
+            ("TWENTY_WEBHOOK_SECRET", ""),
+            ("TWENTY_WEBHOOK_SECRET_PARAMETER", secret_name.as_str()),
+            ("FORWARD_RULES_PARAMETER", rules_name.as_str()),
+            ("AWS_ENDPOINT_URL_SSM", moto_endpoint()),
+            ("TWENTY_WEBHOOK_URL_TOKEN", TOKEN),
+            ("METRICS_SERVICE", "e2e-metrics"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ],
+    )
+    .await;
+    let http = http_client();
+    let url = format!("{}?token={TOKEN}", watch.url);
+
+    for id in ["m-1", "m-2"] {
+        let body = person_created(id);
+        let (status, json) = post(&http, &url, &twenty_headers(&body), &body).await;
+        assert_eq!(status, 200, "{json}\n{}", watch.logs());
+    }
+    let body = person_created("m-3");
+    let tampered = body.replace("Paris", "Lyon");
+    let (status, json) = post(&http, &url, &twenty_headers(&body), &tampered).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (401, Some("invalid_signature"))
+    );
+    let (status, json) = post(&http, &watch.url, &twenty_headers(&body), &body).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (401, Some("invalid_url_token"))
+    );
+
+    let queued = drain(&sqs, &queue, Duration::from_secs(10)).await;
+    assert_eq!(queued.len(), 2);
+    let answer = invoke_worker(&http, &watch, &queue, &queued).await;
     assert_eq!(
         answer["batchItemFailures"],
         serde_json::json!([]),
-        "{answer}\n{}",
-        watch.logs()
+        "{answer}"
     );
+    assert_eq!(destination.requests().len(), 2);
 
-    let got = destination.requests();
-    assert_eq!(got.len(), 1, "{}", watch.logs());
-    assert_eq!(
-        got[0].body,
-        queued[0].body().unwrap(),
-        "the envelope as queued"
+    let logs = std::fs::read_to_string(&watch.log).unwrap();
+    assert!(!logs.contains(TOKEN) && !logs.contains(SECRET) && !logs.contains(KEY));
+    let totals = emf_totals(&logs);
+    let total = |key: &str| totals.get(key).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let service = "Service=e2e-metrics";
+    for (metric, want) in [
+        (format!("Received|{service}"), 4.0),
+        (format!("Accepted|{service}"), 2.0),
+        (format!("Refused|{service}|Reason=invalid_signature"), 1.0),
+        (format!("Refused|{service}|Reason=invalid_url_token"), 1.0),
+        (format!("Queued|{service}"), 2.0),
+        (format!("Undelivered|{service}"), 0.0),
+        (format!("Handled|{service}"), 2.0),
+        (format!("Forwarded|{service}|Destination=local"), 2.0),
+        (format!("ForwardFailed|{service}|Destination=local"), 0.0),
+    ] {
+        assert_eq!(total(&metric), want, "{metric} in {totals:?}");
+    }
+    assert!(totals.contains_key(&format!("SendLatency|{service}")));
+    assert!(totals.contains_key(&format!("EventAge|{service}")));
+
+    // JSON logs: each line of a request carries its request id, also the send's line
+    // written on the sender thread after the answer.
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("fields").is_some())
+        .collect();
+    for message in ["delivery verified", "queued", "handled"] {
+        let line = lines
+            .iter()
+            .find(|v| v["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no JSON line {message:?} in\n{logs}"));
+        assert!(
+            line["span"]["requestId"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty()),
+            "{line}"
+        );
+    }
+}
+
+/// The EMF documents in `logs`, checked and summed by `tests/check_emf.py`.
+fn emf_totals(logs: &str) -> serde_json::Map<String, serde_json::Value> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(support::python())
+        .arg(project_dir().join("tests/check_emf.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tests/check_emf.py");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(logs.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "EMF documents break the specification:\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(got[0].headers["webhook-id"], json["id"].as_str().unwrap());
-    support::standard_webhooks_verify(KEY, &got[0].body, &got[0].headers)
-        .expect("standardwebhooks verifies the forward");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["documents"].as_u64().unwrap() > 0, "no EMF document");
+    report["totals"].as_object().unwrap().clone()
 }

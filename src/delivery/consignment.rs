@@ -12,6 +12,7 @@ use super::send::{Pending, send_all};
 use super::transport::Transport;
 use crate::envelope::Message;
 use crate::fallback;
+use crate::metrics::{self, Unit};
 use crate::retry::{Backoff, jitter_unit};
 
 /// Where undelivered lines go: standard output (CloudWatch Logs) unless a test says otherwise.
@@ -35,6 +36,10 @@ pub struct QueueError {
 pub struct Consignment {
     pending: Vec<Pending>,
     total: usize,
+    claim_checks: usize,
+    /// Rounds of calls made (0 until a send ran).
+    attempts: u32,
+    started: std::time::Instant,
     sink: FallbackSink,
 }
 
@@ -42,6 +47,9 @@ impl Consignment {
     pub fn new(messages: Vec<Message>, sink: FallbackSink) -> Self {
         Self {
             total: messages.len(),
+            claim_checks: messages.iter().filter(|m| m.claim.is_some()).count(),
+            attempts: 0,
+            started: std::time::Instant::now(),
             pending: messages.into_iter().map(Pending::new).collect(),
             sink,
         }
@@ -61,8 +69,10 @@ impl Consignment {
         backoff: Backoff,
     ) -> Result<(), QueueError> {
         let stats = send_all(transport, &mut self.pending, deadline, backoff, jitter_unit).await;
+        self.attempts = stats.attempts;
         if self.pending.is_empty() {
             info!(messages = self.total, attempts = stats.attempts, "queued");
+            self.report(0);
             return Ok(());
         }
         Err(self.keep(None))
@@ -107,11 +117,31 @@ impl Consignment {
             }
             first.get_or_insert(reason);
         }
+        self.report(failed);
         QueueError {
             failed,
             total: self.total,
             reason: first.unwrap_or_default(),
         }
+    }
+
+    /// The send's metrics line, written as it ends (before the environment may freeze).
+    fn report(&self, undelivered: usize) {
+        metrics::document()
+            .add("Queued", Unit::Count, (self.total - undelivered) as f64)
+            .add("Undelivered", Unit::Count, undelivered as f64)
+            .add(
+                "SendRetries",
+                Unit::Count,
+                f64::from(self.attempts.saturating_sub(1)),
+            )
+            .add("ClaimChecks", Unit::Count, self.claim_checks as f64)
+            .add(
+                "SendLatency",
+                Unit::Milliseconds,
+                self.started.elapsed().as_secs_f64() * 1000.0,
+            )
+            .emit();
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::error;
+use tracing::{Instrument, error};
 
 use crate::delivery::{Consignment, FallbackSink, QueueError, Transport};
 use crate::envelope::Message;
@@ -79,6 +79,8 @@ struct Job {
     reply: Option<oneshot::Sender<Result<(), QueueError>>>,
     /// Keeps the execution environment awake until the job is over.
     _hold: Guard,
+    /// The request's span (its request id), for the send's log lines.
+    span: tracing::Span,
 }
 
 impl Dispatcher {
@@ -164,6 +166,7 @@ impl Dispatcher {
             deadline,
             reply,
             _hold: hold,
+            span: tracing::Span::current(),
         };
         self.spawn.start();
         // If the sender thread is gone, the job comes back and is dropped here: its
@@ -199,7 +202,8 @@ where
         tokio::select! {
             command = inbox.recv() => match command {
                 Some(Command::Send(job)) => {
-                    sends.spawn(run(job, transport.clone(), connect.clone()));
+                    let span = job.span.clone();
+                    sends.spawn(run(job, transport.clone(), connect.clone()).instrument(span));
                 }
                 Some(Command::Shutdown(grace)) => return finish(sends, grace).await,
                 // Only the thread handle is left and it is gone: nothing more will come.
@@ -221,6 +225,7 @@ where
         deadline,
         reply,
         _hold: hold,
+        span: _,
     } = job;
     let total = consignment.total();
     let send = async {

@@ -16,6 +16,7 @@ use crate::ingest::dispatch::Dispatcher;
 use crate::ingest::error::IngestError;
 use crate::ingest::inflight::InFlight;
 use crate::ingest::{self, Accepted, Inbound};
+use crate::metrics::{self, Unit};
 use crate::retry;
 use crate::secrets::Rotating;
 use crate::twenty::signature::SignatureError;
@@ -129,11 +130,23 @@ impl App {
             Err(err) => Err(err),
         };
 
+        // The request's metrics line is written before the answer, so before any freeze.
+        let mut doc = metrics::document();
+        doc.add("Received", Unit::Count, 1.0);
+        if let Some(context) = parts.lambda_context_ref() {
+            doc.property("requestId", context.request_id.as_str());
+        }
         let Accepted { id, messages } = match accepted {
             Ok(accepted) => accepted,
-            Err(err) => return Ok(refusal(&err)),
+            Err(err) => {
+                doc.add("Accepted", Unit::Count, 0.0)
+                    .add_by("Refused", Unit::Count, "Reason", err.code(), 1.0)
+                    .emit();
+                return Ok(refusal(&err));
+            }
         };
         let count = messages.len();
+        doc.add("Accepted", Unit::Count, 1.0).emit();
         info!(%id, messages = count, "delivery verified");
 
         match self.config.ack_mode {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// A message as the batch logic needs it.
 #[derive(Debug, Clone)]
@@ -68,28 +69,31 @@ pub async fn run<P: Process>(
     for unit in units {
         let ids: Vec<String> = unit.iter().map(|i| i.message_id.clone()).collect();
         let (process, permits) = (process.clone(), permits.clone());
-        let handle = units_running.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let mut failures = Vec::new();
-            let mut items = unit.into_iter();
-            for item in items.by_ref() {
-                if let Err((reason, retry_after)) = process.process(&item).await {
-                    failures.push(ItemFailure {
-                        message_id: item.message_id,
-                        reason,
-                        retry_after,
-                    });
-                    break;
+        let handle = units_running.spawn(
+            async move {
+                let _permit = permits.acquire_owned().await;
+                let mut failures = Vec::new();
+                let mut items = unit.into_iter();
+                for item in items.by_ref() {
+                    if let Err((reason, retry_after)) = process.process(&item).await {
+                        failures.push(ItemFailure {
+                            message_id: item.message_id,
+                            reason,
+                            retry_after,
+                        });
+                        break;
+                    }
                 }
+                // What follows a failure in its group waits for it.
+                failures.extend(items.map(|item| ItemFailure {
+                    message_id: item.message_id,
+                    reason: "an earlier message of its group failed".into(),
+                    retry_after: None,
+                }));
+                failures
             }
-            // What follows a failure in its group waits for it.
-            failures.extend(items.map(|item| ItemFailure {
-                message_id: item.message_id,
-                reason: "an earlier message of its group failed".into(),
-                retry_after: None,
-            }));
-            failures
-        });
+            .in_current_span(),
+        );
         ids_of.insert(handle.id(), ids);
     }
     let mut failed = Vec::new();

@@ -27,6 +27,8 @@ pub struct Event {
     pub object_name: String,
     pub action: String,
     pub record_id: Option<String>,
+    /// When the ingest function received it (for the event's age).
+    pub received_at: Option<std::time::SystemTime>,
     pub body: String,
 }
 
@@ -46,6 +48,8 @@ struct Wire {
     object_name: String,
     action: String,
     record_id: Option<String>,
+    #[serde(default)]
+    received_at: Option<String>,
     #[serde(default)]
     claim_check: Option<ClaimCheck>,
 }
@@ -91,6 +95,9 @@ impl Event {
             object_name: wire.object_name,
             action: wire.action,
             record_id: wire.record_id,
+            received_at: wire
+                .received_at
+                .and_then(|t| humantime::parse_rfc3339_weak(&t).ok()),
             body,
         }))
     }

@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 use super::event::Event;
 use super::forward::{self, Rule};
 use super::router::{HandlerError, RouteError, Router};
+use crate::metrics::{self, Unit};
 
 /// One HTTP client for every rule, made on the first forward (it reads the TLS roots).
 #[derive(Clone, Default)]
@@ -50,8 +51,32 @@ impl Forwarder {
             .map_err(|e| HandlerError::new(format!("no HTTP client: {e}")))
     }
 
-    /// POSTs `event` to the rule's URL.
+    /// POSTs `event` to the rule's URL, and writes its metrics line (by destination: the
+    /// rule's name).
     pub async fn forward(&self, rule: &Rule, event: &Event) -> Result<(), HandlerError> {
+        let started = std::time::Instant::now();
+        let result = self.post(rule, event).await;
+        let mut doc = metrics::document();
+        let outcome = if result.is_ok() {
+            "Forwarded"
+        } else {
+            "ForwardFailed"
+        };
+        doc.add_by(outcome, Unit::Count, "Destination", &rule.name, 1.0)
+            .add_by(
+                "DestinationLatency",
+                Unit::Milliseconds,
+                "Destination",
+                &rule.name,
+                started.elapsed().as_secs_f64() * 1000.0,
+            )
+            .property("eventId", event.id.as_str())
+            .property("eventName", event.event_name.as_str())
+            .emit();
+        result
+    }
+
+    async fn post(&self, rule: &Rule, event: &Event) -> Result<(), HandlerError> {
         let client = self.client().await?;
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)

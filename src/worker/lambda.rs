@@ -19,6 +19,7 @@ use super::idempotency::{Ledger, NoLedger};
 use super::router::{Outcome, Router};
 use super::routes::{Routes, parse_stored_rules};
 use crate::aws::{AwsSecretStore, DynamoLedger, LazySdk, PayloadStore, SqsVisibility};
+use crate::metrics::{self, Unit};
 use crate::secrets::Rotating;
 
 /// A failed message comes back no sooner than this after its first failure, doubling with
@@ -221,26 +222,52 @@ pub fn backoff(receives: u32, retry_after: Option<Duration>) -> Duration {
 }
 
 impl<L: Ledger> Process for Handling<L> {
+    /// One message; its metrics line is written before the batch is answered.
     async fn process(&self, item: &Item) -> Result<(), (String, Option<Duration>)> {
+        let mut doc = metrics::document();
+        let result = self.handle_one(item, &mut doc).await;
+        match &result {
+            Ok(()) => doc.add("Handled", Unit::Count, 1.0),
+            Err((code, _)) => doc.add_by("Failed", Unit::Count, "Reason", code, 1.0),
+        };
+        doc.property("messageId", item.message_id.as_str()).emit();
+        result.map_err(|(_, failure)| failure)
+    }
+}
+
+/// Why a message failed: the `Reason` of the `Failed` metric, then what `Process` reports.
+type Failure = (&'static str, (String, Option<Duration>));
+
+impl<L: Ledger> Handling<L> {
+    async fn handle_one(&self, item: &Item, doc: &mut metrics::Document) -> Result<(), Failure> {
         let message_id = item.message_id.as_str();
         let event = match self.read(&item.body).await {
             Ok(event) => event,
-            Err(reason) => {
+            Err((code, reason)) => {
                 warn!(message_id, reason = %reason, "message failed");
-                return Err((reason, None));
+                return Err((code, (reason, None)));
             }
         };
         let (id, name) = (event.id.clone(), event.event_name.clone());
+        doc.property("eventId", id.as_str())
+            .property("eventName", name.as_str());
+        if let Some(age) = event
+            .received_at
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        {
+            doc.add("EventAge", Unit::Milliseconds, age.as_millis() as f64);
+        }
         let router = match self.routes.current().await {
             Ok(router) => router,
             Err(reason) => {
                 error!(message_id, id = %id, event = %name, reason = %reason, "no routes: message failed");
-                return Err((reason, None));
+                return Err(("no_routes", (reason, None)));
             }
         };
         match router.dispatch(Arc::new(event), self.ledger.clone()).await {
             Outcome::Unrouted => {
                 info!(message_id, id = %id, event = %name, "unrouted: no handler matches");
+                doc.add("Unrouted", Unit::Count, 1.0);
                 Ok(())
             }
             Outcome::Done { handled, skipped } => {
@@ -255,26 +282,26 @@ impl<L: Ledger> Process for Handling<L> {
                     .join("; ");
                 let retry_after = failures.iter().filter_map(|(_, e)| e.retry_after).max();
                 warn!(message_id, id = %id, event = %name, reason = %reason, "message failed");
-                Err((reason, retry_after))
+                Err(("handler", (reason, retry_after)))
             }
         }
     }
-}
 
-impl<L: Ledger> Handling<L> {
-    async fn read(&self, body: &str) -> Result<Event, String> {
-        match Event::parse(body.to_owned()).map_err(|e| e.to_string())? {
+    /// The event a message holds; errs with the `Reason` code and why.
+    async fn read(&self, body: &str) -> Result<Event, (&'static str, String)> {
+        let claim = |why: String| ("claim_check", why);
+        match Event::parse(body.to_owned()).map_err(|e| ("unreadable", e.to_string()))? {
             Queued::Event(event) => Ok(event),
             Queued::Claim(check) => {
                 let claims = self
                     .claims
                     .as_ref()
-                    .ok_or("a claim check, and no S3 client to read it")?;
+                    .ok_or_else(|| claim("a claim check, and no S3 client to read it".into()))?;
                 let bytes = claims
                     .get(&check.bucket, &check.key)
                     .await
-                    .map_err(|e| format!("the stored envelope could not be read: {e}"))?;
-                Event::from_stored(bytes, &check).map_err(|e| e.to_string())
+                    .map_err(|e| claim(format!("the stored envelope could not be read: {e}")))?;
+                Event::from_stored(bytes, &check).map_err(|e| claim(e.to_string()))
             }
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::task::JoinSet;
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use super::event::Event;
 use super::idempotency::{Begin, Ledger};
@@ -145,7 +145,8 @@ impl Router {
         for route in routes {
             let name = route.name.clone();
             let (event, ledger) = (event.clone(), ledger.clone());
-            let run = runs.spawn(once(route, event, ledger));
+            // In the invocation's span: the handler's lines carry its request id.
+            let run = runs.spawn(once(route, event, ledger).in_current_span());
             names.insert(run.id(), name);
         }
         let (mut handled, mut skipped, mut failed) = (0, 0, Vec::new());

@@ -32,7 +32,7 @@ pub fn project_dir() -> PathBuf {
 }
 
 /// The Python that has moto: `TWENTY_TEST_PYTHON`, or the project's `.venv`.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     let path = std::env::var_os("TWENTY_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| project_dir().join(".venv/bin/python"));

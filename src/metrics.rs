@@ -1,0 +1,226 @@
+//! Metrics as CloudWatch Embedded Metric Format (EMF) log lines: one JSON object per line
+//! on standard output, which CloudWatch Logs turns into metrics with no API call and no
+//! extension. A line is written (and flushed: standard output flushes at each newline)
+//! where the thing it counts happens, before the function answers or its send settles, so
+//! nothing is left in a buffer when Lambda freezes the environment.
+//!
+//! Every metric carries the `Service` dimension (`METRICS_SERVICE`, the stack's name in the
+//! template, so that two stacks in one account stay apart); some add one more (`Reason`,
+//! `Destination`). A document holds one value per dimension name: write one per reason.
+//! Written here rather than taken from `metrics_cloudwatch_embedded` or `metrique`: both
+//! keep metrics in a process-wide registry flushed per invocation (or on a background
+//! thread), and the ingest function counts sends that finish after its answer.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+pub const NAMESPACE: &str = "TwentyWebhook";
+/// Names the `Service` dimension's value.
+pub const SERVICE: &str = "METRICS_SERVICE";
+pub const DEFAULT_SERVICE: &str = "twenty-webhook";
+/// EMF takes at most 100 values per metric and 30 dimensions; far above what is written.
+const MAX_VALUES: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Count => "Count",
+            Self::Milliseconds => "Milliseconds",
+        }
+    }
+}
+
+struct Metric {
+    name: &'static str,
+    unit: Unit,
+    /// The extra dimension this metric is split by, if any.
+    by: Option<&'static str>,
+    values: Vec<f64>,
+}
+
+/// One EMF document.
+pub struct Document {
+    service: String,
+    dimensions: Vec<(&'static str, String)>,
+    metrics: Vec<Metric>,
+    properties: Map<String, Value>,
+}
+
+impl Document {
+    pub fn new(service: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            dimensions: Vec::new(),
+            metrics: Vec::new(),
+            properties: Map::new(),
+        }
+    }
+
+    /// A metric with the `Service` dimension alone.
+    pub fn add(&mut self, name: &'static str, unit: Unit, value: f64) -> &mut Self {
+        self.push(name, unit, None, value)
+    }
+
+    /// A metric split by one more dimension, `dimension` = `value` (one value per
+    /// dimension name in a document: a second one replaces the first).
+    pub fn add_by(
+        &mut self,
+        name: &'static str,
+        unit: Unit,
+        dimension: &'static str,
+        value: &str,
+        amount: f64,
+    ) -> &mut Self {
+        match self.dimensions.iter_mut().find(|(d, _)| *d == dimension) {
+            Some((_, v)) => *v = value.to_owned(),
+            None => self.dimensions.push((dimension, value.to_owned())),
+        }
+        self.push(name, unit, Some(dimension), amount)
+    }
+
+    /// A searchable field that is not a dimension (a request id, an event id).
+    pub fn property(&mut self, name: &str, value: impl Into<Value>) -> &mut Self {
+        self.properties.insert(name.to_owned(), value.into());
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.metrics.is_empty()
+    }
+
+    fn push(
+        &mut self,
+        name: &'static str,
+        unit: Unit,
+        by: Option<&'static str>,
+        value: f64,
+    ) -> &mut Self {
+        match self
+            .metrics
+            .iter_mut()
+            .find(|m| m.name == name && m.by == by)
+        {
+            Some(m) if m.values.len() < MAX_VALUES => m.values.push(value),
+            Some(_) => {}
+            None => self.metrics.push(Metric {
+                name,
+                unit,
+                by,
+                values: vec![value],
+            }),
+        }
+        self
+    }
+
+    /// The document as one line, stamped `timestamp_ms`.
+    pub fn line(&self, timestamp_ms: u64) -> String {
+        let mut sets: Vec<Option<&'static str>> = Vec::new();
+        for m in &self.metrics {
+            if !sets.contains(&m.by) {
+                sets.push(m.by);
+            }
+        }
+        let directives: Vec<Value> = sets
+            .iter()
+            .map(|by| {
+                let dimensions: Vec<&str> = std::iter::once("Service").chain(*by).collect();
+                let metrics: Vec<Value> = self
+                    .metrics
+                    .iter()
+                    .filter(|m| m.by == *by)
+                    .map(|m| json!({ "Name": m.name, "Unit": m.unit.name() }))
+                    .collect();
+                json!({ "Namespace": NAMESPACE, "Dimensions": [dimensions], "Metrics": metrics })
+            })
+            .collect();
+        let mut root = self.properties.clone();
+        root.insert(
+            "_aws".into(),
+            json!({ "Timestamp": timestamp_ms, "CloudWatchMetrics": directives }),
+        );
+        root.insert("Service".into(), Value::from(self.service.as_str()));
+        for (name, value) in &self.dimensions {
+            root.insert((*name).to_owned(), Value::from(value.as_str()));
+        }
+        for m in &self.metrics {
+            let value = match m.values.as_slice() {
+                [one] => json!(one),
+                many => json!(many),
+            };
+            root.insert(m.name.to_owned(), value);
+        }
+        Value::Object(root).to_string()
+    }
+
+    /// Writes the line to standard output now; nothing is kept for later.
+    pub fn emit(&self) {
+        if self.is_empty() {
+            return;
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut line = self.line(now_ms);
+        line.push('\n');
+        let mut out = std::io::stdout().lock();
+        // A metric is not worth failing a request for.
+        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
+/// The `Service` dimension's value, read from the environment once.
+pub fn service() -> &'static str {
+    static SERVICE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SERVICE_NAME.get_or_init(|| {
+        std::env::var(SERVICE)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_SERVICE.to_owned())
+    })
+}
+
+/// A document for this process's service.
+pub fn document() -> Document {
+    Document::new(service())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_per_the_emf_specification() {
+        let mut doc = Document::new("stack");
+        doc.add("Received", Unit::Count, 1.0)
+            .add("Accepted", Unit::Count, 0.0)
+            .add_by("Refused", Unit::Count, "Reason", "invalid_signature", 1.0)
+            .add("SendLatency", Unit::Milliseconds, 12.5)
+            .add("SendLatency", Unit::Milliseconds, 7.0)
+            .property("requestId", "r-1");
+        let v: Value = serde_json::from_str(&doc.line(1_700_000_000_000)).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
+        let directives = v["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 2);
+        assert_eq!(directives[0]["Namespace"], NAMESPACE);
+        assert_eq!(directives[0]["Dimensions"], json!([["Service"]]));
+        assert_eq!(directives[1]["Dimensions"], json!([["Service", "Reason"]]));
+        assert_eq!(
+            directives[1]["Metrics"],
+            json!([{ "Name": "Refused", "Unit": "Count" }])
+        );
+        // Every dimension and metric named is a top-level member.
+        assert_eq!(v["Service"], "stack");
+        assert_eq!(v["Reason"], "invalid_signature");
+        assert_eq!(v["Received"], 1.0);
+        assert_eq!(v["SendLatency"], json!([12.5, 7.0]));
+        assert_eq!(v["requestId"], "r-1");
+    }
+}
