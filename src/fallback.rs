@@ -27,6 +27,10 @@ const PART_BYTES: usize = 64 * 1024;
 struct Line<'a> {
     #[serde(rename = "twentyWebhookUndelivered")]
     format: u32,
+    /// For Lambda's log-level filtering (JSON log format): an undelivered event is an
+    /// error, kept whatever application log level is set.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    level: Option<&'static str>,
     id: std::borrow::Cow<'a, str>,
     part: usize,
     parts: usize,
@@ -85,6 +89,7 @@ pub fn lines(
             let first = part == 0;
             let line = Line {
                 format: 1,
+                level: Some("ERROR"),
                 id: message.id.as_str().into(),
                 part,
                 parts,
@@ -316,6 +321,8 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v[MARKER], 1);
         assert_eq!(v["UndeliveredEvents"], 1);
+        // Kept by Lambda's log-level filtering at any application log level.
+        assert_eq!(v["level"], "ERROR");
         assert_eq!(
             v["_aws"]["CloudWatchMetrics"][0]["Namespace"],
             "TwentyWebhook"
