@@ -8,6 +8,11 @@
 //! A binary whose name holds `worker` or `runtime` is given an SQS event instead: one
 //! queued envelope, which the worker forwards to the stub (its `/hook` answers 204).
 //!
+//! `BINARY@ssm` runs the binary with its secrets in SSM Parameter Store instead of the
+//! environment (`TWENTY_WEBHOOK_SECRET_PARAMETER`, `FORWARD_RULES_PARAMETER`), the stub
+//! answering `GetParameter` over plain HTTP on loopback: the first answer then includes
+//! making the SSM client and one read (but not a real network round trip to SSM).
+//!
 //!     scripts/coldstart            (builds the release binaries, then runs this)
 //!     cargo run --release --example coldstart -- RUNS BINARY...   (the last is the floor)
 
@@ -61,14 +66,18 @@ fn serve(
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
             return;
         }
-        let mut length = 0;
+        let (mut length, mut target) = (0, String::new());
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                 break;
             }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
                 length = v.trim().parse().unwrap_or(0);
+            }
+            if let Some(v) = lower.strip_prefix("x-amz-target:") {
+                target = v.trim().to_owned();
             }
         }
         let mut body = vec![0; length];
@@ -93,6 +102,20 @@ fn serve(
                 ],
                 event,
             )
+        } else if target == "amazonssm.getparameter" {
+            let name = String::from_utf8_lossy(&body).to_string();
+            let value = if name.contains("rules") {
+                serde_json::to_string(&rules(&api_of(&stream))).unwrap()
+            } else {
+                serde_json::to_string(SECRET).unwrap()
+            };
+            reply(
+                200,
+                &[],
+                &format!(
+                    r#"{{"Parameter":{{"Name":"p","Type":"SecureString","Value":{value},"Version":1}}}}"#
+                ),
+            )
         } else if request_line.contains("/hook") {
             reply(204, &[], "")
         } else if request_line.contains("/runtime/invocation/") {
@@ -115,6 +138,19 @@ fn serve(
         };
         let _ = stream.write_all(answer.as_bytes());
     }
+}
+
+/// The stub's own address, as the binary reached it.
+fn api_of(stream: &TcpStream) -> String {
+    stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+}
+
+/// One forwarding rule to the stub's `/hook`.
+fn rules(api: &str) -> String {
+    format!(r#"[{{"name":"stub","events":["*"],"url":"http://{api}/hook"}}]"#)
 }
 
 fn hang() -> ! {
@@ -193,7 +229,15 @@ fn invocation_event() -> String {
     .to_string()
 }
 
-fn command(program: &str, api: &str) -> Command {
+/// The program, and whether its secrets come from SSM (`BINARY@ssm`).
+fn variant(binary: &str) -> (&str, bool) {
+    match binary.strip_suffix("@ssm") {
+        Some(program) => (program, true),
+        None => (binary, false),
+    }
+}
+
+fn command(program: &str, ssm: bool, api: &str) -> Command {
     let mut c = Command::new(program);
     c.env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", api)
@@ -212,13 +256,16 @@ fn command(program: &str, api: &str) -> Command {
         )
         // The send after the answer goes to the stub (a 404), never off the machine.
         .env("AWS_ENDPOINT_URL_SQS", format!("http://{api}"))
-        .env("TWENTY_WEBHOOK_SECRET", SECRET)
-        .env(
-            "FORWARD_RULES",
-            format!(r#"[{{"name":"stub","events":["*"],"url":"http://{api}/hook"}}]"#),
-        )
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if ssm {
+        c.env("TWENTY_WEBHOOK_SECRET_PARAMETER", "/twenty/secret")
+            .env("FORWARD_RULES_PARAMETER", "/twenty/rules")
+            .env("AWS_ENDPOINT_URL_SSM", format!("http://{api}"));
+    } else {
+        c.env("TWENTY_WEBHOOK_SECRET", SECRET)
+            .env("FORWARD_RULES", rules(api));
+    }
     c
 }
 
@@ -227,7 +274,8 @@ fn command(program: &str, api: &str) -> Command {
 fn once(binary: &str) -> (Duration, Duration, u64) {
     let (api, marks) = stub_runtime_api(takes_sqs(binary));
     let start = Instant::now();
-    let mut child = command(binary, &api).spawn().expect("start binary");
+    let (program, ssm) = variant(binary);
+    let mut child = command(program, ssm, &api).spawn().expect("start binary");
     let (mut init, mut answer) = (None, None);
     while answer.is_none() {
         match marks.recv_timeout(Duration::from_secs(10)) {
@@ -251,10 +299,11 @@ fn once(binary: &str) -> (Duration, Duration, u64) {
 fn network_during_init(binary: &str) -> Option<Vec<String>> {
     let (api, first_next) = stub_runtime_api(takes_sqs(binary));
     let trace = std::env::temp_dir().join(format!("coldstart-{}.strace", std::process::id()));
-    let mut child = command("strace", &api)
+    let (program, ssm) = variant(binary);
+    let mut child = command("strace", ssm, &api)
         .args(["-f", "-qq", "-e", "trace=connect", "-o"])
         .arg(&trace)
-        .arg(binary)
+        .arg(program)
         .spawn()
         .ok()?;
     while !matches!(
@@ -322,7 +371,7 @@ fn main() {
     );
     for (i, binary) in binaries.iter().enumerate() {
         let (init, answer) = (&inits[i], &answers[i]);
-        let size = std::fs::metadata(binary).map_or(0, |m| m.len() / 1024);
+        let size = std::fs::metadata(variant(binary).0).map_or(0, |m| m.len() / 1024);
         println!(
             "{binary:<46} {size:>8} {:>10} {:>10} {:>11} {:>11} {:>11} {:>11} {:>9.1}",
             ms(init[runs / 2]),
