@@ -350,8 +350,9 @@ async fn stored_secrets_url_token_json_logs_and_emf_metrics_under_watch() {
     assert!(totals.contains_key(&format!("SendLatency|{service}")));
     assert!(totals.contains_key(&format!("EventAge|{service}")));
 
-    // JSON logs: each line of a request carries its request id, also the send's line
-    // written on the sender thread after the answer.
+    // JSON logs: each line of a request carries its request id (the invocation's span),
+    // also the send's line written on the sender thread after the answer; the delivery's
+    // lines and the worker's name the event.
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -362,12 +363,20 @@ async fn stored_secrets_url_token_json_logs_and_emf_metrics_under_watch() {
             .iter()
             .find(|v| v["fields"]["message"] == message)
             .unwrap_or_else(|| panic!("no JSON line {message:?} in\n{logs}"));
+        let spans = line["spans"].as_array().cloned().unwrap_or_default();
+        let field = |name: &str| {
+            spans
+                .iter()
+                .chain(std::iter::once(&line["fields"]))
+                .find_map(|s| s[name].as_str().map(str::to_owned))
+        };
         assert!(
-            line["span"]["requestId"]
-                .as_str()
-                .is_some_and(|id| !id.is_empty()),
+            field("requestId").is_some_and(|id| !id.is_empty()),
             "{line}"
         );
+        assert!(field("id").is_some_and(|id| id.len() == 64), "{line}");
+        let event = field("eventName").or_else(|| field("event"));
+        assert_eq!(event.as_deref(), Some("person.created"), "{line}");
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE};
-use lambda_http::tracing::{error, info, warn};
+use lambda_http::tracing::{Instrument, error, info, info_span, warn};
 use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
 use serde_json::json;
 use tokio::time::Instant;
@@ -147,19 +147,27 @@ impl App {
         };
         let count = messages.len();
         doc.add("Accepted", Unit::Count, 1.0).emit();
-        info!(%id, messages = count, "delivery verified");
+        // The delivery's lines, the send's on the sender thread too, name the event (and,
+        // through the invocation's span around this one, the request).
+        let event_name = messages
+            .first()
+            .and_then(|m| m.attributes.iter().find(|(k, _)| *k == "eventName"))
+            .map_or("", |(_, v)| v.as_str());
+        let span = info_span!("delivery", id = %id, eventName = %event_name);
+        span.in_scope(|| info!(messages = count, "delivery verified"));
 
         match self.config.ack_mode {
             AckMode::Immediate => {
                 // The guard goes with the messages: the environment stays awake until the
                 // send ends, on the sender thread, after this answer.
-                self.dispatcher.submit(messages, deadline, guard);
+                span.in_scope(|| self.dispatcher.submit(messages, deadline, guard));
                 Ok(accepted_response("accepted", &id, count))
             }
             AckMode::AfterEnqueue => {
                 match self
                     .dispatcher
                     .submit_and_wait(messages, deadline, guard)
+                    .instrument(span)
                     .await
                 {
                     Ok(()) => Ok(accepted_response("queued", &id, count)),
