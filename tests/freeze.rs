@@ -102,6 +102,27 @@ impl Function {
         self.recovered()
     }
 
+    /// The sum of `metric` over the EMF lines in the output (the process being frozen or
+    /// gone, what it wrote before), once the reader has caught up with the pipe.
+    async fn metric(&self, metric: &str) -> f64 {
+        let sum = || {
+            let output = self.output.lock().unwrap();
+            output
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v.get("_aws").is_some())
+                .filter_map(|v| v[metric].as_f64())
+                .sum::<f64>()
+        };
+        for _ in 0..40 {
+            if sum() > 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sum()
+    }
+
     fn recovered(&self) -> Vec<String> {
         twenty_webhook::fallback::recover(&self.output.lock().unwrap())
             .messages
@@ -181,6 +202,10 @@ async fn a_slow_sqs_delays_the_freeze_not_the_answer() {
     assert!(sqs_answered[0] <= ended.ended_at);
     assert_eq!(queued_ids(&r.client, &r.url).await, [id]);
     assert!(r.function.fallback_ids(0).await.is_empty());
+    // The send's metrics line was written before the freeze, though the send ended after
+    // the answer.
+    assert_eq!(r.function.metric("Queued").await, 1.0);
+    assert_eq!(r.function.metric("Received").await, 1.0);
 }
 
 #[tokio::test]
@@ -216,6 +241,7 @@ async fn an_outage_past_the_budget_is_in_the_output_before_the_freeze() {
         r.proxy.forwarded.load(std::sync::atomic::Ordering::Relaxed),
         0
     );
+    assert_eq!(r.function.metric("Undelivered").await, 1.0);
 
     // And the line replays into the queue.
     let direct = SqsTransport::with_sdk_config(&sdk_config(moto_endpoint()).await, &r.url);
