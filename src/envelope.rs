@@ -10,6 +10,12 @@ use crate::twenty::event::{Item, Payload, Shape};
 
 /// Bumped on any change a consumer could notice; additions of fields included.
 pub const VERSION: u32 = 1;
+/// Version 2 is version 1 plus `origin`: what reconciliation queues (an event found in
+/// Twenty's API, not delivered by a webhook). A consumer that knows only version 1 refuses
+/// it rather than take it for a delivery. The ingest function still writes version 1.
+pub const RECONCILED_VERSION: u32 = 2;
+/// The `origin` of a reconciled envelope.
+pub const RECONCILIATION: &str = "reconciliation";
 
 /// SQS's limit for one message, body and attributes together.
 pub const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -115,6 +121,8 @@ struct Envelope<'a> {
     record: Option<&'a RawValue>,
     updated_fields: Option<&'a RawValue>,
     claim_check: Option<ClaimCheck<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<&'static str>,
 }
 
 /// Where the whole envelope is, when the queued one is only a pointer.
@@ -162,11 +170,37 @@ pub fn messages(
                 _ => receipt.body_sha256.to_owned(),
             };
             let batch = (payload.shape == Shape::Batch).then_some(BatchPosition { index, size });
-            message(payload, item, receipt, id, batch, destination, index)
+            message(payload, item, receipt, id, batch, destination, index, None)
         })
         .collect()
 }
 
+/// The one message for a change found through Twenty's API (`payload` a single record,
+/// `receipt.body_sha256` the change's id): the same envelope, attributes and FIFO ids as a
+/// delivered event, as version 2 with `origin` `"reconciliation"`.
+pub fn reconciled(
+    payload: &Payload<'_>,
+    receipt: Receipt<'_>,
+    destination: Destination<'_>,
+) -> Result<Message, EnvelopeError> {
+    let item = payload
+        .items
+        .first()
+        .ok_or(EnvelopeError::TooManyMessages { count: 0 })?;
+    let id = receipt.body_sha256.to_owned();
+    message(
+        payload,
+        item,
+        receipt,
+        id,
+        None,
+        destination,
+        0,
+        Some(RECONCILIATION),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
 fn message(
     payload: &Payload<'_>,
     item: &Item<'_>,
@@ -175,9 +209,14 @@ fn message(
     batch: Option<BatchPosition>,
     destination: Destination<'_>,
     index: usize,
+    origin: Option<&'static str>,
 ) -> Result<Message, EnvelopeError> {
     let mut envelope = Envelope {
-        version: VERSION,
+        version: if origin.is_some() {
+            RECONCILED_VERSION
+        } else {
+            VERSION
+        },
         id: &id,
         shape: payload.shape,
         event_name: payload.name.as_str(),
@@ -197,6 +236,7 @@ fn message(
         record: item.record,
         updated_fields: item.updated_fields,
         claim_check: None,
+        origin,
     };
     let body = to_json(&envelope)?;
 

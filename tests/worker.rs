@@ -167,7 +167,7 @@ async fn one_bad_message_fails_alone() {
     let dest = Destination::ok().await;
     let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, dest.url)).await;
     let good = one("person.created", "p1");
-    let unknown = good.body.replacen(r#""version":1"#, r#""version":2"#, 1);
+    let unknown = good.body.replacen(r#""version":1"#, r#""version":3"#, 1);
     let event = sqs_event(
         &[
             ("good", &good.body, None),

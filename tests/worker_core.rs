@@ -277,14 +277,45 @@ fn envelopes_and_versions() {
         Err(twenty_webhook::worker::EventError::NotAnEnvelope)
     ));
     assert!(matches!(
-        Event::parse(r#"{"version":2,"id":"x"}"#.into()),
-        Err(twenty_webhook::worker::EventError::UnknownVersion(2))
+        Event::parse(r#"{"version":3,"id":"x"}"#.into()),
+        Err(twenty_webhook::worker::EventError::UnknownVersion(3))
     ));
     let e = event("e1", "person.updated");
     assert_eq!(e.object_name, "person");
     assert_eq!(e.updated_fields(), ["emails"]);
     let record: serde_json::Value = e.record().unwrap();
     assert_eq!(record["emails"]["primaryEmail"], "a@b.c");
+    assert!(!e.reconciled);
+}
+
+/// A delivered event and the same change reconciled share the change key; a later change
+/// of the record does not.
+#[test]
+fn the_change_key_is_the_same_for_a_delivered_and_a_reconciled_change() {
+    let envelope = |version: u32, origin: &str, updated: &str| {
+        let body = format!(
+            r#"{{"version":{version},"id":"{version}{updated}","eventName":"person.updated","objectName":"person","action":"updated","recordId":"r-1","record":{{"id":"r-1","createdAt":"2026-11-01T00:00:00.000Z","updatedAt":"{updated}","deletedAt":null}}{origin}}}"#
+        );
+        match Event::parse(body).unwrap() {
+            twenty_webhook::worker::Queued::Event(e) => e,
+            _ => panic!("an event"),
+        }
+    };
+    let delivered = envelope(1, "", "2026-11-02T10:00:00.123Z");
+    let reconciled = envelope(
+        2,
+        r#","origin":"reconciliation""#,
+        "2026-11-02T10:00:00.123Z",
+    );
+    let later = envelope(1, "", "2026-11-02T10:05:00.000Z");
+    assert_ne!(delivered.id, reconciled.id);
+    assert_eq!(delivered.change, reconciled.change);
+    assert_eq!(
+        delivered.change.as_deref(),
+        Some("person:r-1@2026-11-02T10:00:00.123Z")
+    );
+    assert_ne!(delivered.change, later.change);
+    assert!(reconciled.reconciled && !delivered.reconciled);
 }
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

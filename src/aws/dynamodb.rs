@@ -2,6 +2,9 @@
 //! key `id` (string), `status` (`INPROGRESS` or `COMPLETED`), `expiration` (epoch seconds,
 //! the table's TTL attribute) and `in_progress_expiration` (epoch milliseconds). Every
 //! change is a conditional write, so two workers racing on one key cannot both proceed.
+//!
+//! The same table keeps, for reconciliation, `seen#<change>` (every handler took that
+//! record change) and `reconcile#watermark#<scope>` (the end of the last complete window).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +18,10 @@ use super::lazy::{LazySdk, Source};
 use crate::worker::idempotency::{Begin, Ledger};
 
 const IN_PROGRESS: &str = "INPROGRESS";
+const SEEN: &str = "seen#";
+const WATERMARK: &str = "reconcile#watermark#";
+/// BatchGetItem's limit.
+const BATCH_GET: usize = 100;
 const COMPLETED: &str = "COMPLETED";
 /// How long a done key is remembered (the TTL): well past SQS's longest retention.
 const KEEP: Duration = Duration::from_secs(15 * 86_400);
@@ -42,6 +49,109 @@ impl DynamoLedger {
             client: Source::lazy(sdk, Client::new),
             table: table.to_owned(),
             in_progress,
+        }
+    }
+
+    /// Which of `changes` every handler has taken already (marked by `Ledger::seen`).
+    pub async fn seen_among(
+        &self,
+        changes: &[String],
+    ) -> Result<std::collections::HashSet<String>, String> {
+        let mut found = std::collections::HashSet::new();
+        let client = self.client.get().await;
+        for chunk in changes.chunks(BATCH_GET) {
+            let mut keys: Vec<_> = chunk
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|c| {
+                    std::collections::HashMap::from([(
+                        "id".to_owned(),
+                        AttributeValue::S(format!("{SEEN}{c}")),
+                    )])
+                })
+                .collect();
+            // DynamoDB may leave keys unprocessed under load: ask again for those.
+            for _ in 0..5 {
+                if keys.is_empty() {
+                    break;
+                }
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression("id")
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let out = client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| DisplayErrorContext(e).to_string())?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    if let Some(id) = item.get("id").and_then(|v| v.as_s().ok()) {
+                        found.insert(id.trim_start_matches(SEEN).to_owned());
+                    }
+                }
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+            if !keys.is_empty() {
+                return Err("DynamoDB left keys unprocessed five times".into());
+            }
+        }
+        Ok(found)
+    }
+
+    /// The watermark of `scope`: the end of the last window reconciled whole.
+    pub async fn watermark(&self, scope: &str) -> Result<Option<String>, String> {
+        let item = self
+            .client
+            .get()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(format!("{WATERMARK}{scope}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?
+            .item;
+        Ok(item.and_then(|i| i.get("at").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    /// Moves the watermark of `scope` to `at`, never back (a slower run that ends after a
+    /// faster one cannot undo it).
+    pub async fn set_watermark(&self, scope: &str, at: &str) -> Result<(), String> {
+        let put = self
+            .client
+            .get()
+            .await
+            .put_item()
+            .table_name(&self.table)
+            .item("id", AttributeValue::S(format!("{WATERMARK}{scope}")))
+            .item("at", AttributeValue::S(at.to_owned()))
+            .condition_expression("attribute_not_exists(id) OR #at < :at")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(DisplayErrorContext(e).to_string()),
         }
     }
 
@@ -141,6 +251,21 @@ impl Ledger for DynamoLedger {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":completed", AttributeValue::S(COMPLETED.into()))
             .expression_attribute_values(":expiration", number((now() + KEEP).as_secs().into()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| DisplayErrorContext(e).to_string())
+    }
+
+    async fn seen(&self, change: &str) -> Result<(), String> {
+        self.client
+            .get()
+            .await
+            .put_item()
+            .table_name(&self.table)
+            .item("id", AttributeValue::S(format!("{SEEN}{change}")))
+            .item("status", AttributeValue::S(COMPLETED.into()))
+            .item("expiration", number((now() + KEEP).as_secs().into()))
             .send()
             .await
             .map(drop)

@@ -6,13 +6,16 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
-use crate::envelope::VERSION;
+use crate::envelope::{RECONCILED_VERSION, RECONCILIATION, VERSION};
+use crate::twenty::change::{self, Stamps};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EventError {
     #[error("the message is not a twenty-webhook envelope")]
     NotAnEnvelope,
-    #[error("envelope version {0} is not one this worker knows (it knows {VERSION})")]
+    #[error(
+        "envelope version {0} is not one this worker knows (it knows {VERSION} and {RECONCILED_VERSION})"
+    )]
     UnknownVersion(u64),
     #[error("the stored envelope could not be read: {0}")]
     ClaimCheck(String),
@@ -29,6 +32,11 @@ pub struct Event {
     pub record_id: Option<String>,
     /// When the ingest function received it (for the event's age).
     pub received_at: Option<std::time::SystemTime>,
+    /// The record change it reports (`twenty::change::key`): the same for a delivered
+    /// event and for the same change found by reconciliation. Keys idempotency.
+    pub change: Option<String>,
+    /// True for an event found by reconciliation rather than delivered by a webhook.
+    pub reconciled: bool,
     pub body: String,
 }
 
@@ -52,6 +60,11 @@ struct Wire {
     received_at: Option<String>,
     #[serde(default)]
     claim_check: Option<ClaimCheck>,
+    /// Read for its timestamps only; any shape (or none) is let through.
+    #[serde(default)]
+    record: Option<Box<RawValue>>,
+    #[serde(default)]
+    origin: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -82,18 +95,25 @@ impl Event {
             .ok()
             .and_then(|v| v.version)
             .ok_or(EventError::NotAnEnvelope)?;
-        if version != u64::from(VERSION) {
+        if version != u64::from(VERSION) && version != u64::from(RECONCILED_VERSION) {
             return Err(EventError::UnknownVersion(version));
         }
         let wire: Wire = serde_json::from_str(&body).map_err(|_| EventError::NotAnEnvelope)?;
         if let Some(check) = wire.claim_check {
             return Ok(Queued::Claim(check));
         }
+        let change = wire
+            .record
+            .as_deref()
+            .and_then(|raw| serde_json::from_str::<Stamps>(raw.get()).ok())
+            .and_then(|stamps| change::key(&wire.object_name, wire.record_id.as_deref(), &stamps));
         Ok(Queued::Event(Event {
+            change,
             id: wire.id,
             event_name: wire.event_name,
             object_name: wire.object_name,
             action: wire.action,
+            reconciled: wire.origin.as_deref() == Some(RECONCILIATION),
             record_id: wire.record_id,
             received_at: wire
                 .received_at

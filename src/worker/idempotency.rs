@@ -1,4 +1,4 @@
-//! Idempotency: a ledger of what has been done per event and handler, so that a redelivered
+//! Idempotency: a ledger of what has been done per record change (or event) and handler, so that a redelivered
 //! message does not repeat a destination that already took it, and two workers racing on
 //! one message do not both act. `aws::dynamodb` keeps it in DynamoDB; without a table the
 //! worker runs with `NoLedger`, and delivery is at least once.
@@ -24,6 +24,12 @@ pub trait Ledger: Send + Sync + 'static {
     fn complete(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
     /// Removes our in-progress mark after a failure, so a retry may run at once.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Records that every handler has taken the record change `change`, so that
+    /// reconciliation can skip it. Nothing by default.
+    fn seen(&self, change: &str) -> impl Future<Output = Result<(), String>> + Send {
+        let _ = change;
+        async { Ok(()) }
+    }
 }
 
 /// No ledger: every delivery of a message runs its handlers (at least once).

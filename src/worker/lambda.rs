@@ -249,6 +249,7 @@ impl<L: Ledger> Handling<L> {
             }
         };
         let (id, name) = (event.id.clone(), event.event_name.clone());
+        let change = event.change.clone();
         doc.property("eventId", id.as_str())
             .property("eventName", name.as_str());
         if let Some(age) = event
@@ -264,7 +265,14 @@ impl<L: Ledger> Handling<L> {
                 return Err(("no_routes", (reason, None)));
             }
         };
-        match router.dispatch(Arc::new(event), self.ledger.clone()).await {
+        let outcome = router.dispatch(Arc::new(event), self.ledger.clone()).await;
+        if let (Outcome::Unrouted | Outcome::Done { .. }, Some(change)) = (&outcome, &change) {
+            // For reconciliation: this change needs no queuing again.
+            if let Err(e) = self.ledger.seen(change).await {
+                warn!(message_id, id = %id, error = %e, "handled, but not recorded as seen");
+            }
+        }
+        match outcome {
             Outcome::Unrouted => {
                 info!(message_id, id = %id, event = %name, "unrouted: no handler matches");
                 doc.add("Unrouted", Unit::Count, 1.0);

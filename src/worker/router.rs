@@ -188,7 +188,13 @@ async fn once<L: Ledger>(
     event: Arc<Event>,
     ledger: Arc<L>,
 ) -> Result<Ran, HandlerError> {
-    let key = format!("{}#{}", event.id, route.name);
+    // Keyed on the record change where the envelope shows one, so that a change delivered
+    // by a webhook and found again by reconciliation runs each handler once.
+    let key = format!(
+        "{}#{}",
+        event.change.as_deref().unwrap_or(&event.id),
+        route.name
+    );
     match ledger.begin(&key).await {
         Ok(Begin::Proceed) => {}
         Ok(Begin::Done) => return Ok(Ran::Skipped),
