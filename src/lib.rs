@@ -31,6 +31,8 @@ pub mod delivery;
 #[cfg(feature = "aws")]
 pub mod replay;
 
+#[cfg(feature = "reconcile")]
+pub mod reconcile;
 #[cfg(feature = "worker")]
 pub mod worker;
 

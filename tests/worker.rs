@@ -5,10 +5,10 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 use support::destination::{Answer, Destination};
 use support::*;
 use twenty_webhook::aws::{DynamoLedger, PayloadStore, SqsVisibility};
@@ -40,45 +40,6 @@ fn twenty(event: &str, record_id: &str) -> String {
 
 fn one(event: &str, record_id: &str) -> Message {
     queued(&twenty(event, record_id), Target::default()).remove(0)
-}
-
-/// An SQS event as Lambda's event source delivers it: (messageId, body, group).
-fn sqs_event(records: &[(&str, &str, Option<&str>)], fifo: bool) -> SqsEvent {
-    let arn = if fifo {
-        "arn:aws:sqs:us-east-1:123456789012:events.fifo"
-    } else {
-        "arn:aws:sqs:us-east-1:123456789012:events"
-    };
-    let records: Vec<serde_json::Value> = records
-        .iter()
-        .map(|(id, body, group)| {
-            let mut attributes = serde_json::json!({
-                "ApproximateReceiveCount": "1",
-                "SentTimestamp": "1764201600000",
-                "SenderId": "AIDAEXAMPLE",
-                "ApproximateFirstReceiveTimestamp": "1764201600001"
-            });
-            if let Some(group) = group {
-                attributes["MessageGroupId"] = (*group).into();
-                attributes["MessageDeduplicationId"] = (*id).into();
-                attributes["SequenceNumber"] = "18849496460467696128".into();
-            }
-            serde_json::json!({
-                "messageId": id,
-                "receiptHandle": format!("receipt-{id}"),
-                "body": body,
-                "attributes": attributes,
-                "messageAttributes": {
-                    "eventName": {"stringValue": "person.created", "stringListValues": [], "binaryListValues": [], "dataType": "String"}
-                },
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
 }
 
 fn failed(response: &SqsBatchResponse) -> Vec<String> {
@@ -341,41 +302,6 @@ async fn a_claim_check_is_forwarded_as_the_stored_envelope() {
         .await
         .unwrap();
     assert_eq!(failed(&response), ["missing", "tampered"]);
-}
-
-async fn new_table() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let name = format!(
-        "idem-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let client = aws_sdk_dynamodb::Client::new(&sdk_config(moto_endpoint()).await);
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    client
-        .create_table()
-        .table_name(&name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
-    name
 }
 
 async fn ledger(table: &str) -> DynamoLedger {

@@ -12,7 +12,8 @@ Test control, under `/_control/`: `POST records` `{"object": plural, "record": {
 upserts a record (stamping `createdAt`/`updatedAt` unless given); `POST delete`
 `{"object", "id", "at"}` soft-deletes; `POST config` changes `limit_default`,
 `limit_cap`, `metadata_envelope` ("objects" or "list"), `per_minute`, `fail_next`
-(a list of statuses to answer before serving); `GET stats` gives request counts.
+(a list of statuses to answer before serving), `fail_after_lists` (answer 500 to every
+list request once that many were served, 0 for never); `GET stats` gives request counts.
 
 Prints its endpoint on its first line, then serves until its standard input closes.
 """
@@ -44,6 +45,7 @@ CONFIG = {
     "metadata_envelope": "objects",
     "per_minute": 0,
     "fail_next": [],
+    "fail_after_lists": 0,
 }
 STATS = {"requests": 0, "lists": 0, "throttled": 0}
 RECENT = []
@@ -270,6 +272,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(400, {"statusCode": 400, "messages": [str(e)], "error": "BadRequestException"})
         limit = max(1, min(limit, CONFIG["limit_cap"]))
         with LOCK:
+            if CONFIG["fail_after_lists"] and STATS["lists"] >= CONFIG["fail_after_lists"]:
+                return self.send_json(500, {"statusCode": 500, "message": "injected outage"})
             STATS["lists"] += 1
             rows = [dict(r) for r in RECORDS[plural].values()]
         with_deleted = tree is not None and "deletedAt" in names(tree)

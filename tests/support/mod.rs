@@ -23,6 +23,7 @@ use twenty_webhook::twenty::signature;
 pub mod destination;
 pub mod fault_proxy;
 pub mod lambda_api;
+pub mod twenty;
 pub mod watch;
 
 pub const SECRET: &str = "twenty-webhook-test-secret";
@@ -418,4 +419,82 @@ impl Harness {
     pub async fn queued(&self) -> Vec<aws_sdk_sqs::types::Message> {
         drain(&self.client, &self.url, Duration::from_millis(500)).await
     }
+}
+
+/// A fresh DynamoDB table in moto, in the idempotency layout (partition key `id`).
+pub async fn new_table() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "idem-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config(moto_endpoint()).await);
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    client
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+    name
+}
+
+/// An SQS event as Lambda's event source delivers it: (messageId, body, group).
+pub fn sqs_event(
+    records: &[(&str, &str, Option<&str>)],
+    fifo: bool,
+) -> aws_lambda_events::event::sqs::SqsEvent {
+    let arn = if fifo {
+        "arn:aws:sqs:us-east-1:123456789012:events.fifo"
+    } else {
+        "arn:aws:sqs:us-east-1:123456789012:events"
+    };
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(id, body, group)| {
+            let mut attributes = serde_json::json!({
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": "1764201600000",
+                "SenderId": "AIDAEXAMPLE",
+                "ApproximateFirstReceiveTimestamp": "1764201600001"
+            });
+            if let Some(group) = group {
+                attributes["MessageGroupId"] = (*group).into();
+                attributes["MessageDeduplicationId"] = (*id).into();
+                attributes["SequenceNumber"] = "18849496460467696128".into();
+            }
+            serde_json::json!({
+                "messageId": id,
+                "receiptHandle": format!("receipt-{id}"),
+                "body": body,
+                "attributes": attributes,
+                "messageAttributes": {
+                    "eventName": {"stringValue": "person.created", "stringListValues": [], "binaryListValues": [], "dataType": "String"}
+                },
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
 }

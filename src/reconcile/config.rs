@@ -1,0 +1,171 @@
+//! The reconciler's settings, read once at start-up. A bad one stops it with a message that
+//! names the variable, never its value.
+
+use std::time::Duration;
+
+use crate::secrets::{Refresh, SecretSetting, SecretSource};
+use crate::settings::{ConfigError, invalid, whole_number};
+
+pub const API_URL: &str = "TWENTY_API_URL";
+pub const API_KEY: &str = "TWENTY_API_KEY";
+const API_KEY_SETTING: SecretSetting = SecretSetting::named(
+    API_KEY,
+    "TWENTY_API_KEY_PARAMETER",
+    "TWENTY_API_KEY_SECRET_ID",
+);
+pub const QUEUE_URL: &str = "QUEUE_URL";
+pub const OBJECTS: &str = "RECONCILE_OBJECTS";
+pub const TABLE: &str = "IDEMPOTENCY_TABLE";
+pub const OVERLAP: &str = "RECONCILE_OVERLAP_SECS";
+pub const SETTLE: &str = "RECONCILE_SETTLE_SECS";
+pub const LOOKBACK: &str = "RECONCILE_FIRST_LOOKBACK_SECS";
+pub const RATE: &str = "TWENTY_API_REQUESTS_PER_MINUTE";
+pub const WORKSPACE: &str = "TWENTY_WORKSPACE_ID";
+pub const PAYLOAD_BUCKET: &str = "PAYLOAD_BUCKET";
+
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    /// Twenty's base URL, without a trailing slash.
+    pub api_url: String,
+    pub api_key: SecretSource,
+    pub secret_refresh: Refresh,
+    pub queue_url: String,
+    pub fifo: bool,
+    /// Plural object names; empty: every active object that is not a system one.
+    pub objects: Vec<String>,
+    /// The idempotency table: seen changes are skipped, and the watermark is kept there.
+    pub table: Option<String>,
+    /// Re-read before the watermark (clock skew, long transactions).
+    pub overlap: Duration,
+    /// How far short of now a window stops, so that changes still being written are left
+    /// for the next run.
+    pub settle: Duration,
+    /// The first scheduled run, with no watermark yet, looks back this far.
+    pub first_lookback: Duration,
+    pub requests_per_minute: u32,
+    pub workspace_id: Option<String>,
+    pub payload_bucket: Option<String>,
+}
+
+impl ReconcileConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let api_url = get(API_URL).ok_or(ConfigError::Missing(API_URL))?;
+        if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+            return Err(invalid(
+                API_URL,
+                "must be an http(s) URL, e.g. https://api.twenty.com",
+            ));
+        }
+        let api_key = API_KEY_SETTING
+            .source(&lookup)?
+            .ok_or(ConfigError::Missing(API_KEY))?;
+        let queue_url = get(QUEUE_URL).ok_or(ConfigError::Missing(QUEUE_URL))?;
+        if !(queue_url.starts_with("https://") || queue_url.starts_with("http://")) {
+            return Err(invalid(QUEUE_URL, "must be an http(s) SQS queue URL"));
+        }
+        let objects = match get(OBJECTS) {
+            None => Vec::new(),
+            Some(list) => parse_objects(&list).map_err(|why| invalid(OBJECTS, why))?,
+        };
+        let secs = |name: &'static str, default: u64, max: u64| {
+            whole_number(name, get(name), default, 0..=max, "seconds").map(Duration::from_secs)
+        };
+        let rate = whole_number(RATE, get(RATE), 90, 1..=6_000, "requests a minute")?;
+        Ok(Self {
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            api_key,
+            secret_refresh: Refresh::from_lookup(&lookup)?,
+            fifo: queue_url.trim_end_matches('/').ends_with(".fifo"),
+            queue_url,
+            objects,
+            table: get(TABLE),
+            overlap: secs(OVERLAP, 300, 86_400)?,
+            settle: secs(SETTLE, 60, 3_600)?,
+            first_lookback: secs(LOOKBACK, 3_600, 90 * 86_400)?,
+            requests_per_minute: rate as u32,
+            workspace_id: get(WORKSPACE),
+            payload_bucket: get(PAYLOAD_BUCKET),
+        })
+    }
+}
+
+/// A comma-separated list of plural object names (`people,companies`).
+pub fn parse_objects(list: &str) -> Result<Vec<String>, String> {
+    list.split(',')
+        .map(str::trim)
+        .map(|name| {
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                Ok(name.to_owned())
+            } else {
+                Err(format!(
+                    "{name:?} is not an object's plural name (letters and digits)"
+                ))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<ReconcileConfig, ConfigError> {
+        ReconcileConfig::from_lookup(|k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        (API_URL, "https://api.twenty.com/"),
+        (API_KEY, "k"),
+        (QUEUE_URL, "https://sqs.eu-west-1.amazonaws.com/1/q.fifo"),
+    ];
+
+    #[test]
+    fn defaults_and_refusals_name_the_variable() {
+        let c = config(&BASE).unwrap();
+        assert_eq!(c.api_url, "https://api.twenty.com");
+        assert!(c.fifo && c.objects.is_empty() && c.table.is_none());
+        assert_eq!(c.overlap, Duration::from_secs(300));
+        assert_eq!(c.requests_per_minute, 90);
+        assert!(!format!("{c:?}").contains("\"k\""));
+        for (name, value) in [
+            (API_URL, "api.twenty.com"),
+            (OBJECTS, "people,,companies"),
+            (OBJECTS, "people;drop"),
+            (RATE, "0"),
+            (OVERLAP, "-1"),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.retain(|(k, _)| *k != name);
+            pairs.push((name, value));
+            match config(&pairs) {
+                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name, "{value}"),
+                other => panic!("{name}={value} gave {other:?}"),
+            }
+        }
+        assert_eq!(
+            config(&BASE[..2]).unwrap_err(),
+            ConfigError::Missing(QUEUE_URL)
+        );
+        let c = config(&[
+            BASE[0],
+            BASE[2],
+            ("TWENTY_API_KEY_PARAMETER", "/twenty/api-key"),
+        ])
+        .unwrap();
+        assert!(matches!(c.api_key, SecretSource::Stored(_)));
+        assert_eq!(
+            parse_objects(" people , companies").unwrap(),
+            ["people", "companies"]
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! Reconciliation (`twenty-reconcile`): recovering the events Twenty never delivered.
+//!
+//! Twenty drops webhook calls over its rate limit, never retries, and skips records not
+//! visible to everyone; its REST API still lists every record by `updatedAt` and
+//! `deletedAt`. This reads the changes of a window through it and queues each one, as a
+//! version-2 envelope (`origin: "reconciliation"`), unless the worker has already taken
+//! that change; the worker's idempotency is keyed on the change, so a change both
+//! delivered and reconciled is acted on once.
+//!
+//! Plain code: `change` (a row as an envelope), `window` (which span a run reads), `run`
+//! (the pages, the skipping, the queuing, the watermarks; over traits for the table). The
+//! adapters: `twenty_api` (HTTP), `crate::aws` (SQS, DynamoDB), and `cli` (the command and
+//! the scheduled Lambda function).
+
+pub mod change;
+pub mod cli;
+pub mod config;
+pub mod run;
+pub mod twenty_api;
+pub mod window;
+
+pub use change::Object;
+pub use run::{Mode, NoTable, ObjectReport, Reconciler, RunError};
+pub use twenty_api::{ApiError, ApiKey, TwentyApi};
