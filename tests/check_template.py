@@ -270,14 +270,50 @@ def check_rules_refuse_missing_or_double_sources():
     expect(all("AlarmActions" not in a["Properties"] for a in alarms), "no topic: the alarms notify no one")
 
 
+def check_reconciliation():
+    params = {
+        "WebhookSecretParameter": "/twenty/webhook-secret",
+        "ForwardRulesParameter": "/twenty/forward-rules",
+        "Reconciliation": "true",
+        "TwentyApiUrl": "https://api.twenty.com",
+        "TwentyApiKeyParameter": "/twenty/api-key",
+    }
+    template, r = translate(params)
+    res = r.resources()
+    expect("ReconcileFunction" in res, "reconciliation adds its function")
+    role = actions(statements(res, "ReconcileFunctionRole"))
+    expect(set(role) == {"sqs:SendMessage", "dynamodb:GetItem", "dynamodb:PutItem",
+                         "dynamodb:BatchGetItem", "ssm:GetParameter"},
+           f"the reconciler's actions: {sorted(role)}")
+    expect(role.get("ssm:GetParameter") == [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/twenty/api-key"],
+           "the reconciler reads exactly the API key parameter")
+    fn = res["ReconcileFunction"]["Properties"]
+    expect(fn["ReservedConcurrentExecutions"] == 1, "runs never overlap")
+    expect(fn["Environment"]["Variables"]["TWENTY_API_KEY"] == "", "no key in the environment")
+    rules = [v for v in res.values() if v["Type"] == "AWS::Events::Rule"]
+    expect(len(rules) == 1 and rules[0]["Properties"]["ScheduleExpression"] == "rate(15 minutes)",
+           f"a schedule: {rules}")
+    alarms = [k for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"]
+    expect("ReconcileErrorsAlarm" in alarms and len(alarms) == 9, f"nine alarms: {alarms}")
+    for rule in template["Rules"]:
+        expect(rule_holds(template, r, rule), f"rule {rule} holds with reconciliation")
+    for broken in [{"TwentyApiUrl": ""}, {"Idempotency": "false"}, {"TwentyApiKeyParameter": ""}]:
+        template, r = translate({**params, **broken})
+        expect(not rule_holds(template, r, "ReconciliationSettings"),
+               f"ReconciliationSettings refuses {broken}")
+    template, r = translate({"WebhookSecret": "s", "ForwardRules": "[]"})
+    expect("ReconcileFunction" not in r.resources(), "off by default")
+
+
 def main():
+    check_reconciliation()
     check_stored_secrets_with_email()
     check_secrets_manager_kms_fifo_bucket_topic()
     check_rules_refuse_missing_or_double_sources()
     if FAILURES:
         print("template checks failed:\n  " + "\n  ".join(FAILURES), file=sys.stderr)
         sys.exit(1)
-    print("template.yaml: translated for 8 parameter sets; roles, event source, alarms, retention and rules as expected")
+    print("template.yaml: translated for 12 parameter sets; roles, event source, alarms, retention and rules as expected")
 
 
 if __name__ == "__main__":
