@@ -9,7 +9,8 @@ filter names `deletedAt`; `Authorization: Bearer <key>`; 400 for an unknown plur
 `/rest/metadata/objects` in either of its two envelopes; 429 past a per-minute limit.
 
 Test control, under `/_control/`: `POST records` `{"object": plural, "record": {...}}`
-upserts a record (stamping `createdAt`/`updatedAt` unless given); `POST delete`
+upserts a record (stamping `createdAt`/`updatedAt` unless given); `POST bulk`
+`{"object", "count", "prefix"}` adds that many records, a millisecond apart; `POST delete`
 `{"object", "id", "at"}` soft-deletes; `POST config` changes `limit_default`,
 `limit_cap`, `metadata_envelope` ("objects" or "list"), `per_minute`, `fail_next`
 (a list of statuses to answer before serving), `fail_after_lists` (answer 500 to every
@@ -216,6 +217,18 @@ class Handler(BaseHTTPRequestHandler):
                 record.setdefault("deletedAt", None)
                 table[record["id"]] = {**old, **record}
                 return self.send_json(200, table[record["id"]])
+            if path == "/_control/bulk":
+                # `count` new records, one millisecond apart, ending now.
+                table = RECORDS[body["object"]]
+                end = time.time()
+                for i in range(body["count"]):
+                    at = datetime.fromtimestamp(end - (body["count"] - i) / 1000, timezone.utc)
+                    stamp = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                    rid = f"{body.get('prefix', 'r')}-{i:06d}"
+                    table[rid] = {"id": rid, "name": {"firstName": f"N{i}", "lastName": "Bulk"},
+                                  "emails": {"primaryEmail": f"n{i}@example.com", "additionalEmails": None},
+                                  "city": "Paris", "createdAt": stamp, "updatedAt": stamp, "deletedAt": None}
+                return self.send_json(200, {"count": len(table)})
             if path == "/_control/delete":
                 record = RECORDS[body["object"]][body["id"]]
                 at = body.get("at") or now_iso()
