@@ -406,3 +406,78 @@ fn emf_totals(logs: &str) -> serde_json::Map<String, serde_json::Value> {
     assert!(report["documents"].as_u64().unwrap() > 0, "no EMF document");
     report["totals"].as_object().unwrap().clone()
 }
+
+/// `twenty-reconcile` as the scheduled Lambda function, through the real runtime interface:
+/// an EventBridge scheduled event in, the changes of the fake Twenty API queued as
+/// version-2 envelopes, the watermark kept in the table, and the next run reading on from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduled_reconciliation_under_watch() {
+    let twenty = support::twenty::FakeTwenty::start();
+    for i in 0..3 {
+        twenty
+            .upsert("people", serde_json::json!({"id": format!("p{i}")}))
+            .await;
+    }
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let table = new_table().await;
+    let watch = Watch::local(
+        &queue,
+        moto_endpoint(),
+        &[
+            ("TWENTY_API_URL", twenty.url.as_str()),
+            ("TWENTY_API_KEY", support::twenty::API_KEY),
+            ("IDEMPOTENCY_TABLE", table.as_str()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint()),
+            ("RECONCILE_OVERLAP_SECS", "0"),
+            ("RECONCILE_SETTLE_SECS", "0"),
+            ("TWENTY_API_REQUESTS_PER_MINUTE", "6000"),
+        ],
+    )
+    .await;
+    let http = http_client();
+    let base = watch.url.split("/lambda-url/").next().unwrap().to_owned();
+    let invoke = || async {
+        let scheduled = serde_json::json!({
+            "version": "0", "id": "e1", "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "123456789012", "time": "2026-11-27T03:00:00Z",
+            "region": "us-east-1", "resources": [], "detail": {}
+        });
+        http.post(format!(
+            "{base}/2015-03-31/functions/twenty-reconcile/invocations"
+        ))
+        .json(&scheduled)
+        .send()
+        .await
+        .expect("the reconciler answers")
+        .json::<serde_json::Value>()
+        .await
+        .expect("JSON")
+    };
+    let first = invoke().await;
+    assert_eq!(first["complete"], true, "{first}\n{}", watch.logs());
+    let people = first["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["object"] == "people")
+        .cloned()
+        .unwrap();
+    assert_eq!(people["queued"], 3, "{first}");
+    let queued = drain(&sqs, &queue, Duration::from_secs(5)).await;
+    assert_eq!(queued.len(), 3);
+    assert!(queued.iter().all(|m| envelope(m)["version"] == 2));
+
+    // The next run reads on from the watermark: nothing new, nothing queued.
+    twenty
+        .upsert("people", serde_json::json!({"id": "p9"}))
+        .await;
+    let second = invoke().await;
+    assert_eq!(second["complete"], true, "{second}");
+    let queued = drain(&sqs, &queue, Duration::from_secs(2)).await;
+    let ids: Vec<String> = queued
+        .iter()
+        .map(|m| envelope(m)["recordId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["p9"], "{second}");
+}

@@ -161,6 +161,24 @@ impl Setup {
     }
 }
 
+/// `people [########------------] 40% 400/1000 read, 380 queued, 20 already seen`
+fn progress_line(r: &ObjectReport) -> String {
+    const WIDTH: u64 = 20;
+    let expected = r.expected.max(r.read).max(1);
+    let filled = (r.read * WIDTH / expected) as usize;
+    format!(
+        "{} [{}{}] {:>3}% {}/{} read, {} queued, {} already seen",
+        r.plural,
+        "#".repeat(filled),
+        "-".repeat(WIDTH as usize - filled),
+        r.read * 100 / expected,
+        r.read,
+        r.expected.max(r.read),
+        r.queued,
+        r.seen
+    )
+}
+
 struct Args {
     window: Option<Window>,
     objects: Vec<String>,
@@ -280,11 +298,7 @@ pub async fn main() -> ExitCode {
     let progress = |r: &ObjectReport| {
         if terminal {
             let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r\x1b[2K{}: {} read, {} queued, {} already seen",
-                r.plural, r.read, r.queued, r.seen
-            );
+            let _ = write!(err, "\r\x1b[2K{}", progress_line(r));
             let _ = err.flush();
         }
     };
@@ -353,11 +367,13 @@ async fn lambda() -> Result<(), Error> {
     let setup = &setup;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
+            // A deadline already past means none was given (cargo lambda watch sends a
+            // fixed, long-gone one): Lambda's longest timeout applies then.
             let remaining = event
                 .context
                 .deadline()
                 .duration_since(SystemTime::now())
-                .unwrap_or_default();
+                .unwrap_or(Duration::from_secs(900));
             let deadline = Instant::now() + remaining.saturating_sub(LAMBDA_MARGIN);
             let objects = setup.objects(&setup.config.objects, deadline).await?;
             let reports = setup
@@ -389,6 +405,22 @@ mod tests {
 
     fn args(list: &[&str]) -> Result<Args, String> {
         parse_args(list.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn the_progress_bar() {
+        let r = ObjectReport {
+            plural: "people".into(),
+            read: 400,
+            expected: 1000,
+            queued: 380,
+            seen: 20,
+            ..Default::default()
+        };
+        assert_eq!(
+            progress_line(&r),
+            "people [########------------]  40% 400/1000 read, 380 queued, 20 already seen"
+        );
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct ObjectReport {
     pub plural: String,
     /// Rows read, both passes.
     pub read: u64,
+    /// Rows to read, as far as Twenty has said (its `totalCount` of each pass so far).
+    pub expected: u64,
     pub queued: u64,
     /// Changes the worker had taken already: not queued again.
     pub seen: u64,
@@ -203,6 +205,7 @@ impl<T: Transport, I: SeenIndex + Watermarks> Reconciler<'_, T, I> {
         );
         let order_by = format!("{field}[AscNullsFirst]");
         let mut cursor: Option<String> = None;
+        let mut first = true;
         loop {
             if Instant::now() >= self.deadline {
                 return Ok(false);
@@ -224,6 +227,10 @@ impl<T: Transport, I: SeenIndex + Watermarks> Reconciler<'_, T, I> {
                 }
                 Err(e) => return Err(e.into()),
             };
+            if first {
+                report.expected += page.total.unwrap_or(page.rows.len() as u64);
+                first = false;
+            }
             report.read += page.rows.len() as u64;
             let mut changes = Vec::with_capacity(page.rows.len());
             for row in &page.rows {

@@ -68,6 +68,8 @@ pub enum ApiError {
 #[derive(Debug)]
 pub struct Page {
     pub rows: Vec<Box<RawValue>>,
+    /// How many rows the filter matches in all, when Twenty says.
+    pub total: Option<u64>,
     pub end_cursor: Option<String>,
     pub has_next: bool,
 }
@@ -98,6 +100,7 @@ pub struct TwentyApi {
 struct ListBody {
     data: HashMap<String, Vec<Box<RawValue>>>,
     page_info: Option<PageInfo>,
+    total_count: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -226,6 +229,7 @@ impl TwentyApi {
         });
         Ok(Page {
             rows,
+            total: body.total_count,
             has_next: info.has_next_page && info.end_cursor.is_some(),
             end_cursor: info.end_cursor,
         })
