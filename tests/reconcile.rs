@@ -434,3 +434,71 @@ async fn the_command_backs_off_pages_on_and_sums_up() {
             .is_empty()
     );
 }
+
+/// The command, scheduled, killed (SIGKILL) half-way while Twenty fails: the rerun goes on
+/// from the watermark the killed run left, and the worker acts on every change once.
+#[tokio::test]
+async fn a_killed_scheduled_run_is_taken_up_by_the_next() {
+    let twenty = FakeTwenty::start();
+    twenty.configure(json!({"limit_cap": 2})).await;
+    for i in 0..7 {
+        twenty
+            .upsert("people", json!({"id": format!("p{i}")}))
+            .await;
+    }
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let name = new_table().await;
+    let scheduled = |c: &mut std::process::Command| {
+        c.args(["--scheduled", "--objects", "people"])
+            .env("IDEMPOTENCY_TABLE", &name)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint())
+            .env("RECONCILE_OVERLAP_SECS", "0")
+            .env("RECONCILE_SETTLE_SECS", "0");
+    };
+    twenty.configure(json!({"fail_after_lists": 2})).await;
+    let mut first = command(&twenty.url, API_KEY, &queue);
+    scheduled(&mut first);
+    let mut child = first
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let Table::Dynamo(ledger) = table(&name).await else {
+        unreachable!()
+    };
+    let mut mark = None;
+    for _ in 0..100 {
+        mark = ledger.watermark("people").await.unwrap();
+        if mark.is_some() && twenty.stats().await["requests"].as_u64() > Some(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mark = mark.expect("the killed run left a watermark");
+
+    twenty.configure(json!({"fail_after_lists": 0})).await;
+    let mut second = command(&twenty.url, API_KEY, &queue);
+    scheduled(&mut second);
+    let out = second.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let end = ledger.watermark("people").await.unwrap().unwrap();
+    assert!(end > mark, "{mark} then {end}");
+
+    let destination = Destination::ok().await;
+    let w = worker(&name, &destination).await;
+    work_off(&w, &queue).await;
+    let taken = changes_at(&destination);
+    assert_eq!(taken.len(), 7, "nothing lost: {taken:?}");
+    assert!(
+        taken.values().all(|n| *n == 1),
+        "nothing repeated: {taken:?}"
+    );
+}
