@@ -33,6 +33,20 @@ pub(crate) fn whole_number(
         })
 }
 
+/// `QUEUE_URL`, required: an http(s) SQS queue URL, and whether it names a FIFO queue (its
+/// name ends in `.fifo`).
+pub(crate) fn queue_url(
+    name: &'static str,
+    value: Option<String>,
+) -> Result<(String, bool), ConfigError> {
+    let url = value.ok_or(ConfigError::Missing(name))?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(invalid(name, "must be an http(s) SQS queue URL"));
+    }
+    let fifo = url.trim_end_matches('/').ends_with(".fifo");
+    Ok((url, fifo))
+}
+
 pub(crate) fn invalid(name: &'static str, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         name,

@@ -253,17 +253,6 @@ async fn invoke_worker(
     .expect("JSON")
 }
 
-async fn put_secure_string(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
-    ssm.put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .expect("moto stores the parameter");
-}
-
 /// The production settings under `cargo lambda watch`: the webhook secret and the
 /// forwarding rules in SSM (moto), a URL token, JSON logs. The EMF lines both functions
 /// wrote are checked against the EMF specification by `tests/check_emf.py`, and their
@@ -275,15 +264,14 @@ async fn stored_secrets_url_token_json_logs_and_emf_metrics_under_watch() {
     let sqs = sqs().await;
     let queue = new_queue(&sqs, false).await;
     let destination = support::destination::Destination::ok().await;
-    let ssm = aws_sdk_ssm::Client::new(&sdk_config(moto_endpoint()).await);
     let prefix = format!("/twenty/e2e-{}", std::process::id());
     let (secret_name, rules_name) = (format!("{prefix}/secret"), format!("{prefix}/rules"));
-    put_secure_string(&ssm, &secret_name, SECRET).await;
+    put_secure_string(&secret_name, SECRET).await;
     let rules = format!(
         r#"[{{"name":"local","events":["person.*"],"url":"{}","secret":"{KEY}"}}]"#,
         destination.url
     );
-    put_secure_string(&ssm, &rules_name, &rules).await;
+    put_secure_string(&rules_name, &rules).await;
     let watch = Watch::local(
         &queue,
         moto_endpoint(),

@@ -270,11 +270,8 @@ async fn every_change_reaches_the_destination_once_delivered_or_not() {
     assert_eq!(destination.requests().len(), 7);
 }
 
-/// A scheduled run that stops half-way (Twenty failing until its deadline) keeps its
-/// watermark where it got to; the rerun goes on from there, and the worker acts on every
-/// change once.
-#[tokio::test]
-async fn a_run_stopped_half_way_loses_and_repeats_nothing() {
+/// Seven people, served two to a page.
+async fn seven_people_in_pages_of_two() -> FakeTwenty {
     let twenty = FakeTwenty::start();
     twenty.configure(json!({"limit_cap": 2})).await;
     for i in 0..7 {
@@ -282,6 +279,15 @@ async fn a_run_stopped_half_way_loses_and_repeats_nothing() {
             .upsert("people", json!({"id": format!("p{i}")}))
             .await;
     }
+    twenty
+}
+
+/// A scheduled run that stops half-way (Twenty failing until its deadline) keeps its
+/// watermark where it got to; the rerun goes on from there, and the worker acts on every
+/// change once.
+#[tokio::test]
+async fn a_run_stopped_half_way_loses_and_repeats_nothing() {
+    let twenty = seven_people_in_pages_of_two().await;
     let sqs = sqs().await;
     let queue = new_queue(&sqs, false).await;
     let name = new_table().await;
@@ -439,13 +445,7 @@ async fn the_command_backs_off_pages_on_and_sums_up() {
 /// from the watermark the killed run left, and the worker acts on every change once.
 #[tokio::test]
 async fn a_killed_scheduled_run_is_taken_up_by_the_next() {
-    let twenty = FakeTwenty::start();
-    twenty.configure(json!({"limit_cap": 2})).await;
-    for i in 0..7 {
-        twenty
-            .upsert("people", json!({"id": format!("p{i}")}))
-            .await;
-    }
+    let twenty = seven_people_in_pages_of_two().await;
     let sqs = sqs().await;
     let queue = new_queue(&sqs, false).await;
     let name = new_table().await;

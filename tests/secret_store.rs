@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{Harness, config, headers_signed_with, moto_endpoint, new_queue, sdk_config, sqs};
+use support::{
+    Harness, config, headers_signed_with, moto_endpoint, new_queue, put_secure_string, sdk_config,
+    sqs,
+};
 use twenty_webhook::aws::AwsSecretStore;
 use twenty_webhook::ingest::config::{AckMode, Refresh, SecretSource, parse_secrets};
 use twenty_webhook::secrets::{Location, Rotating, SecretStore, StoreRead, StoredSecret};
@@ -45,23 +48,6 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-async fn ssm() -> aws_sdk_ssm::Client {
-    aws_sdk_ssm::Client::new(&sdk_config(moto_endpoint()).await)
-}
-
-async fn put_parameter(name: &str, value: &str) {
-    ssm()
-        .await
-        .put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .expect("moto stores the parameter");
-}
-
 /// A harness whose secret is read from `location` in moto, through `endpoint`.
 async fn harness(
     location: Location,
@@ -94,7 +80,7 @@ async fn post_signed(h: &Harness, secret: &str, record: &str) -> (u16, serde_jso
 #[tokio::test]
 async fn an_ssm_secret_is_read_on_first_need_and_rotated_without_a_restart() {
     let name = format!("/twenty/{}", unique("ssm"));
-    put_parameter(&name, "old-secret").await;
+    put_secure_string(&name, "old-secret").await;
     let (h, reads) = harness(Location::Parameter(name.clone()), FAST, moto_endpoint()).await;
     assert_eq!(
         reads.load(Ordering::SeqCst),
@@ -108,7 +94,7 @@ async fn an_ssm_secret_is_read_on_first_need_and_rotated_without_a_restart() {
     assert_eq!(reads.load(Ordering::SeqCst), 1, "the value is kept");
 
     // Rotation, overlap: both are accepted, the new one at once (one re-read).
-    put_parameter(&name, "new-secret,old-secret").await;
+    put_secure_string(&name, "new-secret,old-secret").await;
     tokio::time::sleep(FAST.floor).await;
     assert_eq!(post_signed(&h, "new-secret", "r3").await.0, 200);
     assert_eq!(reads.load(Ordering::SeqCst), 2);
@@ -120,7 +106,7 @@ async fn an_ssm_secret_is_read_on_first_need_and_rotated_without_a_restart() {
 #[tokio::test]
 async fn a_secret_gone_from_the_store_is_refused_after_the_refresh() {
     let name = format!("/twenty/{}", unique("ssm"));
-    put_parameter(&name, "new-secret,old-secret").await;
+    put_secure_string(&name, "new-secret,old-secret").await;
     let refresh = Refresh {
         every: Duration::from_secs(1),
         ..FAST
@@ -128,7 +114,7 @@ async fn a_secret_gone_from_the_store_is_refused_after_the_refresh() {
     let (h, reads) = harness(Location::Parameter(name.clone()), refresh, moto_endpoint()).await;
     assert_eq!(post_signed(&h, "old-secret", "r1").await.0, 200);
 
-    put_parameter(&name, "new-secret").await;
+    put_secure_string(&name, "new-secret").await;
     tokio::time::sleep(refresh.every).await;
     // This request finds the value old: it is answered with it, and a re-read starts.
     assert_eq!(post_signed(&h, "new-secret", "r2").await.0, 200);
@@ -213,7 +199,7 @@ async fn a_store_that_is_down_gets_503_and_a_bounded_number_of_calls() {
 #[tokio::test]
 async fn a_flood_of_bad_signatures_costs_one_store_call_per_floor() {
     let name = format!("/twenty/{}", unique("flood"));
-    put_parameter(&name, "the-secret").await;
+    put_secure_string(&name, "the-secret").await;
     let (h, reads) = harness(Location::Parameter(name), FAST, moto_endpoint()).await;
     let start = std::time::Instant::now();
     let body = support::person_created("r");

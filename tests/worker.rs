@@ -432,17 +432,8 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
     let rule =
         |url: &str| format!(r#"[{{"name":"all","events":["*"],"url":"{url}","secret":"{KEY}"}}]"#);
     let sdk = sdk_config(moto_endpoint()).await;
-    let ssm = aws_sdk_ssm::Client::new(&sdk);
     let name = format!("/twenty/rules-{}", std::process::id());
-    let put = |value: String| {
-        ssm.put_parameter()
-            .name(&name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .overwrite(true)
-            .send()
-    };
-    put(rule(&first.url)).await.expect("moto stores the rules");
+    put_secure_string(&name, &rule(&first.url)).await;
     let refresh = Refresh {
         every: Duration::from_secs(1),
         floor: Duration::from_millis(100),
@@ -476,7 +467,7 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
     support::standard_webhooks_verify(KEY, &body, &got[0].headers).expect("verifies");
 
     // The rules change in the store: after the refresh interval the worker follows.
-    put(rule(&second.url)).await.expect("moto stores the rules");
+    put_secure_string(&name, &rule(&second.url)).await;
     tokio::time::sleep(refresh.every).await;
     let mut moved = false;
     for i in 0..50 {

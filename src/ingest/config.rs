@@ -10,7 +10,7 @@ pub use crate::ingest::url_token::{URL_TOKEN, UrlToken};
 use crate::secrets::SecretSetting;
 pub use crate::secrets::{Refresh, SecretSource};
 pub use crate::settings::ConfigError;
-use crate::settings::{invalid, whole_number};
+use crate::settings::{invalid, queue_url, whole_number};
 pub use crate::twenty::signature::Secret;
 
 /// When the function answers Twenty.
@@ -74,11 +74,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
 
-        let queue_url = get(QUEUE_URL).ok_or(ConfigError::Missing(QUEUE_URL))?;
-        if !(queue_url.starts_with("https://") || queue_url.starts_with("http://")) {
-            return Err(invalid(QUEUE_URL, "must be an http(s) SQS queue URL"));
-        }
-        let fifo = queue_url.trim_end_matches('/').ends_with(".fifo");
+        let (queue_url, fifo) = queue_url(QUEUE_URL, get(QUEUE_URL))?;
 
         let allow_unsigned = match get(ALLOW_UNSIGNED).as_deref() {
             None | Some("false") => false,

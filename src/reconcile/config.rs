@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::secrets::{Refresh, SecretSetting, SecretSource};
-use crate::settings::{ConfigError, invalid, whole_number};
+use crate::settings::{ConfigError, invalid, queue_url, whole_number};
 
 pub const API_URL: &str = "TWENTY_API_URL";
 pub const API_KEY: &str = "TWENTY_API_KEY";
@@ -64,10 +64,7 @@ impl ReconcileConfig {
         let api_key = API_KEY_SETTING
             .source(&lookup)?
             .ok_or(ConfigError::Missing(API_KEY))?;
-        let queue_url = get(QUEUE_URL).ok_or(ConfigError::Missing(QUEUE_URL))?;
-        if !(queue_url.starts_with("https://") || queue_url.starts_with("http://")) {
-            return Err(invalid(QUEUE_URL, "must be an http(s) SQS queue URL"));
-        }
+        let (queue_url, fifo) = queue_url(QUEUE_URL, get(QUEUE_URL))?;
         let objects = match get(OBJECTS) {
             None => Vec::new(),
             Some(list) => parse_objects(&list).map_err(|why| invalid(OBJECTS, why))?,
@@ -80,7 +77,7 @@ impl ReconcileConfig {
             api_url: api_url.trim_end_matches('/').to_owned(),
             api_key,
             secret_refresh: Refresh::from_lookup(&lookup)?,
-            fifo: queue_url.trim_end_matches('/').ends_with(".fifo"),
+            fifo,
             queue_url,
             objects,
             table: get(TABLE),

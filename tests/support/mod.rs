@@ -421,6 +421,19 @@ impl Harness {
     }
 }
 
+/// Stores `value` as an SSM SecureString parameter `name` in moto (overwriting).
+pub async fn put_secure_string(name: &str, value: &str) {
+    aws_sdk_ssm::Client::new(&sdk_config(moto_endpoint()).await)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("moto stores the parameter");
+}
+
 /// A fresh DynamoDB table in moto, in the idempotency layout (partition key `id`).
 pub async fn new_table() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
