@@ -259,7 +259,9 @@ impl<T: Transport, I: SeenIndex + Watermarks> Reconciler<'_, T, I> {
                 let total = fresh.len();
                 let mut pending: Vec<Pending> =
                     fresh.into_iter().map(|c| Pending::new(c.message)).collect();
-                let deadline = Instant::now() + Duration::from_secs(60);
+                // A minute for SQS, but never far past the run's own deadline (Lambda's).
+                let deadline = (Instant::now() + Duration::from_secs(60))
+                    .min(self.deadline.max(Instant::now()) + Duration::from_secs(5));
                 send_all(
                     self.transport,
                     &mut pending,
