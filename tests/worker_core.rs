@@ -316,6 +316,23 @@ fn the_change_key_is_the_same_for_a_delivered_and_a_reconciled_change() {
     );
     assert_ne!(delivered.change, later.change);
     assert!(reconciled.reconciled && !delivered.reconciled);
+
+    // A soft delete, then the hard delete of the same record (whose record still shows the
+    // soft delete's time): two events, not one change.
+    let deletion = |action: &str| {
+        let body = format!(
+            r#"{{"version":1,"id":"{action}","eventName":"person.{action}","objectName":"person","action":"{action}","recordId":"r-1","record":{{"id":"r-1","updatedAt":"U","deletedAt":"D"}}}}"#
+        );
+        match Event::parse(body).unwrap() {
+            twenty_webhook::worker::Queued::Event(e) => e,
+            _ => panic!("an event"),
+        }
+    };
+    assert_eq!(
+        deletion("deleted").change.as_deref(),
+        Some("person:r-1@deleted:D")
+    );
+    assert_eq!(deletion("destroyed").change, None);
 }
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

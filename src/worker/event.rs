@@ -102,9 +102,13 @@ impl Event {
         if let Some(check) = wire.claim_check {
             return Ok(Queued::Claim(check));
         }
+        // A hard delete's record still shows the soft delete's `deletedAt`: keyed on the
+        // change, it would pass for that earlier event. Reconciliation never finds one, so
+        // it is keyed on its own id.
         let change = wire
             .record
             .as_deref()
+            .filter(|_| wire.action != "destroyed")
             .and_then(|raw| serde_json::from_str::<Stamps>(raw.get()).ok())
             .and_then(|stamps| change::key(&wire.object_name, wire.record_id.as_deref(), &stamps));
         Ok(Queued::Event(Event {
