@@ -333,6 +333,23 @@ fn the_change_key_is_the_same_for_a_delivered_and_a_reconciled_change() {
         Some("person:r-1@deleted:D")
     );
     assert_eq!(deletion("destroyed").change, None);
+
+    // A deletion whose record is the one before it (no `deletedAt`) is not taken for the
+    // update that set that `updatedAt`.
+    let before = |action: &str| {
+        let body = format!(
+            r#"{{"version":1,"id":"b-{action}","eventName":"person.{action}","objectName":"person","action":"{action}","recordId":"r-1","record":{{"id":"r-1","updatedAt":"U","deletedAt":null}}}}"#
+        );
+        match Event::parse(body).unwrap() {
+            twenty_webhook::worker::Queued::Event(e) => e,
+            _ => panic!("an event"),
+        }
+    };
+    assert_eq!(before("updated").change.as_deref(), Some("person:r-1@U"));
+    assert_eq!(
+        before("deleted").change.as_deref(),
+        Some("person:r-1@deleted:U")
+    );
 }
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -70,8 +70,14 @@ pub fn change(
     let no_change = || ChangeError::NoChange {
         object: object.singular.clone(),
     };
-    let key =
-        change::key(&object.singular, record_id.as_deref(), &head.stamps).ok_or_else(no_change)?;
+    let deletion = head.stamps.action() == change::Action::Deleted;
+    let key = change::key(
+        &object.singular,
+        record_id.as_deref(),
+        deletion,
+        &head.stamps,
+    )
+    .ok_or_else(no_change)?;
     let at = head.stamps.changed_at().ok_or_else(no_change)?.to_owned();
     // The payload a webhook for this change would have carried, read by the same parser.
     // The row is spliced in as text: a `Value` would reorder its keys.

@@ -55,15 +55,24 @@ impl Stamps {
     }
 }
 
-/// `<object>:<recordId>@<updatedAt>`, or `...@deleted:<deletedAt>` for a deletion; None
-/// without a record id or a timestamp (schema events, records without timestamps).
-pub fn key(object: &str, record_id: Option<&str>, stamps: &Stamps) -> Option<String> {
+/// `<object>:<recordId>@<updatedAt>`, or for a deletion (`deletion`: a soft-delete event,
+/// or a row whose `deletedAt` is set) `...@deleted:<deletedAt>`. A deletion's webhook may
+/// carry the record as it was before (no `deletedAt`): its key then takes `updatedAt`,
+/// still marked deleted, so that it can never pass for the update before it. None without
+/// a record id or a timestamp (schema events, records without timestamps).
+pub fn key(
+    object: &str,
+    record_id: Option<&str>,
+    deletion: bool,
+    stamps: &Stamps,
+) -> Option<String> {
     let record_id = record_id.filter(|id| !id.is_empty())?;
-    match (&stamps.deleted_at, &stamps.updated_at) {
-        (Some(deleted), _) => Some(format!("{object}:{record_id}@deleted:{deleted}")),
-        (None, Some(updated)) => Some(format!("{object}:{record_id}@{updated}")),
-        (None, None) => None,
+    if deletion {
+        let at = stamps.changed_at()?;
+        return Some(format!("{object}:{record_id}@deleted:{at}"));
     }
+    let updated = stamps.updated_at.as_deref()?;
+    Some(format!("{object}:{record_id}@{updated}"))
 }
 
 #[cfg(test)]
@@ -78,17 +87,29 @@ mod tests {
     fn the_key_and_the_action_follow_the_timestamps() {
         let created = stamps(r#"{"createdAt":"T1","updatedAt":"T1","deletedAt":null}"#);
         assert_eq!(created.action(), Action::Created);
-        assert_eq!(key("person", Some("r"), &created).unwrap(), "person:r@T1");
+        assert_eq!(
+            key("person", Some("r"), false, &created).unwrap(),
+            "person:r@T1"
+        );
         let updated = stamps(r#"{"createdAt":"T1","updatedAt":"T2","name":{"x":1}}"#);
         assert_eq!(updated.action(), Action::Updated);
         assert_eq!(updated.changed_at(), Some("T2"));
         let deleted = stamps(r#"{"createdAt":"T1","updatedAt":"T3","deletedAt":"T3"}"#);
         assert_eq!(deleted.action(), Action::Deleted);
         assert_eq!(
-            key("person", Some("r"), &deleted).unwrap(),
+            key("person", Some("r"), true, &deleted).unwrap(),
             "person:r@deleted:T3"
         );
-        assert_eq!(key("person", None, &updated), None);
-        assert_eq!(key("person", Some("r"), &Stamps::default()), None);
+        // A deletion event carrying the record as it was before: never the update's key.
+        assert_eq!(
+            key("person", Some("r"), true, &updated).unwrap(),
+            "person:r@deleted:T2"
+        );
+        assert_ne!(
+            key("person", Some("r"), true, &updated),
+            key("person", Some("r"), false, &updated)
+        );
+        assert_eq!(key("person", None, false, &updated), None);
+        assert_eq!(key("person", Some("r"), false, &Stamps::default()), None);
     }
 }

@@ -110,7 +110,15 @@ impl Event {
             .as_deref()
             .filter(|_| wire.action != "destroyed")
             .and_then(|raw| serde_json::from_str::<Stamps>(raw.get()).ok())
-            .and_then(|stamps| change::key(&wire.object_name, wire.record_id.as_deref(), &stamps));
+            .and_then(|stamps| {
+                let deletion = wire.action == "deleted";
+                change::key(
+                    &wire.object_name,
+                    wire.record_id.as_deref(),
+                    deletion,
+                    &stamps,
+                )
+            });
         Ok(Queued::Event(Event {
             change,
             id: wire.id,
