@@ -9,8 +9,9 @@ use super::forwarder::Forwarder;
 use super::router::Router;
 use crate::secrets::Rotating;
 
+/// Routers are shared, not copied: each message takes an `Arc`, not a copy of the routes.
 pub struct Routes {
-    base: Router,
+    base: Arc<Router>,
     stored: Option<StoredRules>,
 }
 
@@ -18,12 +19,18 @@ struct StoredRules {
     rules: Rotating<Vec<Rule>>,
     forwarder: Forwarder,
     /// The router last built, and from which rules: rebuilt only when they change.
-    built: Mutex<Option<(Arc<Vec<Rule>>, Router)>>,
+    built: Mutex<Option<Built>>,
 }
+
+/// A router, and the rules it was built from.
+type Built = (Arc<Vec<Rule>>, Arc<Router>);
 
 impl From<Router> for Routes {
     fn from(base: Router) -> Self {
-        Self { base, stored: None }
+        Self {
+            base: Arc::new(base),
+            stored: None,
+        }
     }
 }
 
@@ -37,7 +44,7 @@ impl Routes {
     /// `base` plus one forwarding handler per rule of `rules`, read when first needed.
     pub fn with_stored_rules(base: Router, rules: Rotating<Vec<Rule>>) -> Self {
         Self {
-            base,
+            base: Arc::new(base),
             stored: Some(StoredRules {
                 rules,
                 forwarder: Forwarder::default(),
@@ -48,23 +55,24 @@ impl Routes {
 
     /// The router to use now; errs (with a reason to log) when the stored rules cannot be
     /// read or do not fit the handlers given at start-up.
-    pub async fn current(&self) -> Result<Router, String> {
+    pub async fn current(&self) -> Result<Arc<Router>, String> {
         let Some(stored) = &self.stored else {
-            return Ok(self.base.clone());
+            return Ok(Arc::clone(&self.base));
         };
         let rules = stored.rules.current().await.map_err(|e| e.to_string())?;
         let mut built = stored.built.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((seen, router)) = &*built
             && Arc::ptr_eq(seen, &rules)
         {
-            return Ok(router.clone());
+            return Ok(Arc::clone(router));
         }
         let router = stored
             .forwarder
             .clone()
-            .add_rules(self.base.clone(), rules.as_ref().clone())
+            .add_rules(Router::clone(&self.base), rules.as_ref().clone())
+            .map(Arc::new)
             .map_err(|e| format!("the stored forwarding rules: {e}"))?;
-        *built = Some((rules, router.clone()));
+        *built = Some((rules, Arc::clone(&router)));
         Ok(router)
     }
 }
