@@ -20,7 +20,7 @@ use twenty_webhook::envelope::{self, Message, Receipt};
 use twenty_webhook::worker::NoLedger;
 use twenty_webhook::worker::forward::parse_rules;
 use twenty_webhook::worker::forwarder::Forwarder;
-use twenty_webhook::worker::lambda::Worker;
+use twenty_webhook::worker::handling::Worker;
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

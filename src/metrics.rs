@@ -176,6 +176,99 @@ impl Document {
     }
 }
 
+/// Metrics gathered over one invocation and written as few lines as EMF allows: counts
+/// summed, timings as value arrays, one document per value of an extra dimension. The
+/// worker writes its tally once per batch, before it answers, instead of a line per
+/// message and per forward.
+#[derive(Default)]
+pub struct Tally {
+    entries: std::sync::Mutex<Vec<TallyEntry>>,
+}
+
+struct TallyEntry {
+    name: &'static str,
+    unit: Unit,
+    by: Option<(&'static str, String)>,
+    values: Vec<f64>,
+}
+
+impl Tally {
+    /// Adds `n` to a count.
+    pub fn count(&self, name: &'static str, by: Option<(&'static str, &str)>, n: f64) {
+        self.record(name, Unit::Count, by, n, true);
+    }
+
+    /// Records one timing.
+    pub fn time(&self, name: &'static str, by: Option<(&'static str, &str)>, ms: f64) {
+        self.record(name, Unit::Milliseconds, by, ms, false);
+    }
+
+    fn record(
+        &self,
+        name: &'static str,
+        unit: Unit,
+        by: Option<(&'static str, &str)>,
+        value: f64,
+        sum: bool,
+    ) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let found = entries
+            .iter_mut()
+            .find(|e| e.name == name && e.by.as_ref().map(|(d, v)| (*d, v.as_str())) == by);
+        match found {
+            Some(e) if sum => e.values[0] += value,
+            Some(e) if e.values.len() < MAX_VALUES => e.values.push(value),
+            Some(_) => {}
+            None => entries.push(TallyEntry {
+                name,
+                unit,
+                by: by.map(|(d, v)| (d, v.to_owned())),
+                values: vec![value],
+            }),
+        }
+    }
+
+    /// The documents, one per extra dimension value (the `Service`-only metrics first).
+    pub fn documents(&self, service: &str) -> Vec<Document> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut docs: Vec<(Option<(&'static str, String)>, Document)> = Vec::new();
+        for e in entries.iter() {
+            let i = match docs.iter().position(|(by, _)| *by == e.by) {
+                Some(i) => i,
+                None => {
+                    docs.push((e.by.clone(), Document::new(service)));
+                    docs.len() - 1
+                }
+            };
+            let doc = &mut docs[i].1;
+            for v in &e.values {
+                match &e.by {
+                    Some((d, value)) => doc.add_by(e.name, e.unit, d, value, *v),
+                    None => doc.add(e.name, e.unit, *v),
+                };
+            }
+        }
+        docs.sort_by_key(|(by, _)| by.is_some());
+        docs.into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// Writes the tally now, `properties` on each line.
+    pub fn emit(&self, properties: &[(&str, &str)]) {
+        for mut doc in self.documents(service()) {
+            for (name, value) in properties {
+                doc.property(name, *value);
+            }
+            doc.emit();
+        }
+    }
+}
+
 /// The `Service` dimension's value, read from the environment once.
 pub fn service() -> &'static str {
     static SERVICE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -195,6 +288,28 @@ pub fn document() -> Document {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tally_sums_counts_and_splits_by_dimension_value() {
+        let tally = Tally::default();
+        tally.count("Handled", None, 1.0);
+        tally.count("Handled", None, 1.0);
+        tally.count("Forwarded", Some(("Destination", "a")), 1.0);
+        tally.time("DestinationLatency", Some(("Destination", "a")), 5.0);
+        tally.time("DestinationLatency", Some(("Destination", "a")), 7.0);
+        tally.count("Forwarded", Some(("Destination", "b")), 1.0);
+        let lines: Vec<Value> = tally
+            .documents("s")
+            .iter()
+            .map(|d| serde_json::from_str(&d.line(1)).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["Handled"], 2.0);
+        assert_eq!(lines[1]["Destination"], "a");
+        assert_eq!(lines[1]["DestinationLatency"], json!([5.0, 7.0]));
+        assert_eq!(lines[2]["Destination"], "b");
+        assert_eq!(lines[2]["Forwarded"], 1.0);
+    }
 
     #[test]
     fn a_document_per_the_emf_specification() {

@@ -132,6 +132,17 @@ impl Backoff {
     }
 }
 
+/// A `Retry-After` value (RFC 9110): delay-seconds, or an HTTP-date read against `now`
+/// (a date in the past is no delay). Anything else is ignored, as the RFC says.
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// A uniform number in [0, 1) from the standard library's randomly seeded hasher: jitter
 /// needs spread, not cryptographic quality.
 pub fn jitter_unit() -> f64 {
@@ -224,6 +235,24 @@ mod tests {
         assert_eq!(b.ceiling(u32::MAX), b.cap);
         assert_eq!(b.delay(3, 0.5), Duration::from_millis(200));
         assert_eq!(b.delay(3, 7.0), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777); // 06 Nov 1994 08:49:37
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for bad in ["", "-5", "soon", "1.5", "Sun, 06 Nov 1994"] {
+            assert_eq!(retry_after(bad, now), None, "{bad:?}");
+        }
     }
 
     #[test]

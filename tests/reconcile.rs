@@ -22,7 +22,7 @@ use twenty_webhook::reconcile::{ApiKey, Mode, Object, ObjectReport, Reconciler, 
 use twenty_webhook::secrets::Rotating;
 use twenty_webhook::worker::forward::parse_rules;
 use twenty_webhook::worker::forwarder::Forwarder;
-use twenty_webhook::worker::lambda::Worker;
+use twenty_webhook::worker::handling::Worker;
 
 fn api(twenty: &FakeTwenty) -> TwentyApi {
     TwentyApi::new(

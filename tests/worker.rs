@@ -15,7 +15,7 @@ use twenty_webhook::aws::{DynamoLedger, PayloadStore, SqsVisibility};
 use twenty_webhook::envelope::{self, Destination as Target, Message, Receipt};
 use twenty_webhook::worker::forward::parse_rules;
 use twenty_webhook::worker::forwarder::Forwarder;
-use twenty_webhook::worker::lambda::{Worker, backoff};
+use twenty_webhook::worker::handling::Worker;
 use twenty_webhook::worker::{Ledger, NoLedger};
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -389,18 +389,6 @@ async fn a_back_off_that_cannot_be_set_still_reports_the_failure() {
 }
 
 #[test]
-fn back_off_grows_with_receives_and_honours_retry_after() {
-    let s = Duration::from_secs;
-    assert_eq!(backoff(1, None), s(5));
-    assert_eq!(backoff(2, None), s(10));
-    assert_eq!(backoff(4, None), s(40));
-    assert_eq!(backoff(30, None), s(900));
-    assert_eq!(backoff(1, Some(s(120))), s(120));
-    assert_eq!(backoff(4, Some(s(1))), s(40));
-    assert_eq!(backoff(1, Some(s(999_999))), s(43_200));
-}
-
-#[test]
 fn the_worker_refuses_to_start_on_bad_rules_and_says_which() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-worker"))
         .env_clear()
@@ -451,7 +439,7 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
         refresh,
     );
     let w = Worker::new(
-        Routes::with_stored_rules(Router::new(), rules),
+        Routes::with_stored_rules(Router::new(), rules, Forwarder::default()),
         None,
         Arc::new(NoLedger),
         10,
@@ -489,7 +477,7 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
         refresh,
     );
     let w = Worker::new(
-        Routes::with_stored_rules(Router::new(), missing),
+        Routes::with_stored_rules(Router::new(), missing, Forwarder::default()),
         None,
         Arc::new(NoLedger),
         10,

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use twenty_webhook::worker::batch::{self, Item, Process};
+use twenty_webhook::metrics::Tally;
+use twenty_webhook::worker::batch::{self, Bounds, Item, Process};
 use twenty_webhook::worker::forward::{self, RulesError, parse_rules};
 use twenty_webhook::worker::standard_webhooks::WebhookKey;
 use twenty_webhook::worker::{
@@ -149,7 +150,7 @@ async fn every_matching_handler_runs() {
 struct MemoryLedger(Mutex<HashMap<String, bool>>);
 
 impl Ledger for MemoryLedger {
-    async fn begin(&self, key: &str) -> Result<Begin, String> {
+    async fn begin(&self, key: &str, _redriven: bool) -> Result<Begin, String> {
         let mut map = self.0.lock().unwrap();
         Ok(match map.get(key) {
             Some(true) => Begin::Done,
@@ -164,8 +165,12 @@ impl Ledger for MemoryLedger {
         self.0.lock().unwrap().insert(key.to_owned(), true);
         Ok(())
     }
-    async fn release(&self, key: &str) -> Result<(), String> {
+    async fn failed(&self, key: &str) -> Result<Option<u32>, String> {
         self.0.lock().unwrap().remove(key);
+        Ok(None)
+    }
+    async fn dead_lettered(&self, key: &str) -> Result<(), String> {
+        self.0.lock().unwrap().insert(key.to_owned(), true);
         Ok(())
     }
 }
@@ -200,7 +205,12 @@ struct Recorder {
 }
 
 impl Process for Recorder {
-    async fn process(&self, item: &Item) -> Result<(), (String, Option<Duration>)> {
+    async fn process(
+        &self,
+        item: &Item,
+        _bounds: Bounds,
+        _tally: &Tally,
+    ) -> Result<(), (String, Option<Duration>)> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -223,11 +233,16 @@ fn recorder(fail: Vec<&'static str>) -> Arc<Recorder> {
     })
 }
 
+const NO_BOUNDS: Bounds = Bounds {
+    start_by: None,
+    stop_at: None,
+};
+
 fn item(id: &str, group: Option<&str>) -> Item {
     Item {
         message_id: id.into(),
         group: group.map(str::to_owned),
-        body: String::new(),
+        ..Item::default()
     }
 }
 
@@ -235,7 +250,7 @@ fn item(id: &str, group: Option<&str>) -> Item {
 async fn a_standard_batch_runs_concurrently_within_its_bound() {
     let r = recorder(vec!["m3"]);
     let items: Vec<Item> = (0..10).map(|i| item(&format!("m{i}"), None)).collect();
-    let failed = batch::run(r.clone(), items, false, 4).await;
+    let failed = batch::run(r.clone(), items, false, 4, NO_BOUNDS, Arc::default()).await;
     let ids: Vec<&str> = failed.iter().map(|f| f.message_id.as_str()).collect();
     assert_eq!(ids, ["m3"]);
     assert_eq!(r.seen.lock().unwrap().len(), 10);
@@ -252,7 +267,7 @@ async fn a_fifo_group_stops_at_its_first_failure_while_others_go_on() {
         item("b1", Some("person:2")),
         item("a2", Some("person:1")),
     ];
-    let failed = batch::run(r.clone(), items, true, 10).await;
+    let failed = batch::run(r.clone(), items, true, 10, NO_BOUNDS, Arc::default()).await;
     let ids: Vec<(&str, &str)> = failed
         .iter()
         .map(|f| (f.message_id.as_str(), f.reason.as_str()))

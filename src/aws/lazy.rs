@@ -3,6 +3,7 @@
 //! pay for it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
@@ -13,8 +14,22 @@ use tokio::sync::OnceCell;
 pub struct LazySdk(Arc<OnceCell<SdkConfig>>);
 
 impl LazySdk {
+    /// Every call made with it is bounded in time (a hung service must not hold a
+    /// function past its deadline); retries are the SDK's standard ones within that.
     pub async fn get(&self) -> &SdkConfig {
-        self.0.get_or_init(aws_config::load_from_env).await
+        self.0
+            .get_or_init(|| {
+                aws_config::from_env()
+                    .timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(2))
+                            .operation_attempt_timeout(Duration::from_secs(5))
+                            .operation_timeout(Duration::from_secs(10))
+                            .build(),
+                    )
+                    .load()
+            })
+            .await
     }
 }
 

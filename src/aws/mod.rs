@@ -4,6 +4,8 @@
 //! read for the retry policy. Everything AWS-typed lives here.
 
 #[cfg(feature = "worker")]
+pub mod dead_letters;
+#[cfg(feature = "worker")]
 pub mod dynamodb;
 mod lazy;
 pub mod s3;
@@ -12,8 +14,20 @@ pub mod secret_store;
 pub mod sqs;
 
 #[cfg(feature = "worker")]
-pub use dynamodb::DynamoLedger;
+pub use dead_letters::SqsDeadLetters;
+#[cfg(feature = "worker")]
+pub use dynamodb::{DynamoDestinations, DynamoLedger};
 pub use lazy::LazySdk;
 pub use s3::{PayloadStore, ResolveError};
 pub use secret_store::AwsSecretStore;
 pub use sqs::{SqsTransport, SqsVisibility};
+
+/// Installs aws-lc as the process's TLS crypto provider, once: the AWS SDK brings rustls
+/// with it, and the other HTTP clients (forwarding, Twenty's API) use the same.
+#[cfg(feature = "worker")]
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}

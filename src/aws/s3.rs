@@ -82,7 +82,7 @@ impl PayloadStore {
         let bytes = self
             .get(&check.bucket, &check.key)
             .await
-            .map_err(ResolveError::Fetch)?;
+            .map_err(|e| ResolveError::Fetch(e.reason().to_owned()))?;
         if body_sha256(&bytes) != check.sha256 {
             return Err(ResolveError::Mismatch);
         }
@@ -91,8 +91,9 @@ impl PayloadStore {
 }
 
 impl PayloadStore {
-    /// The bytes of one stored object.
-    pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+    /// The bytes of one stored object. A missing object (or bucket) or a refusal is
+    /// `Permanent`; throttling, 5xx and broken connections are `Transient`.
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, Failure> {
         let object = self
             .client
             .get()
@@ -102,8 +103,12 @@ impl PayloadStore {
             .key(key)
             .send()
             .await
-            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
-        let bytes = object.body.collect().await.map_err(|e| e.to_string())?;
+            .map_err(|e| classify_sdk_error("S3", &e))?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| Failure::Transient(format!("S3: reading the object: {e}")))?;
         Ok(bytes.into_bytes().to_vec())
     }
 }

@@ -8,7 +8,9 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
+};
 
 use super::lazy::{LazySdk, Source};
 use super::s3::PayloadStore;
@@ -152,24 +154,72 @@ impl SqsVisibility {
         receipt_handle: &str,
         delay: Duration,
     ) -> Result<(), String> {
+        self.delay_many(event_source_arn, &[(receipt_handle, delay)])
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// Each message comes back after its delay: one call per ten messages. One result per
+    /// message, in order.
+    pub async fn delay_many(
+        &self,
+        event_source_arn: Option<&str>,
+        messages: &[(&str, Duration)],
+    ) -> Vec<Result<(), String>> {
         let url = match &self.queue_url {
             Some(url) => url.clone(),
-            None => event_source_arn
-                .and_then(queue_url_of)
-                .ok_or("no queue URL, and none in the event source ARN")?,
+            None => match event_source_arn.and_then(queue_url_of) {
+                Some(url) => url,
+                None => {
+                    let why = "no queue URL, and none in the event source ARN".to_owned();
+                    return messages.iter().map(|_| Err(why.clone())).collect();
+                }
+            },
         };
-        self.client
-            .get()
-            .await
-            .change_message_visibility()
-            .queue_url(url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(delay.as_secs().min(43_200) as i32)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+        let client = self.client.get().await;
+        let mut results = Vec::with_capacity(messages.len());
+        for chunk in messages.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (handle, delay))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*handle)
+                        .visibility_timeout(visibility_seconds(*delay))
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>();
+            let sent = match entries {
+                Ok(entries) => client
+                    .change_message_visibility_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match sent {
+                Ok(out) => results.extend((0..chunk.len()).map(|i| {
+                    match out.failed().iter().find(|f| f.id() == i.to_string()) {
+                        Some(f) => Err(format!("{}: {}", f.code(), f.message().unwrap_or(""))),
+                        None => Ok(()),
+                    }
+                })),
+                Err(e) => results.extend(chunk.iter().map(|_| Err(e.clone()))),
+            }
+        }
+        results
     }
+}
+
+/// A delay as SQS's whole seconds, rounded up (a message never comes back early), at most
+/// 12 hours.
+fn visibility_seconds(delay: Duration) -> i32 {
+    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    seconds.min(43_200) as i32
 }
 
 /// `arn:aws:sqs:<region>:<account>:<name>` to `https://sqs.<region>.amazonaws.com/<account>/<name>`.

@@ -147,7 +147,7 @@ impl TwentyApi {
         requests_per_minute: u32,
     ) -> Result<Self, String> {
         // The AWS SDK brings rustls with aws-lc; reqwest uses the same provider.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        crate::aws::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
@@ -274,8 +274,7 @@ impl TwentyApi {
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                        .and_then(|v| crate::retry::retry_after(v, std::time::SystemTime::now()));
                     if matches!(status, 401 | 403) {
                         return Err(ApiError::Unauthorized(status));
                     }

@@ -2,23 +2,37 @@
 //! FIFO queue in order within each message group, groups concurrently, and once a message
 //! of a group fails, the later ones of that group are reported failed without being
 //! handled, so that a record's events never overtake each other.
+//!
+//! Bounded in time too: no message starts after `start_by`, and at `stop_at` whatever is
+//! still running is given up and reported failed, so the invocation always answers.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::dead_letter::Attribute;
+use crate::metrics::Tally;
+
 /// A message as the batch logic needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Item {
     pub message_id: String,
     /// `MessageGroupId` on FIFO queues.
     pub group: Option<String>,
+    /// `MessageDeduplicationId` on FIFO queues.
+    pub deduplication_id: Option<String>,
     pub body: String,
+    /// `ApproximateReceiveCount`.
+    pub receives: u32,
+    /// `SentTimestamp`: when it was first queued (epoch milliseconds).
+    pub sent_at_ms: Option<u64>,
+    pub attributes: Vec<Attribute>,
 }
 
 /// A message to report failed (SQS delivers it again).
@@ -26,15 +40,26 @@ pub struct Item {
 pub struct ItemFailure {
     pub message_id: String,
     pub reason: String,
-    /// The earliest a retry is worth it, if a handler said so.
+    /// When it should come back; None: as soon as SQS makes it visible.
     pub retry_after: Option<Duration>,
 }
 
-/// How one message is handled; an error holds why and, optionally, when to retry.
+/// When a batch must be done.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// No message starts after this; it is also what forwards are cut to.
+    pub start_by: Option<Instant>,
+    /// Whatever is still running then is given up.
+    pub stop_at: Option<Instant>,
+}
+
+/// How one message is handled; an error holds why and when to retry.
 pub trait Process: Send + Sync + 'static {
     fn process(
         &self,
         item: &Item,
+        bounds: Bounds,
+        tally: &Tally,
     ) -> impl Future<Output = Result<(), (String, Option<Duration>)>> + Send;
 }
 
@@ -44,12 +69,15 @@ pub async fn run<P: Process>(
     items: Vec<Item>,
     fifo: bool,
     concurrency: usize,
+    bounds: Bounds,
+    tally: Arc<Tally>,
 ) -> Vec<ItemFailure> {
     let order: HashMap<String, usize> = items
         .iter()
         .enumerate()
         .map(|(i, item)| (item.message_id.clone(), i))
         .collect();
+    let all: Vec<String> = items.iter().map(|i| i.message_id.clone()).collect();
     // Each unit runs its messages one after the other: a FIFO group, or a single message.
     let units: Vec<Vec<Item>> = if fifo {
         let mut groups: Vec<(Option<String>, Vec<Item>)> = Vec::new();
@@ -63,53 +91,101 @@ pub async fn run<P: Process>(
     } else {
         items.into_iter().map(|item| vec![item]).collect()
     };
+    // What each message came to, as it happens: at `stop_at`, what has none failed.
+    let settled: Arc<Mutex<HashMap<String, Option<ItemFailure>>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut units_running = JoinSet::new();
-    let mut ids_of = HashMap::new();
     for unit in units {
-        let ids: Vec<String> = unit.iter().map(|i| i.message_id.clone()).collect();
-        let (process, permits) = (process.clone(), permits.clone());
-        let handle = units_running.spawn(
+        let (process, permits, settled, tally) = (
+            process.clone(),
+            permits.clone(),
+            settled.clone(),
+            tally.clone(),
+        );
+        units_running.spawn(
             async move {
                 let _permit = permits.acquire_owned().await;
-                let mut failures = Vec::new();
+                let settle = |id: &str, failure: Option<ItemFailure>| {
+                    settled
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(id.to_owned(), failure);
+                };
                 let mut items = unit.into_iter();
+                let mut held: Option<Duration> = None;
                 for item in items.by_ref() {
-                    if let Err((reason, retry_after)) = process.process(&item).await {
-                        failures.push(ItemFailure {
-                            message_id: item.message_id,
-                            reason,
-                            retry_after,
-                        });
+                    if bounds.start_by.is_some_and(|t| Instant::now() >= t) {
+                        settle(
+                            &item.message_id,
+                            Some(ItemFailure {
+                                message_id: item.message_id.clone(),
+                                reason: "not started: no time left in this invocation".into(),
+                                retry_after: Some(Duration::ZERO),
+                            }),
+                        );
+                        held = Some(Duration::ZERO);
                         break;
                     }
+                    match process.process(&item, bounds, &tally).await {
+                        Ok(()) => settle(&item.message_id, None),
+                        Err((reason, retry_after)) => {
+                            held = Some(retry_after.unwrap_or_default());
+                            settle(
+                                &item.message_id,
+                                Some(ItemFailure {
+                                    message_id: item.message_id.clone(),
+                                    reason,
+                                    retry_after,
+                                }),
+                            );
+                            break;
+                        }
+                    }
                 }
-                // What follows a failure in its group waits for it.
-                failures.extend(items.map(|item| ItemFailure {
-                    message_id: item.message_id,
-                    reason: "an earlier message of its group failed".into(),
-                    retry_after: None,
-                }));
-                failures
+                // What follows a failure in its group waits for it, and comes back with it.
+                for item in items {
+                    settle(
+                        &item.message_id,
+                        Some(ItemFailure {
+                            message_id: item.message_id.clone(),
+                            reason: "an earlier message of its group failed".into(),
+                            retry_after: held,
+                        }),
+                    );
+                }
             }
             .in_current_span(),
         );
-        ids_of.insert(handle.id(), ids);
     }
-    let mut failed = Vec::new();
-    while let Some(joined) = units_running.join_next_with_id().await {
-        match joined {
-            Ok((_, failures)) => failed.extend(failures),
-            // A panic fails the whole unit: its messages come back.
-            Err(e) => failed.extend(ids_of.remove(&e.id()).unwrap_or_default().into_iter().map(
-                |message_id| ItemFailure {
-                    message_id,
-                    reason: "handling panicked".into(),
-                    retry_after: None,
-                },
-            )),
+    loop {
+        let next = match bounds.stop_at {
+            Some(at) => match tokio::time::timeout_at(at, units_running.join_next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    units_running.abort_all();
+                    break;
+                }
+            },
+            None => units_running.join_next().await,
+        };
+        if next.is_none() {
+            break;
         }
+        // A panic leaves its messages unsettled: they are reported failed below.
     }
+    let settled = std::mem::take(&mut *settled.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut failed: Vec<ItemFailure> = all
+        .into_iter()
+        .filter_map(|id| match settled.get(&id) {
+            Some(None) => None,
+            Some(Some(failure)) => Some(failure.clone()),
+            None => Some(ItemFailure {
+                message_id: id,
+                reason: "not finished: the handling panicked or ran out of time".into(),
+                retry_after: Some(Duration::ZERO),
+            }),
+        })
+        .collect();
     failed.sort_by_key(|f| order.get(&f.message_id).copied().unwrap_or(usize::MAX));
     failed
 }

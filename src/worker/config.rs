@@ -4,7 +4,11 @@
 use crate::secrets::{Refresh, SecretSetting, SecretSource, StoredSecret};
 use crate::settings::{ConfigError, invalid, whole_number};
 
+use std::time::Duration;
+
 use super::forward::{Rule, parse_rules};
+use super::guard::BreakerSettings;
+use super::retry_policy::RetryPolicy;
 
 pub const FORWARD_RULES: &str = "FORWARD_RULES";
 pub const FORWARD_RULES_PARAMETER: &str = "FORWARD_RULES_PARAMETER";
@@ -18,11 +22,25 @@ pub const CONCURRENCY: &str = "WORKER_CONCURRENCY";
 pub const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
 pub const QUEUE_URL: &str = "QUEUE_URL";
 pub const IN_PROGRESS: &str = "IDEMPOTENCY_IN_PROGRESS_SECS";
+pub const DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
+pub const RETRY_HORIZON: &str = "RETRY_HORIZON_SECS";
+pub const BACKOFF_BASE: &str = "BACKOFF_BASE_SECS";
+pub const BACKOFF_CAP: &str = "BACKOFF_CAP_SECS";
+pub const BREAKER_FAILURES: &str = "BREAKER_FAILURES";
+pub const BREAKER_OPEN: &str = "BREAKER_OPEN_SECS";
+pub const DEADLINE_MARGIN: &str = "DEADLINE_MARGIN_MS";
 
 const DEFAULT_CONCURRENCY: u64 = 10;
 const MAX_CONCURRENCY: u64 = 100;
 /// Above the template's worker timeout (60 s), so a live worker's mark never runs out.
 const DEFAULT_IN_PROGRESS_SECS: u64 = 120;
+/// SQS keeps a message 14 days at most: the horizon must leave time to redrive.
+const MAX_HORIZON_SECS: u64 = 7 * 86_400;
+/// SQS holds a message invisible 12 hours at most.
+const MAX_DELAY_SECS: u64 = 43_200;
+/// What an invocation keeps back from its deadline for reporting: visibility changes,
+/// dead-letter copies, the answer.
+const DEFAULT_DEADLINE_MARGIN_MS: u64 = 5_000;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -40,6 +58,12 @@ pub struct WorkerConfig {
     /// The queue's URL, for changing a failed message's visibility; without one it is
     /// derived from the event source ARN.
     pub queue_url: Option<String>,
+    /// Where the worker moves messages that failed for good; without it, they are reported
+    /// failed and the queue's redrive policy moves them.
+    pub dead_letter_queue_url: Option<String>,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerSettings,
+    pub deadline_margin: Duration,
 }
 
 impl WorkerConfig {
@@ -77,7 +101,47 @@ impl WorkerConfig {
             1..=86_400,
             "seconds",
         )?;
+        let seconds = |name: &'static str, default: u64, max: u64| {
+            whole_number(name, get(name), default, 1..=max, "seconds").map(Duration::from_secs)
+        };
+        let retry = RetryPolicy {
+            horizon: seconds(RETRY_HORIZON, 86_400, MAX_HORIZON_SECS)?,
+            base: seconds(BACKOFF_BASE, 5, MAX_DELAY_SECS)?,
+            cap: seconds(BACKOFF_CAP, 900, MAX_DELAY_SECS)?,
+        };
+        if retry.cap < retry.base {
+            return Err(invalid(
+                BACKOFF_CAP,
+                format!("must be at least {BACKOFF_BASE}"),
+            ));
+        }
+        let breaker = BreakerSettings {
+            failures: whole_number(
+                BREAKER_FAILURES,
+                get(BREAKER_FAILURES),
+                5,
+                1..=1_000,
+                "failures",
+            )? as u32,
+            open: seconds(BREAKER_OPEN, 30, MAX_DELAY_SECS)?,
+            cap: retry.cap,
+            probe_wait: retry.base,
+        };
+        let deadline_margin = Duration::from_millis(whole_number(
+            DEADLINE_MARGIN,
+            get(DEADLINE_MARGIN),
+            DEFAULT_DEADLINE_MARGIN_MS,
+            0..=60_000,
+            "milliseconds",
+        )?);
+        let dead_letter_queue_url = get(DEAD_LETTER_QUEUE_URL)
+            .map(|url| crate::settings::queue_url(DEAD_LETTER_QUEUE_URL, Some(url)).map(|(u, _)| u))
+            .transpose()?;
         Ok(Self {
+            dead_letter_queue_url,
+            retry,
+            breaker,
+            deadline_margin,
             rules,
             stored_rules,
             secret_refresh: Refresh::from_lookup(&lookup)?,
@@ -122,6 +186,14 @@ mod tests {
             (IN_PROGRESS, "0"),
             (IN_PROGRESS, "86401"),
             (FORWARD_RULES, "{}"),
+            (RETRY_HORIZON, "0"),
+            (RETRY_HORIZON, "604801"),
+            (BACKOFF_BASE, "0"),
+            (BACKOFF_CAP, "43201"),
+            (BREAKER_FAILURES, "0"),
+            (BREAKER_OPEN, "x"),
+            (DEADLINE_MARGIN, "60001"),
+            (DEAD_LETTER_QUEUE_URL, "dlq"),
         ] {
             match config(&[(name, value)], false) {
                 Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name, "{value}"),
@@ -137,6 +209,16 @@ mod tests {
             ),
             Err(ConfigError::Invalid {
                 name: FORWARD_RULES,
+                ..
+            })
+        ));
+        assert_eq!(c.retry, RetryPolicy::default());
+        assert_eq!(c.breaker, BreakerSettings::default());
+        assert_eq!(c.deadline_margin, Duration::from_secs(5));
+        assert!(matches!(
+            config(&[(BACKOFF_BASE, "60"), (BACKOFF_CAP, "30")], false),
+            Err(ConfigError::Invalid {
+                name: BACKOFF_CAP,
                 ..
             })
         ));

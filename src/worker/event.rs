@@ -38,6 +38,11 @@ pub struct Event {
     /// True for an event found by reconciliation rather than delivered by a webhook.
     pub reconciled: bool,
     pub body: String,
+    /// True for a message sent back from the dead-letter queue (`twenty-replay redrive`):
+    /// destinations it was dead-lettered for are tried again.
+    pub redriven: bool,
+    /// When the invocation handling it must be done with it, if it is handled in one.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// A claim-check pointer found in a queued message.
@@ -131,7 +136,15 @@ impl Event {
                 .received_at
                 .and_then(|t| humantime::parse_rfc3339_weak(&t).ok()),
             body,
+            redriven: false,
+            deadline: None,
         }))
+    }
+
+    /// The time left for handling it, when it has a deadline.
+    pub fn time_left(&self) -> Option<std::time::Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
     }
 
     /// Reads a stored envelope (the object a claim check points to), checking its hash.

@@ -23,6 +23,11 @@ pub struct Rule {
     /// Extra request headers (`Authorization`, say). Values are never logged.
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
+    /// `maxPerSecond`: the most calls a second this destination gets, from every worker.
+    pub max_per_second: Option<f64>,
+    /// `retryAllErrors`: every non-2xx is retried until the horizon (a destination that
+    /// answers 404 while it is redeployed), instead of a 4xx going to the DLQ at once.
+    pub retry_all_errors: bool,
 }
 
 /// Says which rule and what is wrong with it, never a value (a header or a secret).
@@ -38,7 +43,8 @@ pub enum RulesError {
     },
 }
 
-/// Headers a rule may not set: the worker sets them, and receivers verify them.
+/// Headers a rule may not set: the worker sets them, and receivers verify them; and the
+/// hop-by-hop and framing headers, which belong to the connection, not to the rule.
 const RESERVED: &[&str] = &[
     "content-type",
     "content-length",
@@ -46,6 +52,13 @@ const RESERVED: &[&str] = &[
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "trailer",
 ];
 
 /// Parses `FORWARD_RULES`. Rules are numbered from 1 in errors; a rule without a name is
@@ -104,7 +117,17 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
     };
     let fail = |why: &str| fail(&name, why);
     if let Some(key) = map.keys().find(|k| {
-        !["name", "events", "url", "secret", "headers", "timeoutMs"].contains(&k.as_str())
+        ![
+            "name",
+            "events",
+            "url",
+            "secret",
+            "headers",
+            "timeoutMs",
+            "maxPerSecond",
+            "retryAllErrors",
+        ]
+        .contains(&k.as_str())
     }) {
         // A key name is no secret; a misspelt `secret` should not pass unnoticed.
         return Err(fail(&format!("unknown field `{key}`")));
@@ -138,7 +161,11 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
             .iter()
             .map(|(k, v)| {
                 let lower = k.to_ascii_lowercase();
+                let repeated = h.keys().filter(|o| o.eq_ignore_ascii_case(k)).count() > 1;
                 match v {
+                    _ if repeated => Err(fail(&format!(
+                        "header `{k}` is given more than once (names are case-insensitive)"
+                    ))),
                     _ if RESERVED.contains(&lower.as_str()) => {
                         Err(fail(&format!("header `{k}` is set by the worker")))
                     }
@@ -163,6 +190,22 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
             }
         },
     };
+    let max_per_second = match map.get("maxPerSecond") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_f64() {
+            Some(n) if n > 0.0 && n <= 10_000.0 => Some(n),
+            _ => {
+                return Err(fail(
+                    "`maxPerSecond` must be a number above 0 (at most 10000)",
+                ));
+            }
+        },
+    };
+    let retry_all_errors = match map.get("retryAllErrors") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(fail("`retryAllErrors` must be true or false")),
+    };
     Ok(Rule {
         name,
         events,
@@ -170,6 +213,8 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
         secret,
         headers,
         timeout,
+        max_per_second,
+        retry_all_errors,
     })
 }
 
@@ -213,9 +258,11 @@ pub fn headers(rule: &Rule, id: &str, timestamp: u64, body: &[u8]) -> Vec<(Strin
     out
 }
 
-/// Reads `Retry-After` in seconds (the HTTP-date form is not honoured).
-pub fn retry_after(value: Option<&str>) -> Option<Duration> {
-    value?.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// Whether a destination's answer `status` (not 2xx) is final: a 4xx other than 408
+/// (time-out), 425 (too early) and 429 (too many requests), as EventBridge API
+/// destinations judge it; unless the rule retries every error.
+pub fn is_permanent(status: u16, retry_all_errors: bool) -> bool {
+    !retry_all_errors && (400..500).contains(&status) && !matches!(status, 408 | 425 | 429)
 }
 
 /// For logs: a rule's destination as host and port, without credentials, path or query.

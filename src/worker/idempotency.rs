@@ -18,12 +18,22 @@ pub enum Begin {
 }
 
 pub trait Ledger: Send + Sync + 'static {
-    /// Marks `key` in progress unless it is done or in progress elsewhere.
-    fn begin(&self, key: &str) -> impl Future<Output = Result<Begin, String>> + Send;
+    /// Marks `key` in progress unless it is done or in progress elsewhere. A key whose
+    /// event was moved to the dead-letter queue counts as done, except for a message
+    /// `redriven` from there.
+    fn begin(
+        &self,
+        key: &str,
+        redriven: bool,
+    ) -> impl Future<Output = Result<Begin, String>> + Send;
     /// Marks `key` done.
     fn complete(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
-    /// Removes our in-progress mark after a failure, so a retry may run at once.
-    fn release(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Records a failure and lifts our in-progress mark, so a retry may run at once;
+    /// returns how often `key` has failed, if the ledger counts.
+    fn failed(&self, key: &str) -> impl Future<Output = Result<Option<u32>, String>> + Send;
+    /// Marks `key` as moved to the dead-letter queue: retries of the same message skip it,
+    /// a redrive runs it again.
+    fn dead_lettered(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
     /// Records that every handler has taken the record change `change`, so that
     /// reconciliation can skip it. Nothing by default.
     fn seen(&self, change: &str) -> impl Future<Output = Result<(), String>> + Send {
@@ -37,7 +47,7 @@ pub trait Ledger: Send + Sync + 'static {
 pub struct NoLedger;
 
 impl Ledger for NoLedger {
-    async fn begin(&self, _key: &str) -> Result<Begin, String> {
+    async fn begin(&self, _key: &str, _redriven: bool) -> Result<Begin, String> {
         Ok(Begin::Proceed)
     }
 
@@ -45,7 +55,11 @@ impl Ledger for NoLedger {
         Ok(())
     }
 
-    async fn release(&self, _key: &str) -> Result<(), String> {
+    async fn failed(&self, _key: &str) -> Result<Option<u32>, String> {
+        Ok(None)
+    }
+
+    async fn dead_lettered(&self, _key: &str) -> Result<(), String> {
         Ok(())
     }
 }

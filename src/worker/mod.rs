@@ -2,11 +2,14 @@
 //!
 //! Plain code, no AWS types: `event` reads a queued envelope, `route` and `router` send it
 //! to the handlers whose patterns match its name, `batch` runs a batch of messages (FIFO
-//! groups in order), `idempotency` keeps a handler from acting twice on one event,
-//! `forward` and `standard_webhooks` are the built-in workflow (signed POSTs). The
-//! adapters: `forwarder` (HTTP), `routes` (rules kept in a store), `lambda` (the SQS
-//! event source), and `crate::aws` (S3 for
-//! claim checks, DynamoDB for idempotency, SQS for back-off).
+//! groups in order, within the deadline), `idempotency` keeps a handler from acting twice
+//! on one event, `retry_policy` decides what becomes of a failure (back-off, horizon,
+//! dead-letter queue), `guard` holds a destination's breaker and pace, `dead_letter` what
+//! a moved message carries, `forward` and `standard_webhooks` are the built-in workflow
+//! (signed POSTs). The adapters: `forwarder` (HTTP), `routes` (rules kept in a store),
+//! `handling` (one SQS batch), `lambda` (the function's start), and `crate::aws` (S3 for
+//! claim checks, DynamoDB for idempotency and destination state, SQS for back-off and the
+//! dead-letter queue).
 //!
 //! A handler in Rust is one async function registered on a pattern:
 //!
@@ -27,11 +30,15 @@
 
 pub mod batch;
 pub mod config;
+pub mod dead_letter;
 pub mod event;
 pub mod forward;
 pub mod forwarder;
+pub mod guard;
+pub mod handling;
 pub mod idempotency;
 pub mod lambda;
+pub mod retry_policy;
 pub mod route;
 pub mod router;
 pub mod routes;
@@ -40,4 +47,4 @@ pub mod standard_webhooks;
 pub use event::{Event, EventError, Queued};
 pub use idempotency::{Begin, Ledger, NoLedger};
 pub use route::Pattern;
-pub use router::{HandlerError, Outcome, RouteError, Router};
+pub use router::{FailureKind, HandlerError, Outcome, RouteError, Router};

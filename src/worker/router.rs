@@ -11,27 +11,71 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, warn};
 
 use super::event::Event;
+use super::guard::Gate;
 use super::idempotency::{Begin, Ledger};
 use super::route::{Pattern, PatternError};
 
-/// Why a handler did not take an event. `retry_after` asks for the message to come back no
-/// sooner than that (a destination's `Retry-After`, say).
+/// Why a handler did not take an event: what happened, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerError {
     pub reason: String,
+    /// Come back no sooner than this (a destination's `Retry-After`, an open breaker).
     pub retry_after: Option<Duration>,
+    pub kind: FailureKind,
+    /// The destination's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// How often this handler has now failed on this event, when the ledger counts it.
+    pub attempts: Option<u32>,
+}
+
+/// What a failure means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Worth another try later, with a growing back-off, until the retry horizon.
+    Transient,
+    /// Trying again cannot change the answer: the message goes to the dead-letter queue.
+    Permanent,
+    /// Not tried at all (an open breaker, a rate limit, no time left, another worker on
+    /// it): comes back after `retry_after`, and is no attempt.
+    Deferred,
 }
 
 impl HandlerError {
+    /// A transient failure: retried with the back-off.
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
             retry_after: None,
+            kind: FailureKind::Transient,
+            status: None,
+            attempts: None,
+        }
+    }
+
+    /// A failure no retry can mend: the message goes to the dead-letter queue at once.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            kind: FailureKind::Permanent,
+            ..Self::new(reason)
+        }
+    }
+
+    /// Nothing was tried; come back after `wait`.
+    pub fn deferred(reason: impl Into<String>, wait: Duration) -> Self {
+        Self {
+            kind: FailureKind::Deferred,
+            retry_after: Some(wait),
+            ..Self::new(reason)
         }
     }
 
     pub fn retry_after(mut self, delay: Duration) -> Self {
         self.retry_after = Some(delay);
+        self
+    }
+
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = Some(status);
         self
     }
 }
@@ -44,6 +88,8 @@ struct Route {
     name: String,
     patterns: Vec<Pattern>,
     handle: Handle,
+    /// The destination's breaker and pace, asked before anything else.
+    gate: Option<Arc<Gate>>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -64,6 +110,15 @@ pub struct Router {
     routes: Vec<Route>,
 }
 
+/// One handler's run on one event, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub handler: String,
+    /// None: skipped (done before) or not tried (deferred).
+    pub succeeded: Option<bool>,
+    pub elapsed: Duration,
+}
+
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -82,10 +137,20 @@ impl Router {
 
     /// Registers `handler` under `name` for events matching any of `patterns` (`person.created`,
     /// `person.*`, `*.deleted`, `*`). The name keys idempotency: keep it stable.
-    pub fn on<F, Fut>(
+    pub fn on<F, Fut>(self, name: &str, patterns: &[&str], handler: F) -> Result<Self, RouteError>
+    where
+        F: Fn(Arc<Event>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.on_gated(name, patterns, None, handler)
+    }
+
+    /// `on`, with a destination's breaker and pace in front of the handler.
+    pub fn on_gated<F, Fut>(
         mut self,
         name: &str,
         patterns: &[&str],
+        gate: Option<Arc<Gate>>,
         handler: F,
     ) -> Result<Self, RouteError>
     where
@@ -110,6 +175,7 @@ impl Router {
             name: name.to_owned(),
             patterns,
             handle,
+            gate,
         });
         Ok(self)
     }
@@ -130,15 +196,24 @@ impl Router {
     }
 
     /// Runs every matching handler, concurrently, each at most once per event as far as
-    /// `ledger` can tell.
+    /// `ledger` can tell. Also says how each run went, for the metrics.
     pub async fn dispatch<L: Ledger>(&self, event: Arc<Event>, ledger: Arc<L>) -> Outcome {
+        self.dispatch_timed(event, ledger).await.0
+    }
+
+    /// `dispatch`, with each handler's run.
+    pub async fn dispatch_timed<L: Ledger>(
+        &self,
+        event: Arc<Event>,
+        ledger: Arc<L>,
+    ) -> (Outcome, Vec<Run>) {
         let routes: Vec<Route> = self
             .routes_for(&event.event_name)
             .into_iter()
             .cloned()
             .collect();
         if routes.is_empty() {
-            return Outcome::Unrouted;
+            return (Outcome::Unrouted, Vec::new());
         }
         let mut runs = JoinSet::new();
         let mut names = std::collections::HashMap::new();
@@ -149,32 +224,43 @@ impl Router {
             let run = runs.spawn(once(route, event, ledger).in_current_span());
             names.insert(run.id(), name);
         }
-        let (mut handled, mut skipped, mut failed) = (0, 0, Vec::new());
+        let (mut handled, mut skipped, mut failed, mut timings) = (0, 0, Vec::new(), Vec::new());
         while let Some(joined) = runs.join_next_with_id().await {
-            let (id, result) = match joined {
-                Ok((id, result)) => (id, result),
+            let (id, result, elapsed) = match joined {
+                Ok((id, (result, elapsed))) => (id, result, elapsed),
                 Err(e) => {
                     let why = if e.is_panic() {
                         "the handler panicked"
                     } else {
                         "the handler was cancelled"
                     };
-                    (e.id(), Err(HandlerError::new(why)))
+                    (e.id(), Err(HandlerError::new(why)), Duration::ZERO)
                 }
             };
             let name = names.remove(&id).unwrap_or_default();
+            let succeeded = match &result {
+                Ok(Ran::Handled) => Some(true),
+                Err(e) if e.kind != FailureKind::Deferred => Some(false),
+                _ => None,
+            };
+            timings.push(Run {
+                handler: name.clone(),
+                succeeded,
+                elapsed,
+            });
             match result {
                 Ok(Ran::Handled) => handled += 1,
                 Ok(Ran::Skipped) => skipped += 1,
                 Err(e) => failed.push((name, e)),
             }
         }
-        if failed.is_empty() {
+        let outcome = if failed.is_empty() {
             Outcome::Done { handled, skipped }
         } else {
             failed.sort_by(|a, b| a.0.cmp(&b.0));
             Outcome::Failed(failed)
-        }
+        };
+        (outcome, timings)
     }
 }
 
@@ -183,29 +269,48 @@ enum Ran {
     Skipped,
 }
 
+/// The ledger key of `handler` for `event`: keyed on the record change where the envelope
+/// shows one, so that a change delivered by a webhook and found again by reconciliation
+/// runs each handler once.
+pub fn ledger_key(event: &Event, handler: &str) -> String {
+    format!("{}#{handler}", event.change.as_deref().unwrap_or(&event.id))
+}
+
 async fn once<L: Ledger>(
     route: Route,
     event: Arc<Event>,
     ledger: Arc<L>,
-) -> Result<Ran, HandlerError> {
-    // Keyed on the record change where the envelope shows one, so that a change delivered
-    // by a webhook and found again by reconciliation runs each handler once.
-    let key = format!(
-        "{}#{}",
-        event.change.as_deref().unwrap_or(&event.id),
-        route.name
-    );
-    match ledger.begin(&key).await {
+) -> (Result<Ran, HandlerError>, Duration) {
+    // Before the ledger: a held-back send costs no table write.
+    let pass = match &route.gate {
+        Some(gate) => match gate.admit(event.time_left()).await {
+            Ok(pass) => Some(pass),
+            Err(deferred) => return (Err(deferred), Duration::ZERO),
+        },
+        None => None,
+    };
+    let key = ledger_key(&event, &route.name);
+    match ledger.begin(&key, event.redriven).await {
         Ok(Begin::Proceed) => {}
-        Ok(Begin::Done) => return Ok(Ran::Skipped),
+        Ok(Begin::Done) => return (Ok(Ran::Skipped), Duration::ZERO),
         Ok(Begin::Busy(left)) => {
-            return Err(
-                HandlerError::new("another worker is handling this event").retry_after(left)
+            let busy = HandlerError::deferred("another worker is handling this event", left);
+            return (Err(busy), Duration::ZERO);
+        }
+        Err(e) => {
+            return (
+                Err(HandlerError::new(format!("idempotency table: {e}"))),
+                Duration::ZERO,
             );
         }
-        Err(e) => return Err(HandlerError::new(format!("idempotency table: {e}"))),
     }
-    match (route.handle)(event).await {
+    let started = std::time::Instant::now();
+    let result = (route.handle)(event).await;
+    let elapsed = started.elapsed();
+    if let (Some(gate), Some(pass)) = (&route.gate, pass) {
+        gate.settle(pass, &result).await;
+    }
+    let result = match result {
         Ok(()) => {
             if let Err(e) = ledger.complete(&key).await {
                 // It ran; only a later redelivery (after the in-progress expiry) could repeat it.
@@ -213,11 +318,15 @@ async fn once<L: Ledger>(
             }
             Ok(Ran::Handled)
         }
-        Err(failure) => {
-            if let Err(e) = ledger.release(&key).await {
-                warn!(key = %key, error = %e, "failed, and its in-progress mark stays until it expires");
+        Err(mut failure) => {
+            match ledger.failed(&key).await {
+                Ok(attempts) => failure.attempts = attempts,
+                Err(e) => {
+                    warn!(key = %key, error = %e, "failed, and its in-progress mark stays until it expires")
+                }
             }
             Err(failure)
         }
-    }
+    };
+    (result, elapsed)
 }

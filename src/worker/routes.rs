@@ -42,12 +42,17 @@ pub fn parse_stored_rules(text: &str) -> Result<Vec<Rule>, String> {
 
 impl Routes {
     /// `base` plus one forwarding handler per rule of `rules`, read when first needed.
-    pub fn with_stored_rules(base: Router, rules: Rotating<Vec<Rule>>) -> Self {
+    /// `forwarder` carries the breakers and paces the rules' destinations share.
+    pub fn with_stored_rules(
+        base: Router,
+        rules: Rotating<Vec<Rule>>,
+        forwarder: Forwarder,
+    ) -> Self {
         Self {
             base: Arc::new(base),
             stored: Some(StoredRules {
                 rules,
-                forwarder: Forwarder::default(),
+                forwarder,
                 built: Mutex::new(None),
             }),
         }

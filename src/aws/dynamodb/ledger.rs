@@ -1,19 +1,21 @@
 //! The idempotency ledger in DynamoDB, in the layout AWS Lambda Powertools uses: partition
-//! key `id` (string), `status` (`INPROGRESS` or `COMPLETED`), `expiration` (epoch seconds,
-//! the table's TTL attribute) and `in_progress_expiration` (epoch milliseconds). Every
+//! key `id` (string), `status` (`INPROGRESS` or `COMPLETED`; and ours, `FAILED` and
+//! `DEADLETTERED`), `expiration` (epoch seconds, the table's TTL attribute) and
+//! `in_progress_expiration` (epoch milliseconds), plus `attempts` (failures so far). Every
 //! change is a conditional write, so two workers racing on one key cannot both proceed.
 //!
 //! The same table keeps, for reconciliation, `seen#<change>` (every handler took that
 //! record change) and `reconcile#watermark#<scope>` (the end of the last complete window).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::lazy::{LazySdk, Source};
+use super::{condition_failed, now, number, number_of};
+use crate::aws::lazy::{LazySdk, Source};
 
 use crate::worker::idempotency::{Begin, Ledger};
 
@@ -23,7 +25,10 @@ const WATERMARK: &str = "reconcile#watermark#";
 /// BatchGetItem's limit.
 const BATCH_GET: usize = 100;
 const COMPLETED: &str = "COMPLETED";
-/// How long a done key is remembered (the TTL): well past SQS's longest retention.
+const FAILED: &str = "FAILED";
+const DEAD_LETTERED: &str = "DEADLETTERED";
+/// How long a done key is remembered (the TTL): past SQS's longest retention (14 days),
+/// so past the retry horizon (7 days at most) plus the time to redrive.
 const KEEP: Duration = Duration::from_secs(15 * 86_400);
 
 pub struct DynamoLedger {
@@ -184,77 +189,62 @@ impl DynamoLedger {
     }
 }
 
-fn now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
-fn number(n: u128) -> AttributeValue {
-    AttributeValue::N(n.to_string())
-}
-
 impl Ledger for DynamoLedger {
-    async fn begin(&self, key: &str) -> Result<Begin, String> {
+    async fn begin(&self, key: &str, redriven: bool) -> Result<Begin, String> {
         let now = now();
-        let put = self
-            .client
-            .get()
-            .await
-            .put_item()
-            .table_name(&self.table)
-            .item("id", AttributeValue::S(key.to_owned()))
-            .item("status", AttributeValue::S(IN_PROGRESS.into()))
-            .item("expiration", number((now + KEEP).as_secs().into()))
-            .item(
-                "in_progress_expiration",
-                number((now + self.in_progress).as_millis()),
-            )
-            // New, expired, or in progress by a worker whose mark has run out.
-            .condition_expression(
-                "attribute_not_exists(id) OR expiration < :now \
-                 OR (#status = :in_progress AND in_progress_expiration < :now_ms)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":now", number(now.as_secs().into()))
-            .expression_attribute_values(":now_ms", number(now.as_millis()))
-            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(Begin::Proceed),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                match self.state(key).await? {
-                    Some((status, _)) if status == COMPLETED => Ok(Begin::Done),
-                    Some((_, until_ms)) => Ok(Begin::Busy(Duration::from_millis(
-                        (until_ms as u128).saturating_sub(now.as_millis()) as u64,
-                    ))),
-                    // Gone in between (released, or expired and swept): try once more later.
-                    None => Ok(Begin::Busy(Duration::ZERO)),
-                }
-            }
-            Err(e) => Err(DisplayErrorContext(e).to_string()),
+        // New, expired, failed before, in progress by a worker whose mark has run out, or
+        // (for a redrive) dead-lettered.
+        let mut condition = "attribute_not_exists(id) OR expiration < :now OR #status = :failed \
+             OR (#status = :in_progress AND in_progress_expiration < :now_ms)"
+            .to_owned();
+        if redriven {
+            condition.push_str(" OR #status = :dead");
         }
-    }
-
-    async fn complete(&self, key: &str) -> Result<(), String> {
-        self.client
+        let mut update = self
+            .client
             .get()
             .await
             .update_item()
             .table_name(&self.table)
             .key("id", AttributeValue::S(key.to_owned()))
-            .update_expression("SET #status = :completed, expiration = :expiration")
+            .update_expression(
+                "SET #status = :in_progress, expiration = :expiration, \
+                 in_progress_expiration = :until",
+            )
+            .condition_expression(condition)
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":completed", AttributeValue::S(COMPLETED.into()))
-            .expression_attribute_values(":expiration", number((now() + KEEP).as_secs().into()))
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| DisplayErrorContext(e).to_string())
+            .expression_attribute_values(":expiration", number((now + KEEP).as_secs().into()))
+            .expression_attribute_values(":until", number((now + self.in_progress).as_millis()))
+            .expression_attribute_values(":now", number(now.as_secs().into()))
+            .expression_attribute_values(":now_ms", number(now.as_millis()))
+            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()));
+        if redriven {
+            update = update
+                .expression_attribute_values(":dead", AttributeValue::S(DEAD_LETTERED.into()));
+        }
+        match update.send().await {
+            Ok(_) => Ok(Begin::Proceed),
+            Err(e) if condition_failed(&e) => match self.state(key).await? {
+                Some((status, _)) if status == COMPLETED || status == DEAD_LETTERED => {
+                    Ok(Begin::Done)
+                }
+                Some((_, until_ms)) => Ok(Begin::Busy(Duration::from_millis(
+                    (until_ms as u128).saturating_sub(now.as_millis()) as u64,
+                ))),
+                // Gone in between (expired and swept): try once more later.
+                None => Ok(Begin::Busy(Duration::ZERO)),
+            },
+            Err(e) => Err(DisplayErrorContext(e).to_string()),
+        }
+    }
+
+    async fn complete(&self, key: &str) -> Result<(), String> {
+        self.mark(key, COMPLETED).await
+    }
+
+    async fn dead_lettered(&self, key: &str) -> Result<(), String> {
+        self.mark(key, DEAD_LETTERED).await
     }
 
     async fn seen(&self, change: &str) -> Result<(), String> {
@@ -272,29 +262,54 @@ impl Ledger for DynamoLedger {
             .map_err(|e| DisplayErrorContext(e).to_string())
     }
 
-    async fn release(&self, key: &str) -> Result<(), String> {
-        let deleted = self
+    async fn failed(&self, key: &str) -> Result<Option<u32>, String> {
+        let updated = self
             .client
             .get()
             .await
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .key("id", AttributeValue::S(key.to_owned()))
+            .update_expression(
+                "SET #status = :failed, attempts = if_not_exists(attempts, :zero) + :one \
+                 REMOVE in_progress_expiration",
+            )
             .condition_expression("#status = :in_progress")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
             .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .expression_attribute_values(":zero", number(0))
+            .expression_attribute_values(":one", number(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            // Not ours to remove any more (completed by another worker, say).
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+        match updated {
+            Ok(out) => Ok(out
+                .attributes
+                .map(|a| number_of(&a, "attempts") as u32)
+                .filter(|n| *n > 0)),
+            // Not ours any more (completed by another worker, say).
+            Err(e) if condition_failed(&e) => Ok(None),
             Err(e) => Err(DisplayErrorContext(e).to_string()),
         }
+    }
+}
+
+impl DynamoLedger {
+    async fn mark(&self, key: &str, status: &str) -> Result<(), String> {
+        self.client
+            .get()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(key.to_owned()))
+            .update_expression("SET #status = :status, expiration = :expiration")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", AttributeValue::S(status.into()))
+            .expression_attribute_values(":expiration", number((now() + KEEP).as_secs().into()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| DisplayErrorContext(e).to_string())
     }
 }

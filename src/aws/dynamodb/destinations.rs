@@ -1,0 +1,251 @@
+//! The destinations' breaker and rate-limit state in the worker's table, shared by every
+//! worker instance: `breaker#<rule>` (`failures`, `openUntil`, `period`, `probeUntil`, in
+//! milliseconds) and `pace#<rule>` (`next`: the next free send slot, in microseconds). Each
+//! step is one conditional write, so instances never undo each other.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use super::{condition_failed, now, number, number_of};
+use crate::aws::lazy::{LazySdk, Source};
+use crate::worker::guard::{BreakerState, DestinationStore, Lease, StoreFuture};
+
+const BREAKER: &str = "breaker#";
+const PACE: &str = "pace#";
+/// State untouched this long is swept by the table's TTL.
+const KEEP: Duration = Duration::from_secs(7 * 86_400);
+/// A slot lease lost to another instance is tried again this often.
+const LEASE_TRIES: usize = 5;
+
+pub struct DynamoDestinations {
+    client: Source<Client>,
+    table: String,
+}
+
+fn breaker_state(item: &HashMap<String, AttributeValue>) -> BreakerState {
+    BreakerState {
+        failures: number_of(item, "failures") as u32,
+        open_until_ms: number_of(item, "openUntil"),
+        period_ms: number_of(item, "period"),
+        probe_until_ms: number_of(item, "probeUntil"),
+    }
+}
+
+fn key(prefix: &str, destination: &str) -> AttributeValue {
+    AttributeValue::S(format!("{prefix}{destination}"))
+}
+
+fn expiration() -> AttributeValue {
+    number((now() + KEEP).as_secs().into())
+}
+
+fn error(e: impl std::error::Error) -> String {
+    DisplayErrorContext(e).to_string()
+}
+
+impl DynamoDestinations {
+    pub fn with_sdk_config(shared: &SdkConfig, table: &str) -> Self {
+        Self {
+            client: Source::Ready(Client::new(shared)),
+            table: table.to_owned(),
+        }
+    }
+
+    /// The client is made when the state is first read or written.
+    pub fn lazy(sdk: LazySdk, table: &str) -> Self {
+        Self {
+            client: Source::lazy(sdk, Client::new),
+            table: table.to_owned(),
+        }
+    }
+
+    async fn next_slot(&self, destination: &str) -> Result<Option<u64>, String> {
+        let item = self
+            .client
+            .get()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .key("id", key(PACE, destination))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(error)?
+            .item;
+        Ok(item.map(|i| number_of(&i, "next")))
+    }
+}
+
+impl DestinationStore for DynamoDestinations {
+    fn add_failure<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, BreakerState> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .get()
+                .await
+                .update_item()
+                .table_name(&self.table)
+                .key("id", key(BREAKER, destination))
+                .update_expression("ADD failures :one SET expiration = :expiration")
+                .expression_attribute_values(":one", number(1))
+                .expression_attribute_values(":expiration", expiration())
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await
+                .map_err(error)?;
+            Ok(out
+                .attributes
+                .as_ref()
+                .map(breaker_state)
+                .unwrap_or_default())
+        })
+    }
+
+    fn open<'a>(
+        &'a self,
+        destination: &'a str,
+        expected_open_until_ms: u64,
+        open_until_ms: u64,
+        period_ms: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let condition = if expected_open_until_ms == 0 {
+                "attribute_not_exists(openUntil) OR openUntil = :expected"
+            } else {
+                "openUntil = :expected"
+            };
+            let out = self
+                .client
+                .get()
+                .await
+                .update_item()
+                .table_name(&self.table)
+                .key("id", key(BREAKER, destination))
+                .update_expression(
+                    "SET openUntil = :until, period = :period, probeUntil = :zero, \
+                     expiration = :expiration",
+                )
+                .condition_expression(condition)
+                .expression_attribute_values(":expected", number(expected_open_until_ms.into()))
+                .expression_attribute_values(":until", number(open_until_ms.into()))
+                .expression_attribute_values(":period", number(period_ms.into()))
+                .expression_attribute_values(":zero", number(0))
+                .expression_attribute_values(":expiration", expiration())
+                .send()
+                .await;
+            match out {
+                Ok(_) => Ok(true),
+                Err(e) if condition_failed(&e) => Ok(false),
+                Err(e) => Err(error(e)),
+            }
+        })
+    }
+
+    fn reset<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.client
+                .get()
+                .await
+                .update_item()
+                .table_name(&self.table)
+                .key("id", key(BREAKER, destination))
+                .update_expression(
+                    "SET failures = :zero, openUntil = :zero, period = :zero, probeUntil = :zero, \
+                     expiration = :expiration",
+                )
+                .expression_attribute_values(":zero", number(0))
+                .expression_attribute_values(":expiration", expiration())
+                .send()
+                .await
+                .map(drop)
+                .map_err(error)
+        })
+    }
+
+    fn lease_probe<'a>(
+        &'a self,
+        destination: &'a str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> StoreFuture<'a, Option<BreakerState>> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .get()
+                .await
+                .update_item()
+                .table_name(&self.table)
+                .key("id", key(BREAKER, destination))
+                .update_expression("SET probeUntil = :until, expiration = :expiration")
+                .condition_expression(
+                    "(attribute_not_exists(openUntil) OR openUntil <= :now) \
+                     AND (attribute_not_exists(probeUntil) OR probeUntil <= :now)",
+                )
+                .expression_attribute_values(":now", number(now_ms.into()))
+                .expression_attribute_values(":until", number(until_ms.into()))
+                .expression_attribute_values(":expiration", expiration())
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match out {
+                Ok(out) => Ok(Some(
+                    out.attributes
+                        .as_ref()
+                        .map(breaker_state)
+                        .unwrap_or_default(),
+                )),
+                Err(e) if condition_failed(&e) => Ok(None),
+                Err(e) => Err(error(e)),
+            }
+        })
+    }
+
+    fn lease_slots<'a>(
+        &'a self,
+        destination: &'a str,
+        now_us: u64,
+        count: u32,
+        interval_us: u64,
+        latest_start_us: u64,
+    ) -> StoreFuture<'a, Lease> {
+        Box::pin(async move {
+            for _ in 0..LEASE_TRIES {
+                // Read, then move the timeline on only if nobody moved it in between.
+                let seen = self.next_slot(destination).await?;
+                let start = seen.unwrap_or(0).max(now_us);
+                if start > latest_start_us {
+                    return Ok(Lease::Later { at_us: start });
+                }
+                let next = start + u64::from(count) * interval_us;
+                let mut update = self
+                    .client
+                    .get()
+                    .await
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("id", key(PACE, destination))
+                    .update_expression("SET #next = :next, expiration = :expiration")
+                    .expression_attribute_names("#next", "next")
+                    .expression_attribute_values(":next", number(next.into()))
+                    .expression_attribute_values(":expiration", expiration());
+                update = match seen {
+                    Some(seen) => update
+                        .condition_expression("#next = :seen")
+                        .expression_attribute_values(":seen", number(seen.into())),
+                    None => update.condition_expression("attribute_not_exists(id)"),
+                };
+                match update.send().await {
+                    Ok(_) => return Ok(Lease::Granted { start_us: start }),
+                    Err(e) if condition_failed(&e) => continue,
+                    Err(e) => return Err(error(e)),
+                }
+            }
+            Err("the rate limit's slots were contended five times in a row".into())
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! Moving a message to the dead-letter queue ourselves: its body byte for byte, its message
+//! attributes, on FIFO its group and deduplication ids, and why (`failureReason`,
+//! `failedDestination`, `lastStatus`, `attempts`). The SQS side is `aws::SqsDeadLetters`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A message attribute as received: a data type and a string or binary value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    pub data_type: String,
+    pub string: Option<String>,
+    pub binary: Option<Vec<u8>>,
+}
+
+impl Attribute {
+    pub fn text(name: &str, value: impl Into<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            data_type: "String".into(),
+            string: Some(value.into()),
+            binary: None,
+        }
+    }
+
+    pub fn number(name: &str, value: impl ToString) -> Self {
+        Self {
+            name: name.to_owned(),
+            data_type: "Number".into(),
+            string: Some(value.to_string()),
+            binary: None,
+        }
+    }
+}
+
+/// The attributes the worker adds to what it moves.
+pub const FAILURE_REASON: &str = "failureReason";
+pub const FAILED_DESTINATION: &str = "failedDestination";
+pub const LAST_STATUS: &str = "lastStatus";
+pub const ATTEMPTS: &str = "attempts";
+/// Set by `twenty-replay redrive` on what it sends back.
+pub const REDRIVEN: &str = "redriven";
+/// SQS takes at most 10 attributes a message.
+const MAX_ATTRIBUTES: usize = 10;
+/// SQS takes at most 256 characters of text we control here; the reason is cut to it.
+const MAX_REASON: usize = 256;
+
+/// One message on its way to the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub body: String,
+    pub attributes: Vec<Attribute>,
+    pub group_id: Option<String>,
+    pub deduplication_id: Option<String>,
+}
+
+impl DeadLetter {
+    /// The message as received, with why it is moved. The original attributes come first;
+    /// ours replace any of the same name (a message redriven and failing again), and the
+    /// optional ones give way if SQS's ten would be exceeded.
+    pub fn new(
+        body: String,
+        original: &[Attribute],
+        group_id: Option<String>,
+        deduplication_id: Option<String>,
+        why: &Why<'_>,
+    ) -> Self {
+        let reason: String = why.reason.chars().take(MAX_REASON).collect();
+        let mut ours = vec![Attribute::text(FAILURE_REASON, reason)];
+        if !why.destinations.is_empty() {
+            ours.push(Attribute::text(
+                FAILED_DESTINATION,
+                why.destinations.join(","),
+            ));
+        }
+        ours.push(Attribute::number(ATTEMPTS, why.attempts));
+        if let Some(status) = why.status {
+            ours.push(Attribute::number(LAST_STATUS, status));
+        }
+        let mut attributes: Vec<Attribute> = original
+            .iter()
+            .filter(|a| {
+                ![
+                    FAILURE_REASON,
+                    FAILED_DESTINATION,
+                    LAST_STATUS,
+                    ATTEMPTS,
+                    REDRIVEN,
+                ]
+                .contains(&a.name.as_str())
+            })
+            .cloned()
+            .collect();
+        let room = MAX_ATTRIBUTES.saturating_sub(attributes.len()).max(1);
+        attributes.extend(ours.into_iter().take(room));
+        Self {
+            body,
+            attributes,
+            group_id,
+            deduplication_id,
+        }
+    }
+}
+
+/// Why a message is moved.
+#[derive(Debug, Clone, Copy)]
+pub struct Why<'a> {
+    pub reason: &'a str,
+    pub destinations: &'a [String],
+    pub status: Option<u16>,
+    pub attempts: u32,
+}
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Where moved messages go.
+pub trait DeadLetters: Send + Sync + 'static {
+    fn send<'a>(&'a self, letter: &'a DeadLetter) -> SendFuture<'a>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_original_and_adds_why() {
+        let original = vec![
+            Attribute::text("eventName", "person.created"),
+            Attribute::text(FAILURE_REASON, "old"),
+        ];
+        let why = Why {
+            reason: "destination_refused: crm: crm.example.com answered 400",
+            destinations: &["crm".to_owned(), "n8n".to_owned()],
+            status: Some(400),
+            attempts: 1,
+        };
+        let letter = DeadLetter::new(
+            "{}".into(),
+            &original,
+            Some("g".into()),
+            Some("d".into()),
+            &why,
+        );
+        let names: Vec<&str> = letter.attributes.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "eventName",
+                FAILURE_REASON,
+                FAILED_DESTINATION,
+                ATTEMPTS,
+                LAST_STATUS
+            ]
+        );
+        assert_eq!(letter.attributes[1].string.as_deref(), Some(why.reason));
+        assert_eq!(letter.attributes[2].string.as_deref(), Some("crm,n8n"));
+        let crowded: Vec<Attribute> = (0..9)
+            .map(|i| Attribute::text(&format!("a{i}"), "v"))
+            .collect();
+        let letter = DeadLetter::new("{}".into(), &crowded, None, None, &why);
+        assert_eq!(letter.attributes.len(), 10);
+        assert_eq!(
+            letter.attributes[9].name, FAILURE_REASON,
+            "the reason always fits"
+        );
+    }
+}

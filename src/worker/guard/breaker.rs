@@ -1,0 +1,303 @@
+//! A circuit breaker per destination. Closed, every send goes. After `failures`
+//! consecutive failures (5xx, 408, 429, time-outs, connection errors) it opens for `open`,
+//! and while it is open nothing is sent: the messages wait in the queue. When the opening
+//! runs out, one worker takes the probe; a success closes the breaker, a failure opens it
+//! again for twice as long, up to `cap`.
+//!
+//! Each instance keeps the state it last learnt from the store and reads nothing on the
+//! happy path: a send to a closed breaker costs no store call, and a success writes only
+//! when there were failures to clear.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::{DestinationStore, LocalStore, Pass, now_ms};
+use crate::metrics::Unit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the breaker.
+    pub failures: u32,
+    /// How long it first stays open.
+    pub open: Duration,
+    /// The longest it stays open, however long the destination keeps failing.
+    pub cap: Duration,
+    /// How long a message waits while another worker holds the probe.
+    pub probe_wait: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            open: Duration::from_secs(30),
+            cap: Duration::from_secs(900),
+            probe_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A breaker's state, as kept in the store. `open_until_ms` 0 is closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BreakerState {
+    pub failures: u32,
+    pub open_until_ms: u64,
+    /// The last opening's length: the next one doubles it. 0 once closed.
+    pub period_ms: u64,
+    pub probe_until_ms: u64,
+}
+
+/// What a breaker says to a send, from its state alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Send,
+    /// Open: wait this long.
+    Wait(Duration),
+    /// The opening ran out: a probe may go, if this worker gets it.
+    Probe,
+}
+
+impl BreakerState {
+    pub fn admission(&self, now_ms: u64) -> Admission {
+        if self.open_until_ms == 0 {
+            Admission::Send
+        } else if now_ms < self.open_until_ms {
+            Admission::Wait(Duration::from_millis(self.open_until_ms - now_ms))
+        } else {
+            Admission::Probe
+        }
+    }
+
+    /// The opening that follows this state's failure, if it should open: the first for
+    /// `settings.open`, each next one twice the last, up to the cap.
+    pub fn next_opening(
+        &self,
+        now_ms: u64,
+        probe: bool,
+        settings: &BreakerSettings,
+    ) -> Option<u64> {
+        let open_or_ran_out = self.open_until_ms <= now_ms || probe;
+        if self.failures < settings.failures || !open_or_ran_out {
+            return None;
+        }
+        let cap = settings.cap.as_millis() as u64;
+        Some(if self.period_ms == 0 {
+            (settings.open.as_millis() as u64).min(cap)
+        } else {
+            self.period_ms.saturating_mul(2).min(cap)
+        })
+        .map(|p| p.max(1))
+    }
+}
+
+/// The breakers of every destination, over one store.
+pub struct Breakers {
+    store: Arc<dyn DestinationStore>,
+    /// Used when the store cannot be reached: the breaker then works per instance.
+    fallback: LocalStore,
+    settings: BreakerSettings,
+    known: Mutex<HashMap<String, BreakerState>>,
+}
+
+impl Breakers {
+    pub fn new(store: Arc<dyn DestinationStore>, settings: BreakerSettings) -> Self {
+        Self {
+            store,
+            fallback: LocalStore::default(),
+            settings,
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Breakers kept in this process only.
+    pub fn local(settings: BreakerSettings) -> Self {
+        Self::new(Arc::new(LocalStore::default()), settings)
+    }
+
+    fn known(&self, destination: &str) -> BreakerState {
+        let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        known.get(destination).copied().unwrap_or_default()
+    }
+
+    fn learn(&self, destination: &str, state: BreakerState) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if state == BreakerState::default() {
+            known.remove(destination);
+        } else {
+            known.insert(destination.to_owned(), state);
+        }
+    }
+
+    /// Whether a send may go; Err holds how long to wait.
+    pub async fn admit(
+        &self,
+        destination: &str,
+        time_left: Option<Duration>,
+    ) -> Result<Pass, Duration> {
+        let now = now_ms();
+        match self.known(destination).admission(now) {
+            Admission::Send => Ok(Pass::Normal),
+            Admission::Wait(wait) => Err(wait),
+            Admission::Probe => {
+                let lease = time_left
+                    .unwrap_or(self.settings.probe_wait)
+                    .max(Duration::from_secs(1));
+                let until = now + lease.as_millis() as u64;
+                let granted = match self.store.lease_probe(destination, now, until).await {
+                    Ok(granted) => granted,
+                    Err(e) => {
+                        warn!(destination, error = %e, "breaker state not read; this worker decides alone");
+                        self.fallback
+                            .lease_probe(destination, now, until)
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                };
+                match granted {
+                    Some(state) => {
+                        self.learn(destination, state);
+                        Ok(if state.open_until_ms == 0 {
+                            Pass::Normal
+                        } else {
+                            Pass::Probe
+                        })
+                    }
+                    None => Err(self.settings.probe_wait),
+                }
+            }
+        }
+    }
+
+    /// Records how a send went: `failed` for a failure that counts against the destination.
+    pub async fn settle(&self, destination: &str, pass: Pass, failed: bool) {
+        let known = self.known(destination);
+        if !failed {
+            // A destination that answered is up: clear what is recorded, if anything is.
+            if pass == Pass::Probe || known != BreakerState::default() {
+                if let Err(e) = self.store.reset(destination).await {
+                    warn!(destination, error = %e, "breaker not closed in the store");
+                }
+                let _ = self.fallback.reset(destination).await;
+                self.learn(destination, BreakerState::default());
+            }
+            return;
+        }
+        let (store, state): (&dyn DestinationStore, BreakerState) = match self
+            .store
+            .add_failure(destination)
+            .await
+        {
+            Ok(state) => (self.store.as_ref(), state),
+            Err(e) => {
+                warn!(destination, error = %e, "breaker failure not recorded in the store; counted here");
+                let state = self
+                    .fallback
+                    .add_failure(destination)
+                    .await
+                    .unwrap_or_default();
+                (&self.fallback, state)
+            }
+        };
+        let now = now_ms();
+        let mut learnt = state;
+        if let Some(period) = state.next_opening(now, pass == Pass::Probe, &self.settings) {
+            match store
+                .open(destination, state.open_until_ms, now + period, period)
+                .await
+            {
+                Ok(true) => {
+                    learnt.open_until_ms = now + period;
+                    learnt.period_ms = period;
+                    warn!(destination, open_ms = period, "circuit breaker opened");
+                    let mut doc = crate::metrics::document();
+                    doc.add("BreakerOpened", Unit::Count, 1.0)
+                        .add_by(
+                            "BreakerOpened",
+                            Unit::Count,
+                            "Destination",
+                            destination,
+                            1.0,
+                        )
+                        .emit();
+                }
+                Ok(false) => {}
+                Err(e) => warn!(destination, error = %e, "breaker not opened in the store"),
+            }
+        }
+        self.learn(destination, learnt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> BreakerSettings {
+        BreakerSettings {
+            failures: 3,
+            open: Duration::from_millis(100),
+            cap: Duration::from_millis(350),
+            probe_wait: Duration::from_millis(10),
+        }
+    }
+
+    #[test]
+    fn opens_after_the_threshold_then_doubles_to_the_cap() {
+        let s = settings();
+        let state = |failures, open_until_ms, period_ms| BreakerState {
+            failures,
+            open_until_ms,
+            period_ms,
+            probe_until_ms: 0,
+        };
+        assert_eq!(state(2, 0, 0).next_opening(1_000, false, &s), None);
+        assert_eq!(state(3, 0, 0).next_opening(1_000, false, &s), Some(100));
+        // Still open (another instance opened it): nothing more.
+        assert_eq!(state(4, 1_050, 100).next_opening(1_000, false, &s), None);
+        // A failed probe: twice as long, then capped.
+        assert_eq!(state(4, 900, 100).next_opening(1_000, true, &s), Some(200));
+        assert_eq!(state(5, 900, 200).next_opening(1_000, true, &s), Some(350));
+        assert_eq!(state(6, 900, 350).next_opening(1_000, true, &s), Some(350));
+        assert_eq!(state(0, 0, 0).admission(5), Admission::Send);
+        assert_eq!(
+            state(3, 10, 5).admission(5),
+            Admission::Wait(Duration::from_millis(5))
+        );
+        assert_eq!(state(3, 10, 5).admission(10), Admission::Probe);
+    }
+
+    #[tokio::test]
+    async fn one_probe_at_a_time_and_a_success_closes() {
+        let breakers = Breakers::local(settings());
+        for _ in 0..3 {
+            assert_eq!(breakers.admit("d", None).await, Ok(Pass::Normal));
+            breakers.settle("d", Pass::Normal, true).await;
+        }
+        let wait = breakers.admit("d", None).await.unwrap_err();
+        assert!(
+            wait <= Duration::from_millis(100) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
+        tokio::time::sleep(wait + Duration::from_millis(5)).await;
+        assert_eq!(breakers.admit("d", None).await, Ok(Pass::Probe));
+        assert_eq!(
+            breakers.admit("d", None).await,
+            Err(Duration::from_millis(10)),
+            "the probe is taken"
+        );
+        breakers.settle("d", Pass::Probe, true).await;
+        let wait = breakers.admit("d", None).await.unwrap_err();
+        assert!(wait > Duration::from_millis(100), "doubled: {wait:?}");
+        tokio::time::sleep(wait + Duration::from_millis(5)).await;
+        assert_eq!(breakers.admit("d", None).await, Ok(Pass::Probe));
+        breakers.settle("d", Pass::Probe, false).await;
+        assert_eq!(breakers.admit("d", None).await, Ok(Pass::Normal));
+        assert_eq!(breakers.known("d"), BreakerState::default());
+        // Another destination never noticed.
+        assert_eq!(breakers.admit("other", None).await, Ok(Pass::Normal));
+    }
+}

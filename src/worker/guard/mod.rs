@@ -1,0 +1,220 @@
+//! Guarding a destination: a circuit breaker that stops calling one that keeps failing
+//! (`breaker`), and a rate limit that paces one that cannot take more (`pace`). Their state
+//! lives in a `DestinationStore`: in this process (`LocalStore`), or in the idempotency
+//! table, shared by every worker instance (`aws::dynamodb::DynamoDestinations`).
+//!
+//! A guarded route asks its `Gate` before anything else (before the idempotency ledger),
+//! so a message held back by an open breaker or a missing token costs no table write and
+//! no call: it is reported failed, to come back when the destination may be tried again.
+
+pub mod breaker;
+pub mod pace;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use breaker::{BreakerSettings, BreakerState, Breakers};
+pub use pace::{Lease, Pacer};
+
+use super::router::{FailureKind, HandlerError};
+
+/// A store call's answer; errors are short reasons for the log (no secrets pass here).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Where breaker and rate-limit state is kept. Each call is one atomic step, so several
+/// worker instances sharing one store never undo each other.
+pub trait DestinationStore: Send + Sync + 'static {
+    /// One more consecutive failure; the state after it.
+    fn add_failure<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, BreakerState>;
+    /// Opens the breaker until `open_until_ms` for `period_ms`, if nobody changed its
+    /// opening since it read `expected_open_until_ms`; whether it did.
+    fn open<'a>(
+        &'a self,
+        destination: &'a str,
+        expected_open_until_ms: u64,
+        open_until_ms: u64,
+        period_ms: u64,
+    ) -> StoreFuture<'a, bool>;
+    /// Closes the breaker: no failures, not open.
+    fn reset<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, ()>;
+    /// Takes the one probe of a breaker whose opening has run out, until `until_ms`; the
+    /// state if granted, `None` if another worker holds it or the breaker opened again.
+    fn lease_probe<'a>(
+        &'a self,
+        destination: &'a str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> StoreFuture<'a, Option<BreakerState>>;
+    /// Leases `count` send slots `interval_us` apart, starting at the earliest free one,
+    /// if that is no later than `latest_start_us`.
+    fn lease_slots<'a>(
+        &'a self,
+        destination: &'a str,
+        now_us: u64,
+        count: u32,
+        interval_us: u64,
+        latest_start_us: u64,
+    ) -> StoreFuture<'a, Lease>;
+}
+
+/// The state in this process alone: what each instance keeps when there is no table.
+#[derive(Default)]
+pub struct LocalStore {
+    state: Mutex<HashMap<String, (BreakerState, u64)>>,
+}
+
+impl LocalStore {
+    fn with<T>(&self, destination: &str, f: impl FnOnce(&mut (BreakerState, u64)) -> T) -> T {
+        let mut map = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(map.entry(destination.to_owned()).or_default())
+    }
+}
+
+impl DestinationStore for LocalStore {
+    fn add_failure<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, BreakerState> {
+        let state = self.with(destination, |(s, _)| {
+            s.failures = s.failures.saturating_add(1);
+            *s
+        });
+        Box::pin(async move { Ok(state) })
+    }
+
+    fn open<'a>(
+        &'a self,
+        destination: &'a str,
+        expected_open_until_ms: u64,
+        open_until_ms: u64,
+        period_ms: u64,
+    ) -> StoreFuture<'a, bool> {
+        let opened = self.with(destination, |(s, _)| {
+            if s.open_until_ms != expected_open_until_ms {
+                return false;
+            }
+            s.open_until_ms = open_until_ms;
+            s.period_ms = period_ms;
+            s.probe_until_ms = 0;
+            true
+        });
+        Box::pin(async move { Ok(opened) })
+    }
+
+    fn reset<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, ()> {
+        self.with(destination, |(s, _)| *s = BreakerState::default());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn lease_probe<'a>(
+        &'a self,
+        destination: &'a str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> StoreFuture<'a, Option<BreakerState>> {
+        let granted = self.with(destination, |(s, _)| {
+            if s.open_until_ms > now_ms || s.probe_until_ms > now_ms {
+                return None;
+            }
+            s.probe_until_ms = until_ms;
+            Some(*s)
+        });
+        Box::pin(async move { Ok(granted) })
+    }
+
+    fn lease_slots<'a>(
+        &'a self,
+        destination: &'a str,
+        now_us: u64,
+        count: u32,
+        interval_us: u64,
+        latest_start_us: u64,
+    ) -> StoreFuture<'a, Lease> {
+        let lease = self.with(destination, |(_, next_free_us)| {
+            let start = (*next_free_us).max(now_us);
+            if start > latest_start_us {
+                return Lease::Later { at_us: start };
+            }
+            *next_free_us = start + u64::from(count) * interval_us;
+            Lease::Granted { start_us: start }
+        });
+        Box::pin(async move { Ok(lease) })
+    }
+}
+
+/// What a gate let through: an ordinary send, or the one probe of a breaker that was open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Normal,
+    Probe,
+}
+
+/// One destination's breaker and, if the rule sets `maxPerSecond`, its pace.
+pub struct Gate {
+    destination: String,
+    breakers: Arc<Breakers>,
+    pace: Option<(Arc<Pacer>, f64)>,
+}
+
+impl Gate {
+    pub fn new(
+        destination: &str,
+        breakers: Arc<Breakers>,
+        pace: Option<(Arc<Pacer>, f64)>,
+    ) -> Self {
+        Self {
+            destination: destination.to_owned(),
+            breakers,
+            pace,
+        }
+    }
+
+    /// Whether a send may go now. `time_left` is what the invocation has left for it; a
+    /// send held back is a `Deferred` failure with the time to come back.
+    pub async fn admit(&self, time_left: Option<Duration>) -> Result<Pass, HandlerError> {
+        let pass = self
+            .breakers
+            .admit(&self.destination, time_left)
+            .await
+            .map_err(|wait| {
+                HandlerError::deferred(
+                    format!("{}: its circuit breaker is open", self.destination),
+                    wait,
+                )
+            })?;
+        if let Some((pacer, per_second)) = &self.pace {
+            // Waiting for a token may use half of what is left; the rest is the send's.
+            let max_wait = time_left.map_or(Duration::from_secs(5), |t| {
+                (t / 2).min(Duration::from_secs(5))
+            });
+            pacer
+                .acquire(&self.destination, *per_second, max_wait)
+                .await
+                .map_err(|wait| {
+                    HandlerError::deferred(
+                        format!("{}: over its rate limit", self.destination),
+                        wait,
+                    )
+                })?;
+        }
+        Ok(pass)
+    }
+
+    /// Tells the breaker how the send went.
+    pub async fn settle(&self, pass: Pass, result: &Result<(), HandlerError>) {
+        let failed = matches!(result, Err(e) if e.kind == FailureKind::Transient);
+        self.breakers.settle(&self.destination, pass, failed).await;
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,420 @@
+//! One batch from SQS's event source: every message read, routed and decided (delivered,
+//! retried after a back-off, or moved to the dead-letter queue), within the invocation's
+//! deadline; the messages to retry reported (`ReportBatchItemFailures`) with their
+//! visibility set to when they should come back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::batch::{self, Bounds, Item, Process};
+use super::dead_letter::{self, Attribute, DeadLetter, DeadLetters, Why};
+use super::event::{Event, EventError, Queued};
+use super::idempotency::Ledger;
+use super::retry_policy::{Failed, Plan, RetryPolicy};
+use super::router::{FailureKind, Outcome, ledger_key};
+use super::routes::Routes;
+use crate::aws::{PayloadStore, SqsVisibility};
+use crate::metrics::Tally;
+use crate::retry::{Failure, jitter_unit};
+
+/// The worker: a router, where to fetch claim checks, an idempotency ledger, and how to
+/// retry or dead-letter what fails.
+pub struct Worker<L: Ledger> {
+    handling: Arc<Handling<L>>,
+    concurrency: usize,
+    visibility: Option<SqsVisibility>,
+    margin: Duration,
+}
+
+struct Handling<L: Ledger> {
+    routes: Routes,
+    claims: Option<PayloadStore>,
+    ledger: Arc<L>,
+    retry: RetryPolicy,
+    dead_letters: Option<Box<dyn DeadLetters>>,
+}
+
+impl<L: Ledger> Worker<L> {
+    /// `routes`: a `Router`, or `Routes` with forwarding rules kept in a store.
+    pub fn new(
+        routes: impl Into<Routes>,
+        claims: Option<PayloadStore>,
+        ledger: Arc<L>,
+        concurrency: usize,
+    ) -> Self {
+        Self {
+            handling: Arc::new(Handling {
+                routes: routes.into(),
+                claims,
+                ledger,
+                retry: RetryPolicy::default(),
+                dead_letters: None,
+            }),
+            concurrency,
+            visibility: None,
+            margin: Duration::from_secs(5),
+        }
+    }
+
+    /// The handling, while it is not shared yet (settings are given before any batch).
+    fn configure(mut self, set: impl FnOnce(&mut Handling<L>)) -> Self {
+        if let Some(handling) = Arc::get_mut(&mut self.handling) {
+            set(handling);
+        }
+        self
+    }
+
+    /// Failed messages come back after a growing delay instead of the queue's fixed one.
+    pub fn with_visibility(mut self, visibility: SqsVisibility) -> Self {
+        self.visibility = Some(visibility);
+        self
+    }
+
+    pub fn with_retry(self, retry: RetryPolicy) -> Self {
+        self.configure(|h| h.retry = retry)
+    }
+
+    /// Messages that failed for good, or past the horizon, are moved here by the worker.
+    pub fn with_dead_letters(self, dead_letters: impl DeadLetters) -> Self {
+        self.configure(|h| h.dead_letters = Some(Box::new(dead_letters)))
+    }
+
+    /// What each invocation keeps back from its deadline for reporting.
+    pub fn with_deadline_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// One batch as Lambda's SQS event source delivers it, to be done by `deadline`
+    /// (None: no deadline). Errs only when it cannot work at all; one bad message is one
+    /// reported failure.
+    pub async fn handle_until(
+        &self,
+        event: SqsEvent,
+        deadline: Option<Instant>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        let fifo = event
+            .records
+            .first()
+            .and_then(|r| r.event_source_arn.as_deref())
+            .is_some_and(|arn| arn.ends_with(".fifo"));
+        let arn = event
+            .records
+            .first()
+            .and_then(|r| r.event_source_arn.clone());
+        let mut receipts = HashMap::new();
+        let mut items = Vec::with_capacity(event.records.len());
+        for record in event.records {
+            // SQS gives every record an id; without one it could not be reported anyway.
+            let Some(message_id) = record.message_id.clone() else {
+                warn!("a record without a messageId was skipped");
+                continue;
+            };
+            receipts.insert(message_id.clone(), record.receipt_handle.clone());
+            items.push(item(message_id, record));
+        }
+        let total = items.len();
+        let bounds = Bounds {
+            start_by: deadline.map(|d| d.checked_sub(self.margin).unwrap_or(d)),
+            stop_at: deadline.map(|d| d.checked_sub(self.margin / 2).unwrap_or(d)),
+        };
+        let tally = Arc::new(Tally::default());
+        let failed = batch::run(
+            self.handling.clone(),
+            items,
+            fifo,
+            self.concurrency,
+            bounds,
+            tally.clone(),
+        )
+        .await;
+        tally.emit(&[]);
+        if let Some(visibility) = &self.visibility {
+            let delays: Vec<(&str, Duration)> = failed
+                .iter()
+                .filter_map(|f| {
+                    let handle = receipts.get(&f.message_id)?.as_deref()?;
+                    Some((handle, f.retry_after.unwrap_or_default()))
+                })
+                .collect();
+            let set = visibility.delay_many(arn.as_deref(), &delays);
+            let set = match deadline {
+                Some(d) => {
+                    tokio::time::timeout_at(d.checked_sub(self.margin / 5).unwrap_or(d), set)
+                        .await
+                        .ok()
+                }
+                None => Some(set.await),
+            };
+            match set {
+                Some(results) => {
+                    for e in results.into_iter().filter_map(Result::err) {
+                        warn!(error = %e, "back-off not set; the queue's visibility timeout applies");
+                    }
+                }
+                None => warn!("back-off not set in time; the queue's visibility timeout applies"),
+            }
+        }
+        let mut response = SqsBatchResponse::default();
+        for failure in &failed {
+            let mut item = BatchItemFailure::default();
+            item.item_identifier = failure.message_id.clone();
+            response.batch_item_failures.push(item);
+        }
+        info!(messages = total, failed = failed.len(), "batch done");
+        Ok(response)
+    }
+
+    /// `handle_until` with no deadline.
+    pub async fn handle(&self, event: SqsEvent) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        self.handle_until(event, None).await
+    }
+}
+
+/// A record as the batch logic needs it.
+fn item(message_id: String, record: SqsMessage) -> Item {
+    let attribute = |name: &str| record.attributes.get(name);
+    let attributes = record
+        .message_attributes
+        .iter()
+        .map(|(name, a)| Attribute {
+            name: name.clone(),
+            data_type: a.data_type.clone().unwrap_or_else(|| "String".into()),
+            string: a.string_value.clone(),
+            binary: a.binary_value.as_ref().map(|b| b.0.clone()),
+        })
+        .collect();
+    Item {
+        message_id,
+        group: attribute("MessageGroupId").cloned(),
+        deduplication_id: attribute("MessageDeduplicationId").cloned(),
+        receives: attribute("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1),
+        sent_at_ms: attribute("SentTimestamp").and_then(|n| n.parse().ok()),
+        body: record.body.unwrap_or_default(),
+        attributes,
+    }
+}
+
+impl<L: Ledger> Process for Handling<L> {
+    async fn process(
+        &self,
+        item: &Item,
+        bounds: Bounds,
+        tally: &Tally,
+    ) -> Result<(), (String, Option<Duration>)> {
+        let message_id = item.message_id.as_str();
+        let (event, failures) = match self.read(&item.body).await {
+            Ok(event) => {
+                let event = self.prepare(event, item, bounds);
+                let failures = self.route(&event, tally).await;
+                (Some(event), failures)
+            }
+            Err(failure) => (None, vec![failure]),
+        };
+        let (id, name) = event
+            .as_ref()
+            .map_or(("", ""), |e| (e.id.as_str(), e.event_name.as_str()));
+        if failures.is_empty() {
+            tally.count("Handled", None, 1.0);
+            return Ok(());
+        }
+        let age = item
+            .sent_at_ms
+            .map(|sent| Duration::from_millis(now_ms().saturating_sub(sent)))
+            .unwrap_or_default();
+        let plan = self.retry.plan(
+            age,
+            item.receives,
+            &failures,
+            self.dead_letters.is_some(),
+            jitter_unit(),
+        );
+        let reasons = || {
+            failures
+                .iter()
+                .map(|f| match &f.handler {
+                    Some(h) => format!("{h}: {}", f.reason),
+                    None => f.reason.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        for f in &failures {
+            tally.count("Failed", Some(("Reason", f.code)), 1.0);
+        }
+        match plan {
+            Plan::Retry(delay) => {
+                warn!(message_id, id, event = name, reason = %reasons(), retry_in_s = delay.as_secs(), "will retry");
+                Err((reasons(), Some(delay)))
+            }
+            Plan::DeadLetter { letter, then } => {
+                let (Some(dead_letters), code) = (
+                    &self.dead_letters,
+                    letter.reason.split(':').next().unwrap_or(""),
+                ) else {
+                    return Err((reasons(), then));
+                };
+                let copy = DeadLetter::new(
+                    item.body.clone(),
+                    &item.attributes,
+                    item.group.clone(),
+                    item.deduplication_id.clone(),
+                    &Why {
+                        reason: &letter.reason,
+                        destinations: &letter.handlers,
+                        status: letter.status,
+                        attempts: letter.attempts,
+                    },
+                );
+                if let Err(e) = dead_letters.send(&copy).await {
+                    // Never dropped without its copy: it comes back, and is moved then.
+                    warn!(message_id, id, event = name, error = %e, "not moved to the dead-letter queue; will retry");
+                    return Err((format!("dead-letter queue: {e}"), Some(self.retry.base)));
+                }
+                tally.count("DeadLettered", Some(("Reason", code)), 1.0);
+                if let Some(event) = &event {
+                    for handler in &letter.handlers {
+                        let key = ledger_key(event, handler);
+                        if let Err(e) = self.ledger.dead_lettered(&key).await {
+                            warn!(key = %key, error = %e, "dead-lettered, but not recorded: a retry may move it again");
+                        }
+                    }
+                }
+                warn!(message_id, id, event = name, reason = %letter.reason, "moved to the dead-letter queue");
+                match then {
+                    None => Ok(()),
+                    Some(delay) => Err((reasons(), Some(delay))),
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A failure of the message itself (not of a handler).
+fn message_failure(code: &'static str, kind: FailureKind, reason: String) -> Failed {
+    Failed {
+        handler: None,
+        kind,
+        code,
+        reason,
+        status: None,
+        retry_after: None,
+        attempts: None,
+    }
+}
+
+impl<L: Ledger> Handling<L> {
+    /// The event with what the invocation knows of it: a redrive, its deadline.
+    fn prepare(&self, mut event: Event, item: &Item, bounds: Bounds) -> Event {
+        event.redriven = item
+            .attributes
+            .iter()
+            .any(|a| a.name == dead_letter::REDRIVEN && a.string.as_deref() == Some("true"));
+        event.deadline = bounds.start_by;
+        event
+    }
+
+    /// Runs the handlers; the failures, none when every handler took it.
+    async fn route(&self, event: &Event, tally: &Tally) -> Vec<Failed> {
+        if let Some(age) = event
+            .received_at
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+        {
+            tally.time("EventAge", None, age.as_millis() as f64);
+        }
+        let router = match self.routes.current().await {
+            Ok(router) => router,
+            Err(reason) => {
+                return vec![message_failure("no_routes", FailureKind::Transient, reason)];
+            }
+        };
+        let change = event.change.clone();
+        let (outcome, runs) = router
+            .dispatch_timed(Arc::new(event.clone()), self.ledger.clone())
+            .await;
+        for run in &runs {
+            let by = Some(("Destination", run.handler.as_str()));
+            match run.succeeded {
+                Some(true) => tally.count("Forwarded", by, 1.0),
+                Some(false) => tally.count("ForwardFailed", by, 1.0),
+                None => tally.count("Deferred", by, 1.0),
+            }
+            if run.succeeded.is_some() {
+                tally.time("DestinationLatency", by, run.elapsed.as_secs_f64() * 1000.0);
+            }
+        }
+        if let (Outcome::Unrouted | Outcome::Done { .. }, Some(change)) = (&outcome, &change) {
+            // For reconciliation: this change needs no queuing again.
+            if let Err(e) = self.ledger.seen(change).await {
+                warn!(id = %event.id, error = %e, "handled, but not recorded as seen");
+            }
+        }
+        match outcome {
+            Outcome::Unrouted => {
+                info!(id = %event.id, event = %event.event_name, "unrouted: no handler matches");
+                tally.count("Unrouted", None, 1.0);
+                Vec::new()
+            }
+            Outcome::Done { handled, skipped } => {
+                info!(id = %event.id, event = %event.event_name, handled, skipped, "delivered");
+                Vec::new()
+            }
+            Outcome::Failed(failures) => failures
+                .into_iter()
+                .map(|(handler, e)| Failed {
+                    handler: Some(handler),
+                    kind: e.kind,
+                    code: match e.kind {
+                        FailureKind::Permanent => "destination_refused",
+                        FailureKind::Transient => "destination_failed",
+                        FailureKind::Deferred => "deferred",
+                    },
+                    reason: e.reason,
+                    status: e.status,
+                    retry_after: e.retry_after,
+                    attempts: e.attempts,
+                })
+                .collect(),
+        }
+    }
+
+    /// The event a message holds, or why it cannot be read.
+    async fn read(&self, body: &str) -> Result<Event, Failed> {
+        let permanent = FailureKind::Permanent;
+        let check = match Event::parse(body.to_owned()) {
+            Ok(Queued::Event(event)) => return Ok(event),
+            Ok(Queued::Claim(check)) => check,
+            Err(e @ EventError::UnknownVersion(_)) => {
+                return Err(message_failure("unknown_version", permanent, e.to_string()));
+            }
+            Err(e) => return Err(message_failure("unreadable", permanent, e.to_string())),
+        };
+        let Some(claims) = &self.claims else {
+            let why = "a claim check, and no S3 client to read it".to_owned();
+            return Err(message_failure("claim_check", FailureKind::Transient, why));
+        };
+        let bytes = claims.get(&check.bucket, &check.key).await.map_err(|e| {
+            let kind = match e {
+                Failure::Permanent(_) => permanent,
+                Failure::Transient(_) => FailureKind::Transient,
+            };
+            let why = format!("the stored envelope could not be read: {}", e.reason());
+            message_failure("claim_check", kind, why)
+        })?;
+        Event::from_stored(bytes, &check)
+            .map_err(|e| message_failure("claim_check", permanent, e.to_string()))
+    }
+}

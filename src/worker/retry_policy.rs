@@ -1,0 +1,263 @@
+//! What becomes of a message that did not fully succeed: retried after a back-off, moved to
+//! the dead-letter queue, or both (a copy for the destinations that failed for good, the
+//! message retried for the others). Plain code: time and randomness come in as arguments.
+//!
+//! - A transient failure (5xx, 408, 425, 429, a time-out, a connection error) is retried
+//!   after `base` doubling with each attempt, up to `cap`, with jitter, or after the
+//!   destination's `Retry-After` when that is longer, until the message is `horizon` old
+//!   (counted from when it was first queued).
+//! - A deferred one (an open breaker, a rate limit, no time left) was not tried: it comes
+//!   back when asked, and is no attempt.
+//! - A permanent one (a 4xx but 408, 425 and 429, or a message that cannot be read) goes to
+//!   the dead-letter queue at once, and so does any failure once the horizon has passed.
+
+use std::time::Duration;
+
+use super::router::FailureKind;
+
+/// SQS holds a message invisible for 12 hours at most.
+const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub horizon: Duration,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            horizon: Duration::from_secs(86_400),
+            base: Duration::from_secs(5),
+            cap: Duration::from_secs(900),
+        }
+    }
+}
+
+/// One failure of a message, as the policy needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// The handler (a rule's name), or None for the message itself (unreadable, say).
+    pub handler: Option<String>,
+    pub kind: FailureKind,
+    /// The `failureReason` code: `destination_refused`, `destination_failed`, …
+    pub code: &'static str,
+    pub reason: String,
+    pub status: Option<u16>,
+    pub retry_after: Option<Duration>,
+    pub attempts: Option<u32>,
+}
+
+/// A copy for the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterPlan {
+    /// `failureReason`: a short code and text.
+    pub reason: String,
+    /// The handlers it is dead-lettered for (none: the message itself failed).
+    pub handlers: Vec<String>,
+    pub status: Option<u16>,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Report it failed; it comes back after this long.
+    Retry(Duration),
+    /// Copy it to the dead-letter queue; then it is done (`then` None) or retried for the
+    /// handlers that may still succeed.
+    DeadLetter {
+        letter: DeadLetterPlan,
+        then: Option<Duration>,
+    },
+}
+
+impl RetryPolicy {
+    /// The back-off after the `attempts`-th failure: `base` doubling, capped, times a
+    /// jitter factor from 0.8 to 1.2 (`unit` uniform in [0, 1)) so that failures that
+    /// came together do not come back together.
+    pub fn backoff(&self, attempts: u32, unit: f64) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(30);
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << doublings.min(20))
+            .min(self.cap);
+        ceiling
+            .mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
+            .min(self.cap)
+    }
+
+    /// What to do with a message `age` old (since first queued), received `receives`
+    /// times, whose handlers (or itself) failed with `failures`. `dead_letters`: whether
+    /// the worker can move messages to the dead-letter queue itself.
+    pub fn plan(
+        &self,
+        age: Duration,
+        receives: u32,
+        failures: &[Failed],
+        dead_letters: bool,
+        unit: f64,
+    ) -> Plan {
+        let past = age >= self.horizon;
+        let (dead, live): (Vec<&Failed>, Vec<&Failed>) = failures
+            .iter()
+            .partition(|f| dead_letters && (past || f.kind == FailureKind::Permanent));
+        let then = (!live.is_empty()).then(|| {
+            let delay = live
+                .iter()
+                .map(|f| match f.kind {
+                    FailureKind::Deferred => f.retry_after.unwrap_or_default(),
+                    _ => {
+                        let backoff = self.backoff(f.attempts.unwrap_or(receives).max(1), unit);
+                        f.retry_after.map_or(backoff, |r| r.max(backoff))
+                    }
+                })
+                .max()
+                .unwrap_or_default();
+            // Back at the horizon at the latest, for the last try.
+            let left = self.horizon.saturating_sub(age);
+            let delay = if left.is_zero() {
+                delay
+            } else {
+                delay.min(left)
+            };
+            delay.min(MAX_VISIBILITY)
+        });
+        if dead.is_empty() {
+            return Plan::Retry(then.unwrap_or_default());
+        }
+        let first = dead[0];
+        let code = if past && first.kind != FailureKind::Permanent {
+            "horizon_passed"
+        } else {
+            first.code
+        };
+        let reason = dead
+            .iter()
+            .map(|f| match &f.handler {
+                Some(h) => format!("{h}: {}", f.reason),
+                None => f.reason.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let letter = DeadLetterPlan {
+            reason: format!("{code}: {reason}"),
+            handlers: dead.iter().filter_map(|f| f.handler.clone()).collect(),
+            status: dead.iter().find_map(|f| f.status),
+            attempts: dead
+                .iter()
+                .map(|f| f.attempts.unwrap_or(receives))
+                .max()
+                .unwrap_or(receives)
+                .max(1),
+        };
+        Plan::DeadLetter { letter, then }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn failed(handler: &str, kind: FailureKind, status: Option<u16>) -> Failed {
+        Failed {
+            handler: Some(handler.into()),
+            kind,
+            code: if kind == FailureKind::Permanent {
+                "destination_refused"
+            } else {
+                "destination_failed"
+            },
+            reason: "it answered".into(),
+            status,
+            retry_after: None,
+            attempts: None,
+        }
+    }
+
+    #[test]
+    fn back_off_doubles_to_the_cap_with_jitter() {
+        let p = RetryPolicy::default();
+        let mid: Vec<u64> = (1..=10).map(|a| p.backoff(a, 0.5).as_secs()).collect();
+        assert_eq!(mid, [5, 10, 20, 40, 80, 160, 320, 640, 900, 900]);
+        assert_eq!(p.backoff(1, 0.0), Duration::from_secs(4));
+        assert_eq!(p.backoff(1, 0.999_999).as_secs(), 5);
+        assert_eq!(p.backoff(20, 1.0), p.cap, "never above the cap");
+        assert_eq!(p.backoff(u32::MAX, 0.5), p.cap);
+    }
+
+    #[test]
+    fn transient_failures_are_retried_until_the_horizon_then_dead_lettered() {
+        let p = RetryPolicy::default();
+        let f = [failed("n8n", FailureKind::Transient, Some(503))];
+        assert_eq!(p.plan(S(0), 1, &f, true, 0.5), Plan::Retry(S(5)));
+        assert_eq!(p.plan(S(100), 3, &f, true, 0.5), Plan::Retry(S(20)));
+        // The last retry is at the horizon, not past it.
+        assert_eq!(p.plan(S(86_000), 90, &f, true, 0.5), Plan::Retry(S(400)));
+        let Plan::DeadLetter { letter, then } = p.plan(S(86_400), 91, &f, true, 0.5) else {
+            panic!()
+        };
+        assert_eq!(then, None);
+        assert_eq!(letter.handlers, ["n8n"]);
+        assert!(
+            letter.reason.starts_with("horizon_passed: n8n: "),
+            "{}",
+            letter.reason
+        );
+        assert_eq!((letter.status, letter.attempts), (Some(503), 91));
+        // Without a dead-letter queue of its own, the worker only retries.
+        assert_eq!(p.plan(S(90_000), 91, &f, false, 0.5), Plan::Retry(S(900)));
+    }
+
+    #[test]
+    fn retry_after_when_longer_and_deferrals_as_asked() {
+        let p = RetryPolicy::default();
+        let mut f = failed("n8n", FailureKind::Transient, Some(429));
+        f.retry_after = Some(S(120));
+        assert_eq!(
+            p.plan(S(0), 1, &[f.clone()], true, 0.5),
+            Plan::Retry(S(120))
+        );
+        f.retry_after = Some(S(1));
+        assert_eq!(p.plan(S(0), 1, &[f], true, 0.5), Plan::Retry(S(5)));
+        let mut d = failed("n8n", FailureKind::Deferred, None);
+        d.retry_after = Some(S(17));
+        assert_eq!(
+            p.plan(S(0), 40, &[d], true, 0.5),
+            Plan::Retry(S(17)),
+            "no back-off"
+        );
+    }
+
+    #[test]
+    fn a_permanent_failure_is_dead_lettered_at_once_and_the_rest_retried() {
+        let p = RetryPolicy::default();
+        let f = [
+            failed("crm", FailureKind::Permanent, Some(400)),
+            failed("n8n", FailureKind::Transient, Some(502)),
+        ];
+        let Plan::DeadLetter { letter, then } = p.plan(S(1), 1, &f, true, 0.5) else {
+            panic!()
+        };
+        assert_eq!(letter.handlers, ["crm"]);
+        assert!(letter.reason.starts_with("destination_refused: crm: "));
+        assert_eq!((letter.status, letter.attempts), (Some(400), 1));
+        assert_eq!(then, Some(S(5)));
+        let message = Failed {
+            handler: None,
+            code: "unreadable",
+            reason: "not an envelope".into(),
+            ..failed("", FailureKind::Permanent, None)
+        };
+        let Plan::DeadLetter { letter, then } = p.plan(S(0), 1, &[message], true, 0.5) else {
+            panic!()
+        };
+        assert_eq!(
+            (letter.reason.as_str(), then),
+            ("unreadable: not an envelope", None)
+        );
+        assert!(letter.handlers.is_empty());
+    }
+}
