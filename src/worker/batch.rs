@@ -142,7 +142,10 @@ pub async fn run<P: Process>(
                         }
                     }
                 }
-                // What follows a failure in its group waits for it, and comes back with it.
+                // What follows a failure in its group waits for it: visible again at once,
+                // it is still held back by the queue while the failed one is in flight, and
+                // comes after it.
+                let held = held.map(|_| Duration::ZERO);
                 for item in items {
                     settle(
                         &item.message_id,

@@ -14,6 +14,8 @@ pub struct Received {
     /// Header names lowercased.
     pub headers: HashMap<String, String>,
     pub body: String,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 /// How to answer a request.
@@ -92,6 +94,7 @@ impl Destination {
                         path,
                         headers,
                         body: String::from_utf8_lossy(&body).into_owned(),
+                        at: std::time::Instant::now(),
                     };
                     let answer = decide(&request);
                     log.lock().unwrap().push(request);

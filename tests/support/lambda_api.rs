@@ -102,12 +102,17 @@ impl LambdaApi {
 
     /// Makes `payload` the next invocation; returns its number (from 1).
     pub fn hand_over(&self, payload: String) -> usize {
+        self.hand_over_until(payload, now_ms() + 30_000)
+    }
+
+    /// Makes `payload` the next invocation, to end by `deadline_ms` (epoch milliseconds).
+    pub fn hand_over_until(&self, payload: String, deadline_ms: u64) -> usize {
         let mut n = 0;
         self.state.send_modify(|s| {
             n = s.invocations.len() + 1;
             s.invocations.push(Invocation {
                 request_id: format!("request-{n}"),
-                deadline_ms: now_ms() + 30_000,
+                deadline_ms,
                 payload,
                 response: None,
             })
@@ -128,6 +133,20 @@ impl LambdaApi {
         .clone();
         let (body, at) = state.invocations[n - 1].response.clone().unwrap();
         (serde_json::from_str(&body).expect("the answer is JSON"), at)
+    }
+
+    /// The answer to invocation `n` and when it was posted, or None after `within`.
+    pub async fn try_answer(&self, n: usize, within: Duration) -> Option<(String, Instant)> {
+        let mut rx = self.state.subscribe();
+        let state = tokio::time::timeout(
+            within,
+            rx.wait_for(|s| s.invocations[n - 1].response.is_some()),
+        )
+        .await
+        .ok()?
+        .ok()?
+        .clone();
+        state.invocations[n - 1].response.clone()
     }
 
     async fn ended(&self, n: usize, within: Duration) -> Ended {

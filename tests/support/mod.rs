@@ -21,6 +21,7 @@ use twenty_webhook::secrets::Rotating;
 use twenty_webhook::twenty::signature;
 
 pub mod destination;
+pub mod event_source;
 pub mod fault_proxy;
 pub mod lambda_api;
 pub mod twenty;

@@ -64,6 +64,22 @@ impl DynamoDestinations {
         }
     }
 
+    async fn breaker(&self, destination: &str) -> Result<BreakerState, String> {
+        let item = self
+            .client
+            .get()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .key("id", key(BREAKER, destination))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(error)?
+            .item;
+        Ok(item.as_ref().map(breaker_state).unwrap_or_default())
+    }
+
     async fn next_slot(&self, destination: &str) -> Result<Option<u64>, String> {
         let item = self
             .client
@@ -172,7 +188,7 @@ impl DestinationStore for DynamoDestinations {
         destination: &'a str,
         now_ms: u64,
         until_ms: u64,
-    ) -> StoreFuture<'a, Option<BreakerState>> {
+    ) -> StoreFuture<'a, Result<BreakerState, BreakerState>> {
         Box::pin(async move {
             let out = self
                 .client
@@ -193,13 +209,12 @@ impl DestinationStore for DynamoDestinations {
                 .send()
                 .await;
             match out {
-                Ok(out) => Ok(Some(
-                    out.attributes
-                        .as_ref()
-                        .map(breaker_state)
-                        .unwrap_or_default(),
-                )),
-                Err(e) if condition_failed(&e) => Ok(None),
+                Ok(out) => Ok(Ok(out
+                    .attributes
+                    .as_ref()
+                    .map(breaker_state)
+                    .unwrap_or_default())),
+                Err(e) if condition_failed(&e) => Ok(Err(self.breaker(destination).await?)),
                 Err(e) => Err(error(e)),
             }
         })

@@ -100,6 +100,15 @@ pub struct Breakers {
     fallback: LocalStore,
     settings: BreakerSettings,
     known: Mutex<HashMap<String, BreakerState>>,
+    /// Each destination's last failure, for what is held back while it is open.
+    last: Mutex<HashMap<String, LastFailure>>,
+}
+
+/// A destination's last failure, as this worker saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastFailure {
+    pub reason: String,
+    pub status: Option<u16>,
 }
 
 impl Breakers {
@@ -109,7 +118,14 @@ impl Breakers {
             fallback: LocalStore::default(),
             settings,
             known: Mutex::new(HashMap::new()),
+            last: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The last failure this worker saw at `destination`, if any.
+    pub fn last_failure(&self, destination: &str) -> Option<LastFailure> {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        last.get(destination).cloned()
     }
 
     /// Breakers kept in this process only.
@@ -153,12 +169,11 @@ impl Breakers {
                         self.fallback
                             .lease_probe(destination, now, until)
                             .await
-                            .ok()
-                            .flatten()
+                            .unwrap_or(Err(BreakerState::default()))
                     }
                 };
                 match granted {
-                    Some(state) => {
+                    Ok(state) => {
                         self.learn(destination, state);
                         Ok(if state.open_until_ms == 0 {
                             Pass::Normal
@@ -166,16 +181,26 @@ impl Breakers {
                             Pass::Probe
                         })
                     }
-                    None => Err(self.settings.probe_wait),
+                    // Opened again, or another worker is probing: wait for what it says.
+                    Err(state) => {
+                        self.learn(destination, state);
+                        let wait = if state.open_until_ms > now {
+                            state.open_until_ms - now
+                        } else {
+                            (self.settings.probe_wait.as_millis() as u64)
+                                .min(state.probe_until_ms.saturating_sub(now))
+                        };
+                        Err(Duration::from_millis(wait.max(1)))
+                    }
                 }
             }
         }
     }
 
-    /// Records how a send went: `failed` for a failure that counts against the destination.
-    pub async fn settle(&self, destination: &str, pass: Pass, failed: bool) {
+    /// Records how a send went: `failure` for one that counts against the destination.
+    pub async fn settle(&self, destination: &str, pass: Pass, failure: Option<LastFailure>) {
         let known = self.known(destination);
-        if !failed {
+        let Some(failure) = failure else {
             // A destination that answered is up: clear what is recorded, if anything is.
             if pass == Pass::Probe || known != BreakerState::default() {
                 if let Err(e) = self.store.reset(destination).await {
@@ -185,7 +210,11 @@ impl Breakers {
                 self.learn(destination, BreakerState::default());
             }
             return;
-        }
+        };
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(destination.to_owned(), failure);
         let (store, state): (&dyn DestinationStore, BreakerState) = match self
             .store
             .add_failure(destination)
@@ -270,12 +299,19 @@ mod tests {
         assert_eq!(state(3, 10, 5).admission(10), Admission::Probe);
     }
 
+    fn down() -> LastFailure {
+        LastFailure {
+            reason: "answered 503".into(),
+            status: Some(503),
+        }
+    }
+
     #[tokio::test]
     async fn one_probe_at_a_time_and_a_success_closes() {
         let breakers = Breakers::local(settings());
         for _ in 0..3 {
             assert_eq!(breakers.admit("d", None).await, Ok(Pass::Normal));
-            breakers.settle("d", Pass::Normal, true).await;
+            breakers.settle("d", Pass::Normal, Some(down())).await;
         }
         let wait = breakers.admit("d", None).await.unwrap_err();
         assert!(
@@ -289,14 +325,15 @@ mod tests {
             Err(Duration::from_millis(10)),
             "the probe is taken"
         );
-        breakers.settle("d", Pass::Probe, true).await;
+        breakers.settle("d", Pass::Probe, Some(down())).await;
         let wait = breakers.admit("d", None).await.unwrap_err();
         assert!(wait > Duration::from_millis(100), "doubled: {wait:?}");
         tokio::time::sleep(wait + Duration::from_millis(5)).await;
         assert_eq!(breakers.admit("d", None).await, Ok(Pass::Probe));
-        breakers.settle("d", Pass::Probe, false).await;
+        breakers.settle("d", Pass::Probe, None).await;
         assert_eq!(breakers.admit("d", None).await, Ok(Pass::Normal));
         assert_eq!(breakers.known("d"), BreakerState::default());
+        assert_eq!(breakers.last_failure("d"), Some(down()));
         // Another destination never noticed.
         assert_eq!(breakers.admit("other", None).await, Ok(Pass::Normal));
     }

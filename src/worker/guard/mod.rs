@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use breaker::{BreakerSettings, BreakerState, Breakers};
+pub use breaker::{BreakerSettings, BreakerState, Breakers, LastFailure};
 pub use pace::{Lease, Pacer};
 
 use super::router::{FailureKind, HandlerError};
@@ -40,14 +40,15 @@ pub trait DestinationStore: Send + Sync + 'static {
     ) -> StoreFuture<'a, bool>;
     /// Closes the breaker: no failures, not open.
     fn reset<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, ()>;
-    /// Takes the one probe of a breaker whose opening has run out, until `until_ms`; the
-    /// state if granted, `None` if another worker holds it or the breaker opened again.
+    /// Takes the one probe of a breaker whose opening has run out, until `until_ms`:
+    /// Ok with the state if granted, Err with the state as it is if another worker holds
+    /// the probe or opened the breaker again.
     fn lease_probe<'a>(
         &'a self,
         destination: &'a str,
         now_ms: u64,
         until_ms: u64,
-    ) -> StoreFuture<'a, Option<BreakerState>>;
+    ) -> StoreFuture<'a, Result<BreakerState, BreakerState>>;
     /// Leases `count` send slots `interval_us` apart, starting at the earliest free one,
     /// if that is no later than `latest_start_us`.
     fn lease_slots<'a>(
@@ -111,13 +112,13 @@ impl DestinationStore for LocalStore {
         destination: &'a str,
         now_ms: u64,
         until_ms: u64,
-    ) -> StoreFuture<'a, Option<BreakerState>> {
+    ) -> StoreFuture<'a, Result<BreakerState, BreakerState>> {
         let granted = self.with(destination, |(s, _)| {
             if s.open_until_ms > now_ms || s.probe_until_ms > now_ms {
-                return None;
+                return Err(*s);
             }
             s.probe_until_ms = until_ms;
-            Some(*s)
+            Ok(*s)
         });
         Box::pin(async move { Ok(granted) })
     }
@@ -177,10 +178,18 @@ impl Gate {
             .admit(&self.destination, time_left)
             .await
             .map_err(|wait| {
-                HandlerError::deferred(
-                    format!("{}: its circuit breaker is open", self.destination),
-                    wait,
-                )
+                // Held back for what happened before: say what, for the dead-letter queue.
+                match self.breakers.last_failure(&self.destination) {
+                    Some(last) => {
+                        let why = format!("circuit breaker open after: {}", last.reason);
+                        let deferred = HandlerError::deferred(why, wait);
+                        match last.status {
+                            Some(status) => deferred.status(status),
+                            None => deferred,
+                        }
+                    }
+                    None => HandlerError::deferred("circuit breaker open", wait),
+                }
             })?;
         if let Some((pacer, per_second)) = &self.pace {
             // Waiting for a token may use half of what is left; the rest is the send's.
@@ -202,8 +211,14 @@ impl Gate {
 
     /// Tells the breaker how the send went.
     pub async fn settle(&self, pass: Pass, result: &Result<(), HandlerError>) {
-        let failed = matches!(result, Err(e) if e.kind == FailureKind::Transient);
-        self.breakers.settle(&self.destination, pass, failed).await;
+        let failure = match result {
+            Err(e) if e.kind == FailureKind::Transient => Some(LastFailure {
+                reason: e.reason.clone(),
+                status: e.status,
+            }),
+            _ => None,
+        };
+        self.breakers.settle(&self.destination, pass, failure).await;
     }
 }
 

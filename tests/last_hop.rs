@@ -1,0 +1,587 @@
+//! The last hop under trouble, with real `twenty-worker` processes (two where they share a
+//! destination) fed by Lambda's SQS event source (`support::event_source`), moto's SQS
+//! (visibility, receive counts, a dead-letter queue) and DynamoDB, and local destinations
+//! that go down, refuse, rate-limit and hang. Time settings are scaled down; the scenarios
+//! run one at a time, so that they do not slow each other down.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
+use support::destination::{Answer, Destination, Received};
+use support::event_source::{Source, WorkerProcess};
+use support::*;
+use twenty_webhook::envelope::{self, Destination as Target, Message, Receipt};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_twenty-worker");
+
+/// The scenarios time what happens; two at once would time each other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn envelope_of(event: &str, record_id: &str, n: usize, fifo: bool) -> Message {
+    let body = format!(
+        r#"{{"eventName":"{event}","workspaceId":"ws","record":{{"id":"{record_id}","updatedAt":"2026-11-29T10:00:{:02}.{:03}Z","n":{n}}}}}"#,
+        n / 1000 % 60,
+        n % 1000
+    );
+    let payload = twenty_webhook::twenty::event::parse(&body).unwrap();
+    let id = envelope::body_sha256(body.as_bytes());
+    let receipt = Receipt {
+        body_sha256: &id,
+        received_at: "2026-11-29T10:00:00.000Z",
+        signature_verified: true,
+    };
+    let target = Target {
+        fifo,
+        payload_bucket: None,
+    };
+    envelope::messages(&payload, receipt, target)
+        .unwrap()
+        .remove(0)
+}
+
+/// A queue and its dead-letter queue (redrive after `backstop` receives).
+async fn queues(fifo: bool, backstop: u32) -> (String, String) {
+    let sqs = sqs().await;
+    let dlq = new_queue(&sqs, fifo).await;
+    let url = new_queue(&sqs, fifo).await;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    sqs.set_queue_attributes()
+        .queue_url(&url)
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{backstop}"}}"#),
+        )
+        .send()
+        .await
+        .unwrap();
+    (url, dlq)
+}
+
+async fn send_all(url: &str, messages: &[Message]) {
+    let sqs = sqs().await;
+    for chunk in messages.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let attributes = m
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| {
+                        let value = MessageAttributeValue::builder()
+                            .data_type("String")
+                            .string_value(v)
+                            .build()
+                            .unwrap();
+                        ((*k).to_owned(), value)
+                    })
+                    .collect();
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&m.body)
+                    .set_message_attributes(Some(attributes))
+                    .set_message_group_id(m.fifo.as_ref().map(|f| f.group_id.clone()))
+                    .set_message_deduplication_id(
+                        m.fifo.as_ref().map(|f| f.deduplication_id.clone()),
+                    )
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = sqs
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.failed.is_empty());
+    }
+}
+
+/// Messages in a queue now, received and deleted.
+async fn take_all(
+    url: &str,
+    wait_for: usize,
+    within: Duration,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let sqs = sqs().await;
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < wait_for && Instant::now() < deadline {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        for m in &got {
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        out.extend(got);
+    }
+    out
+}
+
+async fn queue_depth(url: &str) -> usize {
+    let attributes = sqs()
+        .await
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    attributes
+        .values()
+        .map(|v| v.parse::<usize>().unwrap())
+        .sum()
+}
+
+fn attribute<'a>(m: &'a aws_sdk_sqs::types::Message, name: &str) -> Option<&'a str> {
+    m.message_attributes()?.get(name)?.string_value()
+}
+
+/// The settings every scenario shares, scaled down; `more` adds or replaces.
+fn settings(
+    rules: String,
+    dlq: &str,
+    table: Option<&str>,
+    more: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("FORWARD_RULES", rules),
+        ("DEAD_LETTER_QUEUE_URL", dlq.to_owned()),
+        ("RETRY_HORIZON_SECS", "3600".to_owned()),
+        ("BACKOFF_BASE_SECS", "1".to_owned()),
+        ("BACKOFF_CAP_SECS", "4".to_owned()),
+        ("BREAKER_OPEN_SECS", "2".to_owned()),
+        ("DEADLINE_MARGIN_MS", "2000".to_owned()),
+    ];
+    if let Some(table) = table {
+        env.push(("IDEMPOTENCY_TABLE", table.to_owned()));
+    }
+    for (k, v) in more {
+        env.retain(|(name, _)| name != k);
+        env.push((k, (*v).to_owned()));
+    }
+    env
+}
+
+/// Waits until `done` holds for what the destination received, or `within` passes.
+async fn until(dest: &Destination, within: Duration, done: impl Fn(&[Received]) -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if done(&dest.requests()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    done(&dest.requests())
+}
+
+/// The ids a destination took (answered 2xx), with how often.
+fn taken(requests: &[Received], ok: impl Fn(&Received) -> bool) -> HashMap<String, usize> {
+    let mut ids = HashMap::new();
+    for r in requests.iter().filter(|r| ok(r)) {
+        *ids.entry(r.headers["webhook-id"].clone()).or_insert(0) += 1;
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_down_for_25_s_loses_nothing_and_is_not_hammered() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (url, dlq) = queues(false, 1000).await;
+    let table = new_table().await;
+    let start = Instant::now();
+    let up_at = start + Duration::from_secs(25);
+    let dest =
+        Destination::start(move |_| Answer::status(if Instant::now() < up_at { 503 } else { 204 }))
+            .await;
+    let messages: Vec<Message> = (0..120)
+        .map(|n| envelope_of("person.updated", &format!("p{n}"), n, false))
+        .collect();
+    send_all(&url, &messages).await;
+    let rules = format!(r#"[{{"name":"n8n","events":["*"],"url":"{}"}}]"#, dest.url);
+    let source = Source {
+        queue_url: url.clone(),
+        timeout: Duration::from_secs(10),
+    };
+    let env = settings(rules, &dlq, Some(&table), &[]);
+    let workers = [
+        WorkerProcess::start(WORKER, &source, &env).await,
+        WorkerProcess::start(WORKER, &source, &env).await,
+    ];
+    let after_up = |r: &Received| r.at >= up_at;
+    let all = until(&dest, Duration::from_secs(90), |got| {
+        taken(got, after_up).len() == 120
+    })
+    .await;
+    let requests = dest.requests();
+    let mut output = String::new();
+    for w in workers {
+        output.push_str(&w.stop().await);
+    }
+    assert!(
+        all,
+        "{} of 120 delivered\n{output}",
+        taken(&requests, after_up).len()
+    );
+    let while_down = requests.iter().filter(|r| r.at < up_at).count();
+    assert!(while_down <= 60, "{while_down} calls while it was down");
+    let delivered = taken(&requests, after_up);
+    assert!(
+        delivered.values().all(|n| *n == 1),
+        "each taken once: {delivered:?}"
+    );
+    let want: std::collections::HashSet<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+    assert!(delivered.keys().all(|id| want.contains(id.as_str())));
+    let last = requests.iter().map(|r| r.at).max().unwrap();
+    let caught_up = last.duration_since(up_at);
+    assert!(
+        caught_up <= Duration::from_secs(30),
+        "caught up {caught_up:?} after it came back"
+    );
+    assert!(
+        take_all(&dlq, 1, Duration::from_secs(1)).await.is_empty(),
+        "none dead-lettered"
+    );
+    eprintln!("down 25 s: {while_down} calls while down, caught up {caught_up:?} after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_never_recovers_is_dead_lettered_after_the_horizon_with_why() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (url, dlq) = queues(false, 1000).await;
+    let dest = Destination::start(|_| Answer::status(503)).await;
+    let messages: Vec<Message> = (0..3)
+        .map(|n| envelope_of("person.created", &format!("h{n}"), n, false))
+        .collect();
+    let sent = std::time::SystemTime::now();
+    send_all(&url, &messages).await;
+    let rules = format!(
+        r#"[{{"name":"never","events":["*"],"url":"{}"}}]"#,
+        dest.url
+    );
+    let source = Source {
+        queue_url: url.clone(),
+        timeout: Duration::from_secs(10),
+    };
+    let env = settings(
+        rules,
+        &dlq,
+        None,
+        &[("RETRY_HORIZON_SECS", "8"), ("BACKOFF_CAP_SECS", "2")],
+    );
+    let worker = WorkerProcess::start(WORKER, &source, &env).await;
+    let moved = take_all(&dlq, 3, Duration::from_secs(60)).await;
+    let output = worker.stop().await;
+    assert_eq!(moved.len(), 3, "{output}");
+    for m in &moved {
+        let original = messages
+            .iter()
+            .find(|o| Some(o.body.as_str()) == m.body())
+            .unwrap();
+        assert_eq!(
+            attribute(m, "eventName"),
+            Some("person.created"),
+            "attributes kept"
+        );
+        let reason = attribute(m, "failureReason").unwrap();
+        assert!(reason.starts_with("horizon_passed: never: "), "{reason}");
+        assert!(
+            !reason.contains("h0") && !reason.contains("updatedAt"),
+            "no record in it"
+        );
+        assert_eq!(attribute(m, "failedDestination"), Some("never"));
+        assert_eq!(attribute(m, "lastStatus"), Some("503"));
+        let attempts: u32 = attribute(m, "attempts").unwrap().parse().unwrap();
+        assert!(attempts >= 3, "{attempts} attempts");
+        let moved_at: u64 = m.attributes().unwrap()[&MessageSystemAttributeName::SentTimestamp]
+            .parse()
+            .unwrap();
+        let after = std::time::UNIX_EPOCH + Duration::from_millis(moved_at);
+        let age = after.duration_since(sent).unwrap();
+        assert!(
+            age >= Duration::from_secs(8),
+            "moved after {age:?}: before the horizon"
+        );
+        assert_eq!(Some(original.body.as_str()), m.body(), "byte for byte");
+    }
+    assert_eq!(queue_depth(&url).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_an_unknown_version_and_a_400_are_dead_lettered_at_once_a_429_waits() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (url, dlq) = queues(false, 1000).await;
+    let refuses = Destination::start(|_| Answer::status(400)).await;
+    let first = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let seen = first.clone();
+    let limited = Destination::start(move |_| {
+        let mut first = seen.lock().unwrap();
+        match *first {
+            None => {
+                *first = Some(Instant::now());
+                Answer {
+                    headers: vec![("retry-after".into(), "3".into())],
+                    ..Answer::status(429)
+                }
+            }
+            Some(_) => Answer::status(200),
+        }
+    })
+    .await;
+    let company = envelope_of("company.created", "c1", 1, false);
+    let person = envelope_of("person.created", "p1", 2, false);
+    let unknown = Message {
+        body: company.body.replacen(r#""version":1"#, r#""version":9"#, 1),
+        ..company.clone()
+    };
+    let poison = Message {
+        body: "not an envelope".into(),
+        ..company.clone()
+    };
+    let started = Instant::now();
+    send_all(&url, &[company.clone(), person.clone(), unknown, poison]).await;
+    let rules = format!(
+        r#"[{{"name":"crm","events":["company.*"],"url":"{}"}},{{"name":"zap","events":["person.*"],"url":"{}"}}]"#,
+        refuses.url, limited.url
+    );
+    let source = Source {
+        queue_url: url.clone(),
+        timeout: Duration::from_secs(10),
+    };
+    let worker = WorkerProcess::start(WORKER, &source, &settings(rules, &dlq, None, &[])).await;
+    let moved = take_all(&dlq, 3, Duration::from_secs(20)).await;
+    let within = started.elapsed();
+    let done = until(&limited, Duration::from_secs(20), |got| got.len() >= 2).await;
+    let output = worker.stop().await;
+    assert_eq!(moved.len(), 3, "{output}");
+    assert!(
+        within < Duration::from_secs(10),
+        "dead-lettered after {within:?}"
+    );
+    let mut codes: Vec<&str> = moved
+        .iter()
+        .map(|m| {
+            attribute(m, "failureReason")
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        ["destination_refused", "unknown_version", "unreadable"]
+    );
+    let refused = moved
+        .iter()
+        .find(|m| attribute(m, "failedDestination").is_some())
+        .unwrap();
+    assert_eq!(attribute(refused, "failedDestination"), Some("crm"));
+    assert_eq!(attribute(refused, "lastStatus"), Some("400"));
+    assert_eq!(refused.body(), Some(company.body.as_str()));
+    assert_eq!(refuses.requests().len(), 1, "one call, no retry");
+    assert!(done, "the 429 was retried: {output}");
+    let calls = limited.requests();
+    assert_eq!(calls.len(), 2);
+    let waited = calls[1].at.duration_since(calls[0].at);
+    assert!(
+        waited >= Duration::from_secs(3),
+        "Retry-After honoured: {waited:?}"
+    );
+    assert_eq!(queue_depth(&url).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_per_second_is_shared_by_two_workers() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (url, dlq) = queues(false, 1000).await;
+    let table = new_table().await;
+    let dest = Destination::ok().await;
+    let messages: Vec<Message> = (0..120)
+        .map(|n| envelope_of("person.updated", &format!("r{n}"), n, false))
+        .collect();
+    send_all(&url, &messages).await;
+    let rules = format!(
+        r#"[{{"name":"paced","events":["*"],"url":"{}","maxPerSecond":8}}]"#,
+        dest.url
+    );
+    let source = Source {
+        queue_url: url.clone(),
+        timeout: Duration::from_secs(10),
+    };
+    let env = settings(rules, &dlq, Some(&table), &[]);
+    let started = Instant::now();
+    let workers = [
+        WorkerProcess::start(WORKER, &source, &env).await,
+        WorkerProcess::start(WORKER, &source, &env).await,
+    ];
+    let all = until(&dest, Duration::from_secs(60), |got| {
+        taken(got, |_| true).len() == 120
+    })
+    .await;
+    let took = started.elapsed();
+    let mut output = String::new();
+    for w in workers {
+        output.push_str(&w.stop().await);
+    }
+    assert!(all, "{output}");
+    let mut at: Vec<Instant> = dest.requests().iter().map(|r| r.at).collect();
+    at.sort();
+    let most = (0..at.len())
+        .map(|i| {
+            at[i..]
+                .iter()
+                .take_while(|t| **t < at[i] + Duration::from_secs(5))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(most <= 48, "{most} calls within 5 s");
+    assert!(took < Duration::from_secs(27), "120 events took {took:?}");
+    eprintln!("maxPerSecond 8 over two workers: at most {most} calls in 5 s, 120 in {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_hangs_past_the_deadline_gets_every_message_failed_in_time() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (url, dlq) = queues(false, 1000).await;
+    let dest = Destination::start(|_| Answer {
+        delay: Duration::from_secs(120),
+        ..Answer::status(200)
+    })
+    .await;
+    let messages: Vec<Message> = (0..3)
+        .map(|n| envelope_of("person.created", &format!("s{n}"), n, false))
+        .collect();
+    send_all(&url, &messages).await;
+    let rules = format!(
+        r#"[{{"name":"slow","events":["*"],"url":"{}","timeoutMs":60000}}]"#,
+        dest.url
+    );
+    let source = Source {
+        queue_url: url.clone(),
+        timeout: Duration::from_secs(6),
+    };
+    let worker = WorkerProcess::start(WORKER, &source, &settings(rules, &dlq, None, &[])).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while worker.invocations.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let invocations = worker.invocations.lock().unwrap().clone();
+    let output = worker.stop().await;
+    let first = invocations
+        .first()
+        .unwrap_or_else(|| panic!("no invocation: {output}"));
+    let answered = first
+        .answered_at
+        .unwrap_or_else(|| panic!("no answer: {output}"));
+    assert!(answered < first.deadline, "answered after its deadline");
+    assert_eq!(first.failed.len(), first.messages, "every message failed");
+    assert!(!dest.requests().is_empty(), "the destination was called");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_order_is_kept_through_the_breaker_and_the_limit() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (url, dlq) = queues(true, 1000).await;
+    let table = new_table().await;
+    let started = Instant::now();
+    let up_at = started + Duration::from_secs(6);
+    let dest =
+        Destination::start(move |_| Answer::status(if Instant::now() < up_at { 502 } else { 200 }))
+            .await;
+    // Five records, four changes each, queued in order.
+    let mut messages = Vec::new();
+    for n in 0..4 {
+        for record in 0..5 {
+            messages.push(envelope_of(
+                "person.updated",
+                &format!("f{record}"),
+                n,
+                true,
+            ));
+        }
+    }
+    send_all(&url, &messages).await;
+    let rules = format!(
+        r#"[{{"name":"ordered","events":["*"],"url":"{}","maxPerSecond":5}}]"#,
+        dest.url
+    );
+    let source = Source {
+        queue_url: url.clone(),
+        timeout: Duration::from_secs(10),
+    };
+    let env = settings(rules, &dlq, Some(&table), &[("BREAKER_FAILURES", "2")]);
+    let workers = [
+        WorkerProcess::start(WORKER, &source, &env).await,
+        WorkerProcess::start(WORKER, &source, &env).await,
+    ];
+    let ok = |r: &Received| r.at >= up_at;
+    let all = until(&dest, Duration::from_secs(60), |got| {
+        taken(got, ok).len() == 20
+    })
+    .await;
+    let mut output = String::new();
+    for w in workers {
+        output.push_str(&w.stop().await);
+    }
+    assert!(all, "{output}");
+    for record in 0..5 {
+        let id = format!(r#""id":"f{record}""#);
+        let order: Vec<u64> = dest
+            .requests()
+            .iter()
+            .filter(|r| ok(r) && r.body.contains(&id))
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                v["record"]["n"].as_u64().unwrap()
+            })
+            .collect();
+        let log: Vec<String> = dest
+            .requests()
+            .iter()
+            .filter(|r| r.body.contains(&id))
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                format!("{}@{:?}", v["record"]["n"], r.at.duration_since(started))
+            })
+            .collect();
+        assert_eq!(order, [0, 1, 2, 3], "record f{record}: {log:?}\n{output}");
+    }
+}
