@@ -15,10 +15,12 @@
 //! crate that only reads the queue), both by default, and `aws` under each (tokio, SQS,
 //! S3, delivery, replay). Without any, the crate is the pure request core alone.
 
+pub mod dead_letter;
 pub mod envelope;
 pub mod fallback;
 pub mod ingest;
 pub mod metrics;
+pub mod progress;
 pub mod retry;
 pub mod secrets;
 pub mod settings;

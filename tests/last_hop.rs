@@ -585,3 +585,151 @@ async fn fifo_order_is_kept_through_the_breaker_and_the_limit() {
         assert_eq!(order, [0, 1, 2, 3], "record f{record}: {log:?}\n{output}");
     }
 }
+
+/// Runs `twenty-replay` with `args` against moto; its exit code and standard output.
+fn replay(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-replay"))
+        .args(args)
+        .env_clear()
+        .env("AWS_ENDPOINT_URL", moto_endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("run twenty-replay");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), format!("{text}{err}"))
+}
+
+/// The messages a queue holds, looked at and left there.
+async fn peek(url: &str, want: usize) -> Vec<aws_sdk_sqs::types::Message> {
+    let sqs = sqs().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if got.len() >= want || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_by_destination_and_by_reason_keeps_bodies_and_fifo_ids() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (url, dlq) = queues(true, 1000).await;
+    let table = new_table().await;
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = fixed.clone();
+    let crm = Destination::start(move |_| {
+        Answer::status(if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            200
+        } else {
+            400
+        })
+    })
+    .await;
+    let company = envelope_of("company.created", "c1", 1, true);
+    let mut poison = envelope_of("person.created", "p1", 2, true);
+    poison.body = "not an envelope".into();
+    send_all(&url, &[company.clone(), poison.clone()]).await;
+    let rules = format!(
+        r#"[{{"name":"crm","events":["company.*"],"url":"{}"}}]"#,
+        crm.url
+    );
+    let source = Source {
+        queue_url: url.clone(),
+        timeout: Duration::from_secs(10),
+    };
+    let worker =
+        WorkerProcess::start(WORKER, &source, &settings(rules, &dlq, Some(&table), &[])).await;
+    let moved = peek(&dlq, 2).await;
+    assert_eq!(moved.len(), 2, "both dead-lettered");
+    let copy = moved
+        .iter()
+        .find(|m| m.body() == Some(company.body.as_str()))
+        .unwrap();
+    let system = copy.attributes().unwrap();
+    let fifo = company.fifo.as_ref().unwrap();
+    assert_eq!(
+        system[&MessageSystemAttributeName::MessageGroupId],
+        fifo.group_id
+    );
+    assert_eq!(
+        system[&MessageSystemAttributeName::MessageDeduplicationId],
+        fifo.deduplication_id
+    );
+
+    fixed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (code, out) = replay(&[
+        "redrive",
+        "--from",
+        &dlq,
+        "--to",
+        &url,
+        "--destination",
+        "crm",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "moved 1, left 1 (not matching) and 0 (dead-lettered since the start), failed 0"
+        ),
+        "{out}"
+    );
+    let delivered = until(&crm, Duration::from_secs(30), |got| got.len() >= 2).await;
+    let (code, dry) = replay(&[
+        "redrive",
+        "--from",
+        &dlq,
+        "--to",
+        &url,
+        "--reason",
+        "unreadable",
+        "--dry-run",
+    ]);
+    let (code2, real) = replay(&[
+        "redrive",
+        "--from",
+        &dlq,
+        "--to",
+        &url,
+        "--reason",
+        "unreadable",
+    ]);
+    let back = peek(&dlq, 1).await;
+    let output = worker.stop().await;
+    assert!(
+        delivered,
+        "the redriven event reached the fixed destination: {output}"
+    );
+    let calls = crm.requests();
+    assert_eq!(calls.len(), 2, "refused once, then taken once");
+    assert_eq!(calls[1].body, company.body, "the same bytes");
+    assert_eq!(calls[1].headers["webhook-id"], company.id, "the same id");
+    assert_eq!(code, 0, "{dry}");
+    assert!(dry.contains("would move 1, left 0"), "{dry}");
+    assert_eq!(code2, 0, "{real}");
+    assert!(real.contains("moved 1, left 0"), "{real}\n{output}");
+    // The poison comes back to the dead-letter queue, saying why, not marked redriven.
+    assert_eq!(back.len(), 1, "{output}");
+    assert_eq!(back[0].body(), Some("not an envelope"));
+    assert!(
+        attribute(&back[0], "failureReason")
+            .unwrap()
+            .starts_with("unreadable: ")
+    );
+    assert_eq!(attribute(&back[0], "redriven"), None);
+}

@@ -8,7 +8,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
 use super::lazy::{LazySdk, Source};
-use crate::worker::dead_letter::{Attribute, DeadLetter, DeadLetters, SendFuture};
+use crate::dead_letter::{Attribute, DeadLetter, DeadLetters, SendFuture};
 
 /// Sends messages to the dead-letter queue as the worker moves them.
 pub struct SqsDeadLetters {

@@ -3,17 +3,16 @@
 //! (secret settings), and how SDK errors are
 //! read for the retry policy. Everything AWS-typed lives here.
 
-#[cfg(feature = "worker")]
 pub mod dead_letters;
 #[cfg(feature = "worker")]
 pub mod dynamodb;
 mod lazy;
+pub mod redrive;
 pub mod s3;
 mod sdk_error;
 pub mod secret_store;
 pub mod sqs;
 
-#[cfg(feature = "worker")]
 pub use dead_letters::SqsDeadLetters;
 #[cfg(feature = "worker")]
 pub use dynamodb::{DynamoDestinations, DynamoLedger};

@@ -163,17 +163,10 @@ impl Setup {
 
 /// `people [########------------] 40% 400/1000 read, 380 queued, 20 already seen`
 fn progress_line(r: &ObjectReport) -> String {
-    const WIDTH: u64 = 20;
-    let expected = r.expected.max(r.read).max(1);
-    let filled = (r.read * WIDTH / expected) as usize;
     format!(
-        "{} [{}{}] {:>3}% {}/{} read, {} queued, {} already seen",
+        "{} {} read, {} queued, {} already seen",
         r.plural,
-        "#".repeat(filled),
-        "-".repeat(WIDTH as usize - filled),
-        r.read * 100 / expected,
-        r.read,
-        r.expected.max(r.read),
+        crate::progress::bar(r.read, r.expected),
         r.queued,
         r.seen
     )

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::dead_letter::Attribute;
+use crate::dead_letter::Attribute;
 use crate::metrics::Tally;
 
 /// A message as the batch logic needs it.

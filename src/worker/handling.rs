@@ -12,13 +12,13 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::batch::{self, Bounds, Item, Process};
-use super::dead_letter::{self, Attribute, DeadLetter, DeadLetters, Why};
 use super::event::{Event, EventError, Queued};
 use super::idempotency::Ledger;
 use super::retry_policy::{Failed, Plan, RetryPolicy};
 use super::router::{FailureKind, Outcome, ledger_key};
 use super::routes::Routes;
 use crate::aws::{PayloadStore, SqsVisibility};
+use crate::dead_letter::{self, Attribute, DeadLetter, DeadLetters, Why};
 use crate::metrics::Tally;
 use crate::retry::{Failure, jitter_unit};
 

@@ -4,8 +4,7 @@
 //! to the handlers whose patterns match its name, `batch` runs a batch of messages (FIFO
 //! groups in order, within the deadline), `idempotency` keeps a handler from acting twice
 //! on one event, `retry_policy` decides what becomes of a failure (back-off, horizon,
-//! dead-letter queue), `guard` holds a destination's breaker and pace, `dead_letter` what
-//! a moved message carries, `forward` and `standard_webhooks` are the built-in workflow
+//! dead-letter queue), `guard` holds a destination's breaker and pace, `forward` and `standard_webhooks` are the built-in workflow
 //! (signed POSTs). The adapters: `forwarder` (HTTP), `routes` (rules kept in a store),
 //! `handling` (one SQS batch), `lambda` (the function's start), and `crate::aws` (S3 for
 //! claim checks, DynamoDB for idempotency and destination state, SQS for back-off and the
@@ -30,7 +29,6 @@
 
 pub mod batch;
 pub mod config;
-pub mod dead_letter;
 pub mod event;
 pub mod forward;
 pub mod forwarder;

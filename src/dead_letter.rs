@@ -1,6 +1,8 @@
-//! Moving a message to the dead-letter queue ourselves: its body byte for byte, its message
-//! attributes, on FIFO its group and deduplication ids, and why (`failureReason`,
-//! `failedDestination`, `lastStatus`, `attempts`). The SQS side is `aws::SqsDeadLetters`.
+//! The dead-letter queue as the worker fills it and `twenty-replay redrive` empties it: a
+//! moved message keeps its body byte for byte, its message attributes, on FIFO its group
+//! and deduplication ids, and says why (`failureReason`, `failedDestination`, `lastStatus`,
+//! `attempts`); a redriven one loses those and gains `redriven`. Plain code: the SQS side
+//! is `aws::SqsDeadLetters` and `aws::redrive`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -112,6 +114,69 @@ pub struct Why<'a> {
     pub attempts: u32,
 }
 
+/// Which dead-lettered messages a redrive takes: all, or those of a destination, a reason
+/// code, a time range (when they were dead-lettered). Every given part must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub destination: Option<String>,
+    /// A `failureReason` code: `destination_refused`, `horizon_passed`, `unreadable`, …
+    pub reason: Option<String>,
+    /// Epoch milliseconds, inclusive.
+    pub since_ms: Option<u64>,
+    /// Epoch milliseconds, exclusive.
+    pub until_ms: Option<u64>,
+}
+
+impl Filter {
+    /// Whether a message with these attributes, dead-lettered at `sent_ms`, is taken.
+    pub fn matches(&self, attributes: &[Attribute], sent_ms: Option<u64>) -> bool {
+        let text = |name: &str| {
+            attributes
+                .iter()
+                .find(|a| a.name == name)
+                .and_then(|a| a.string.as_deref())
+        };
+        let destination_ok = self.destination.as_deref().is_none_or(|want| {
+            text(FAILED_DESTINATION).is_some_and(|d| d.split(',').any(|d| d == want))
+        });
+        let reason_ok = self.reason.as_deref().is_none_or(|want| {
+            text(FAILURE_REASON).is_some_and(|r| r.split(':').next() == Some(want))
+        });
+        let time_ok = match (self.since_ms, self.until_ms, sent_ms) {
+            (None, None, _) => true,
+            (_, _, None) => false,
+            (since, until, Some(t)) => since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u),
+        };
+        destination_ok && reason_ok && time_ok
+    }
+}
+
+/// What a redriven message carries: the original attributes, without why it failed, and
+/// `redriven`, so that the destinations it was dead-lettered for are tried again.
+pub fn redriven_attributes(attributes: &[Attribute]) -> Vec<Attribute> {
+    let mut out = original_attributes(attributes);
+    out.push(Attribute::text(REDRIVEN, "true"));
+    out
+}
+
+/// The attributes a message had before any dead-lettering or redrive.
+fn original_attributes(attributes: &[Attribute]) -> Vec<Attribute> {
+    attributes
+        .iter()
+        .filter(|a| {
+            ![
+                FAILURE_REASON,
+                FAILED_DESTINATION,
+                LAST_STATUS,
+                ATTEMPTS,
+                REDRIVEN,
+            ]
+            .contains(&a.name.as_str())
+        })
+        .cloned()
+        .collect()
+}
+
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
 /// Where moved messages go.
@@ -122,6 +187,45 @@ pub trait DeadLetters: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_takes_a_destination_a_reason_a_time_range() {
+        let why = |reason: &str, destinations: &str| {
+            vec![
+                Attribute::text("eventName", "person.created"),
+                Attribute::text(FAILURE_REASON, reason),
+                Attribute::text(FAILED_DESTINATION, destinations),
+            ]
+        };
+        let refused = why("destination_refused: crm: answered 400", "crm,n8n");
+        let all = Filter::default();
+        assert!(all.matches(&refused, None));
+        let crm = Filter {
+            destination: Some("crm".into()),
+            ..Filter::default()
+        };
+        assert!(crm.matches(&refused, None));
+        assert!(
+            !crm.matches(&why("horizon_passed: x", "crm-2"), None),
+            "whole names only"
+        );
+        let horizon = Filter {
+            reason: Some("horizon_passed".into()),
+            ..Filter::default()
+        };
+        assert!(!horizon.matches(&refused, None));
+        assert!(horizon.matches(&why("horizon_passed: n8n: answered 503", "n8n"), None));
+        let window = Filter {
+            since_ms: Some(100),
+            until_ms: Some(200),
+            ..Filter::default()
+        };
+        assert!(window.matches(&refused, Some(100)) && !window.matches(&refused, Some(200)));
+        assert!(!window.matches(&refused, Some(99)) && !window.matches(&refused, None));
+        let again = redriven_attributes(&refused);
+        let names: Vec<&str> = again.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["eventName", REDRIVEN]);
+    }
 
     #[test]
     fn keeps_the_original_and_adds_why() {

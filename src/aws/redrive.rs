@@ -1,0 +1,222 @@
+//! Moving messages from the dead-letter queue back to the queue (`twenty-replay redrive`),
+//! with receive, send and delete: SQS's `StartMessageMoveTask` takes no filter (and moto
+//! has none). Each message is sent again with its body, its original attributes (plus
+//! `redriven`) and, on FIFO, its group (its deduplication id extended, see below), and
+//! deleted from the dead-letter queue only once the queue has its copy. What is not taken
+//! is made visible again at the end.
+
+use std::collections::HashMap;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+
+use super::dead_letters::attribute_value;
+use crate::dead_letter::{Attribute, Filter, redriven_attributes};
+
+/// How a redrive went.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RedriveReport {
+    /// Sent back and deleted (with `dry_run`: would have been).
+    pub moved: u64,
+    /// Looked at and left: not matching the filter.
+    pub left: u64,
+    /// Left: dead-lettered after the redrive started (a message that failed again).
+    pub newer: u64,
+    /// Message ids and why they could not be moved (they stay in the dead-letter queue).
+    pub failed: Vec<(String, String)>,
+    /// What the dead-letter queue said it held at the start.
+    pub expected: u64,
+}
+
+pub struct Redrive<'a> {
+    pub client: &'a Client,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub filter: &'a Filter,
+    pub dry_run: bool,
+}
+
+/// Messages are kept invisible this long while a redrive looks at them.
+const HOLD_SECS: i32 = 120;
+
+impl Redrive<'_> {
+    /// Runs it; `progress` is told after each receive. Errs when the queues cannot be read.
+    pub async fn run(
+        &self,
+        mut progress: impl FnMut(&RedriveReport),
+    ) -> Result<RedriveReport, String> {
+        let mut report = RedriveReport {
+            expected: self.depth().await?,
+            ..RedriveReport::default()
+        };
+        // Only what was there before the start: a message dead-lettered again while this
+        // runs (it failed again) is not taken a second time, so a redrive always ends.
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let filter = Filter {
+            until_ms: Some(
+                self.filter
+                    .until_ms
+                    .map_or(started_ms, |u| u.min(started_ms)),
+            ),
+            ..self.filter.clone()
+        };
+        let mut held = Vec::new();
+        let mut empty = 0;
+        // Two empty answers in a row: everything visible has been looked at.
+        while empty < 2 {
+            let messages = self
+                .client
+                .receive_message()
+                .queue_url(self.from)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .visibility_timeout(HOLD_SECS)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "receiving from the dead-letter queue: {}",
+                        DisplayErrorContext(e)
+                    )
+                })?
+                .messages
+                .unwrap_or_default();
+            if messages.is_empty() {
+                empty += 1;
+                continue;
+            }
+            empty = 0;
+            for m in messages {
+                let id = m.message_id().unwrap_or_default().to_owned();
+                let handle = m.receipt_handle().unwrap_or_default().to_owned();
+                let attributes = attributes_of(&m);
+                let system = m.attributes();
+                let system =
+                    |name: MessageSystemAttributeName| system.and_then(|s| s.get(&name)).cloned();
+                let sent_ms =
+                    system(MessageSystemAttributeName::SentTimestamp).and_then(|t| t.parse().ok());
+                if sent_ms.is_some_and(|t| t > started_ms) {
+                    report.newer += 1;
+                    held.push(handle);
+                    continue;
+                }
+                if !filter.matches(&attributes, sent_ms) || self.dry_run {
+                    if self.dry_run && filter.matches(&attributes, sent_ms) {
+                        report.moved += 1;
+                    } else {
+                        report.left += 1;
+                    }
+                    held.push(handle);
+                    continue;
+                }
+                let sent = self
+                    .send_back(
+                        m.body().unwrap_or_default(),
+                        &redriven_attributes(&attributes),
+                        system(MessageSystemAttributeName::MessageGroupId),
+                        system(MessageSystemAttributeName::MessageDeduplicationId)
+                            .map(|d| redrive_deduplication_id(&d, &id)),
+                    )
+                    .await;
+                if let Err(e) = sent {
+                    report.failed.push((id, e));
+                    held.push(handle);
+                    continue;
+                }
+                // Only now: the queue has its copy.
+                match self.client.delete_message().queue_url(self.from).receipt_handle(&handle).send().await {
+                    Ok(_) => report.moved += 1,
+                    Err(e) => report.failed.push((
+                        id,
+                        format!("sent back, but not deleted from the dead-letter queue (it will be redriven twice if run again): {}", DisplayErrorContext(e)),
+                    )),
+                }
+            }
+            progress(&report);
+        }
+        for handle in held {
+            // Visible again at once; if this fails, they come back after the hold anyway.
+            let _ = self
+                .client
+                .change_message_visibility()
+                .queue_url(self.from)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await;
+        }
+        Ok(report)
+    }
+
+    async fn depth(&self) -> Result<u64, String> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(self.from)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| format!("reading the dead-letter queue: {}", DisplayErrorContext(e)))?;
+        Ok(out
+            .attributes
+            .and_then(|a| {
+                a.get(&QueueAttributeName::ApproximateNumberOfMessages)
+                    .cloned()
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
+    async fn send_back(
+        &self,
+        body: &str,
+        attributes: &[Attribute],
+        group_id: Option<String>,
+        deduplication_id: Option<String>,
+    ) -> Result<(), String> {
+        let attributes = attributes
+            .iter()
+            .map(|a| Ok((a.name.clone(), attribute_value(a)?)))
+            .collect::<Result<HashMap<_, _>, String>>()?;
+        self.client
+            .send_message()
+            .queue_url(self.to)
+            .message_body(body)
+            .set_message_attributes(Some(attributes))
+            .set_message_group_id(group_id)
+            .set_message_deduplication_id(deduplication_id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| DisplayErrorContext(e).to_string())
+    }
+}
+
+/// On a FIFO queue, a copy with the first sending's deduplication id would be dropped
+/// within five minutes of it, silently: the redrive's id adds the dead-lettered message's
+/// own (so a redrive run twice is still dropped once). SQS takes 128 characters.
+fn redrive_deduplication_id(original: &str, dead_letter_id: &str) -> String {
+    let mut id = format!("{original}:{dead_letter_id}");
+    id.truncate(128);
+    id
+}
+
+fn attributes_of(m: &aws_sdk_sqs::types::Message) -> Vec<Attribute> {
+    m.message_attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(name, v)| Attribute {
+                    name: name.clone(),
+                    data_type: v.data_type().to_owned(),
+                    string: v.string_value().map(str::to_owned),
+                    binary: v.binary_value().map(|b| b.as_ref().to_vec()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
