@@ -169,7 +169,16 @@ def check_stored_secrets_with_email():
     worker = actions(statements(res, "WorkerFunctionRole"))
     expect(worker.get("ssm:GetParameter") == [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/twenty/forward-rules"],
            "the worker reads exactly the rules parameter")
-    expect("sqs:SendMessage" not in worker, "the worker does not send to the queue")
+    expect(worker.get("sqs:SendMessage") == [{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}],
+           f"the worker sends to the dead-letter queue only: {worker.get('sqs:SendMessage')}")
+    wenv = res["WorkerFunction"]["Properties"]["Environment"]["Variables"]
+    expect(wenv["DEAD_LETTER_QUEUE_URL"] == {"Ref": "DeadLetterQueue"}, "the worker moves to the DLQ")
+    expect(str(wenv["RETRY_HORIZON_SECS"]) == "86400", f"a day's horizon: {wenv['RETRY_HORIZON_SECS']}")
+    redrive = res["EventQueue"]["Properties"]["RedrivePolicy"]
+    expect(str(redrive["maxReceiveCount"]) == "1000", f"the receive count is a backstop: {redrive}")
+    for name in ["EventQueue", "DeadLetterQueue"]:
+        expect(str(res[name]["Properties"]["MessageRetentionPeriod"]) == "1209600",
+               f"{name} keeps 14 days: the horizon and time to redrive")
     expect("dynamodb:PutItem" in worker, "the worker writes its idempotency table")
 
     fn = res["WebhookFunction"]["Properties"]
@@ -192,7 +201,8 @@ def check_stored_secrets_with_email():
                f"event source sizes: {p}")
 
     alarms = {k: v for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
-    expect(len(alarms) == 8, f"eight alarms: {sorted(alarms)}")
+    expect(len(alarms) == 9, f"nine alarms: {sorted(alarms)}")
+    expect("BreakerOpenAlarm" in alarms, "an alarm on an open breaker")
     for name, alarm in alarms.items():
         expect(alarm["Properties"].get("AlarmActions") == [{"Ref": "AlarmTopic"}],
                f"{name} pages the e-mail topic")
@@ -221,6 +231,7 @@ def check_secrets_manager_kms_fifo_bucket_topic():
         "PayloadBucket": "true",
         "FifoQueue": "true",
         "RetryBudgetSeconds": "890",
+        "RetryHorizonHours": "168",
         "AlarmTopicArn": TOPIC_ARN,
     }
     template, r = translate(params)
@@ -243,6 +254,8 @@ def check_secrets_manager_kms_fifo_bucket_topic():
     expect("IdempotencyTable" not in res and "EventPayloadBucket" in res, "bucket, no table")
     expect(res["EventPayloadBucket"].get("DeletionPolicy") == "Retain", "the bucket is retained")
     expect(res["EventQueue"]["Properties"]["FifoQueue"] is True, "FIFO queue")
+    horizon = res["WorkerFunction"]["Properties"]["Environment"]["Variables"]["RETRY_HORIZON_SECS"]
+    expect(str(horizon) == "604800", f"a week's horizon: {horizon}")
     expect("AlarmTopic" not in res, "no topic is made when one is given")
     for name, alarm in res.items():
         if alarm["Type"] == "AWS::CloudWatch::Alarm":
@@ -294,7 +307,7 @@ def check_reconciliation():
     expect(len(rules) == 1 and rules[0]["Properties"]["ScheduleExpression"] == "rate(15 minutes)",
            f"a schedule: {rules}")
     alarms = [k for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"]
-    expect("ReconcileErrorsAlarm" in alarms and len(alarms) == 9, f"nine alarms: {alarms}")
+    expect("ReconcileErrorsAlarm" in alarms and len(alarms) == 10, f"ten alarms: {alarms}")
     for rule in template["Rules"]:
         expect(rule_holds(template, r, rule), f"rule {rule} holds with reconciliation")
     for broken in [{"TwentyApiUrl": ""}, {"Idempotency": "false"}, {"TwentyApiKeyParameter": ""}]:
