@@ -152,7 +152,7 @@ impl Filter {
 }
 
 /// What a redriven message carries: the original attributes, without why it failed, and
-/// `redriven`, so that the destinations it was dead-lettered for are tried again.
+/// `redriven` (for whoever looks at it; the worker knows a redrive by its new message id).
 pub fn redriven_attributes(attributes: &[Attribute]) -> Vec<Attribute> {
     let mut out = original_attributes(attributes);
     out.push(Attribute::text(REDRIVEN, "true"));

@@ -19,6 +19,8 @@ pub mod dead_letter;
 pub mod envelope;
 pub mod fallback;
 pub mod ingest;
+#[cfg(any(feature = "ingest", feature = "worker"))]
+pub mod logging;
 pub mod metrics;
 pub mod progress;
 pub mod retry;

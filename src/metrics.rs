@@ -136,7 +136,12 @@ impl Document {
                     .metrics
                     .iter()
                     .filter(|m| m.by == *by)
-                    .map(|m| json!({ "Name": m.name, "Unit": m.unit.name() }))
+                    // `Count` is left implicit (the unit is optional): it is most metrics,
+                    // and each line is billed by the byte.
+                    .map(|m| match m.unit {
+                        Unit::Count => json!({ "Name": m.name }),
+                        unit => json!({ "Name": m.name, "Unit": unit.name() }),
+                    })
                     .collect();
                 json!({ "Namespace": NAMESPACE, "Dimensions": [dimensions], "Metrics": metrics })
             })
@@ -327,9 +332,10 @@ mod tests {
         assert_eq!(directives[0]["Namespace"], NAMESPACE);
         assert_eq!(directives[0]["Dimensions"], json!([["Service"]]));
         assert_eq!(directives[1]["Dimensions"], json!([["Service", "Reason"]]));
+        assert_eq!(directives[1]["Metrics"], json!([{ "Name": "Refused" }]));
         assert_eq!(
-            directives[1]["Metrics"],
-            json!([{ "Name": "Refused", "Unit": "Count" }])
+            directives[0]["Metrics"][2],
+            json!({ "Name": "SendLatency", "Unit": "Milliseconds" })
         );
         // Every dimension and metric named is a top-level member.
         assert_eq!(v["Service"], "stack");

@@ -338,34 +338,45 @@ async fn stored_secrets_url_token_json_logs_and_emf_metrics_under_watch() {
     assert!(totals.contains_key(&format!("SendLatency|{service}")));
     assert!(totals.contains_key(&format!("EventAge|{service}")));
 
-    // JSON logs: each line of a request carries its request id (the invocation's span),
-    // also the send's line written on the sender thread after the answer; the delivery's
-    // lines and the worker's name the event.
-    let lines: Vec<serde_json::Value> = logs
+    // JSON logs: an accepted delivery's one line (its metrics, written by the send on the
+    // sender thread after the answer) carries the request id and names the event; so does
+    // each worker line, through the invocation's span.
+    let all: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|v: &serde_json::Value| v.get("fields").is_some())
         .collect();
-    for message in ["delivery verified", "queued", "handled"] {
-        let line = lines
-            .iter()
-            .find(|v| v["fields"]["message"] == message)
-            .unwrap_or_else(|| panic!("no JSON line {message:?} in\n{logs}"));
-        let spans = line["spans"].as_array().cloned().unwrap_or_default();
-        let field = |name: &str| {
-            spans
-                .iter()
-                .chain(std::iter::once(&line["fields"]))
-                .find_map(|s| s[name].as_str().map(str::to_owned))
-        };
+    let accepted: Vec<&serde_json::Value> = all.iter().filter(|v| v["Accepted"] == 1.0).collect();
+    assert_eq!(accepted.len(), 2, "one line per accepted delivery\n{logs}");
+    for line in accepted {
         assert!(
-            field("requestId").is_some_and(|id| !id.is_empty()),
+            line["requestId"].as_str().is_some_and(|id| !id.is_empty()),
             "{line}"
         );
-        assert!(field("id").is_some_and(|id| id.len() == 64), "{line}");
-        let event = field("eventName").or_else(|| field("event"));
-        assert_eq!(event.as_deref(), Some("person.created"), "{line}");
+        assert!(
+            line["id"].as_str().is_some_and(|id| id.len() == 64),
+            "{line}"
+        );
+        assert_eq!(line["eventName"], "person.created", "{line}");
+        assert_eq!(line["Queued"], 1.0, "{line}");
     }
+    let line = all
+        .iter()
+        .find(|v| v["fields"]["message"] == "delivered")
+        .unwrap_or_else(|| panic!("no JSON line \"delivered\" in\n{logs}"));
+    assert!(line.get("span").is_none(), "spans listed once: {line}");
+    let spans = line["spans"].as_array().cloned().unwrap_or_default();
+    let field = |name: &str| {
+        spans
+            .iter()
+            .chain(std::iter::once(&line["fields"]))
+            .find_map(|s| s[name].as_str().map(str::to_owned))
+    };
+    assert!(
+        field("requestId").is_some_and(|id| !id.is_empty()),
+        "{line}"
+    );
+    assert!(field("id").is_some_and(|id| id.len() == 64), "{line}");
+    assert_eq!(field("event").as_deref(), Some("person.created"), "{line}");
 }
 
 /// The EMF documents in `logs`, checked and summed by `tests/check_emf.py`.

@@ -150,7 +150,7 @@ async fn every_matching_handler_runs() {
 struct MemoryLedger(Mutex<HashMap<String, bool>>);
 
 impl Ledger for MemoryLedger {
-    async fn begin(&self, key: &str, _redriven: bool) -> Result<Begin, String> {
+    async fn begin(&self, key: &str, _message_id: Option<&str>) -> Result<Begin, String> {
         let mut map = self.0.lock().unwrap();
         Ok(match map.get(key) {
             Some(true) => Begin::Done,
@@ -169,7 +169,7 @@ impl Ledger for MemoryLedger {
         self.0.lock().unwrap().remove(key);
         Ok(None)
     }
-    async fn dead_lettered(&self, key: &str) -> Result<(), String> {
+    async fn dead_lettered(&self, key: &str, _message_id: &str) -> Result<(), String> {
         self.0.lock().unwrap().insert(key.to_owned(), true);
         Ok(())
     }

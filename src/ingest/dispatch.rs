@@ -18,6 +18,7 @@ use tracing::{Instrument, error};
 use crate::delivery::{Consignment, FallbackSink, QueueError, Transport};
 use crate::envelope::Message;
 use crate::ingest::inflight::Guard;
+use crate::metrics;
 use crate::retry::Backoff;
 
 /// A send may overrun its own deadline by this much (writing the fallback log) before it is
@@ -130,7 +131,19 @@ impl Dispatcher {
 
     /// Queues `messages` in the background; `hold` is released when the send is over.
     pub fn submit(&self, messages: Vec<Message>, deadline: Instant, hold: Guard) {
-        self.hand_over(messages, deadline, hold, None);
+        self.submit_with(messages, deadline, hold, metrics::document());
+    }
+
+    /// `submit`, the send's metrics written in `request`'s line (the request's own
+    /// metrics and properties): one line per accepted delivery.
+    pub fn submit_with(
+        &self,
+        messages: Vec<Message>,
+        deadline: Instant,
+        hold: Guard,
+        request: metrics::Document,
+    ) {
+        self.hand_over(messages, deadline, hold, None, request);
     }
 
     /// Queues `messages` and waits for the outcome.
@@ -140,9 +153,21 @@ impl Dispatcher {
         deadline: Instant,
         hold: Guard,
     ) -> Result<(), QueueError> {
+        self.submit_and_wait_with(messages, deadline, hold, metrics::document())
+            .await
+    }
+
+    /// `submit_and_wait`, the send's metrics written in `request`'s line.
+    pub async fn submit_and_wait_with(
+        &self,
+        messages: Vec<Message>,
+        deadline: Instant,
+        hold: Guard,
+        request: metrics::Document,
+    ) -> Result<(), QueueError> {
         let total = messages.len();
         let (reply, outcome) = oneshot::channel();
-        self.hand_over(messages, deadline, hold, Some(reply));
+        self.hand_over(messages, deadline, hold, Some(reply), request);
         // No reply means the send ended abnormally; its consignment was written to the
         // fallback log as it was dropped.
         outcome.await.unwrap_or_else(|_| {
@@ -160,9 +185,10 @@ impl Dispatcher {
         deadline: Instant,
         hold: Guard,
         reply: Option<oneshot::Sender<Result<(), QueueError>>>,
+        request: metrics::Document,
     ) {
         let job = Job {
-            consignment: Consignment::new(messages, self.sink.clone()),
+            consignment: Consignment::new(messages, self.sink.clone()).reporting_in(request),
             deadline,
             reply,
             _hold: hold,

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use lambda_http::http::header::{ALLOW, CONTENT_TYPE};
-use lambda_http::tracing::{Instrument, error, info, info_span, warn};
+use lambda_http::tracing::{Instrument, debug, error, info_span, warn};
 use lambda_http::{Body, Error, Request, RequestExt, Response, service_fn};
 use serde_json::json;
 use tokio::time::Instant;
@@ -29,7 +29,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 /// Whatever stops it (SIGTERM, an error of the runtime or of the extension), the sends in
 /// flight finish or go to the fallback log before it returns.
 pub async fn run() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    crate::logging::init();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -146,7 +146,6 @@ impl App {
             }
         };
         let count = messages.len();
-        doc.add("Accepted", Unit::Count, 1.0).emit();
         // The delivery's lines, the send's on the sender thread too, name the event (and,
         // through the invocation's span around this one, the request).
         let event_name = messages
@@ -154,19 +153,25 @@ impl App {
             .and_then(|m| m.attributes.iter().find(|(k, _)| *k == "eventName"))
             .map_or("", |(_, v)| v.as_str());
         let span = info_span!("delivery", id = %id, eventName = %event_name);
-        span.in_scope(|| info!(messages = count, "delivery verified"));
+        span.in_scope(|| debug!(messages = count, "delivery verified"));
+        // One line for the accepted delivery: this request's metrics go with the send's,
+        // written as the send ends (before the environment may freeze), and the line is
+        // also the delivery's log line.
+        doc.add("Accepted", Unit::Count, 1.0)
+            .property("id", id.as_str())
+            .property("eventName", event_name);
 
         match self.config.ack_mode {
             AckMode::Immediate => {
                 // The guard goes with the messages: the environment stays awake until the
                 // send ends, on the sender thread, after this answer.
-                span.in_scope(|| self.dispatcher.submit(messages, deadline, guard));
+                span.in_scope(|| self.dispatcher.submit_with(messages, deadline, guard, doc));
                 Ok(accepted_response("accepted", &id, count))
             }
             AckMode::AfterEnqueue => {
                 match self
                     .dispatcher
-                    .submit_and_wait(messages, deadline, guard)
+                    .submit_and_wait_with(messages, deadline, guard, doc)
                     .instrument(span)
                     .await
                 {

@@ -238,7 +238,7 @@ pub async fn main() -> ExitCode {
             }
         };
     }
-    lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
+    crate::logging::init_with_writer(std::io::stderr);
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(why) => {
@@ -349,7 +349,7 @@ pub async fn main() -> ExitCode {
 /// The scheduled function: one run from the watermarks per invocation, stopping
 /// `LAMBDA_MARGIN` before the deadline. A wrong key, URL or object fails the invocation.
 async fn lambda() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init();
     let config = ReconcileConfig::from_env()?;
     if config.table.is_none() {
         return Err(

@@ -38,9 +38,9 @@ pub struct Event {
     /// True for an event found by reconciliation rather than delivered by a webhook.
     pub reconciled: bool,
     pub body: String,
-    /// True for a message sent back from the dead-letter queue (`twenty-replay redrive`):
-    /// destinations it was dead-lettered for are tried again.
-    pub redriven: bool,
+    /// The SQS message it came in, when the worker knows it: a destination the event was
+    /// dead-lettered for is skipped by that message's retries, not by a redrive.
+    pub message_id: Option<String>,
     /// When the invocation handling it must be done with it, if it is handled in one.
     pub deadline: Option<tokio::time::Instant>,
 }
@@ -136,7 +136,7 @@ impl Event {
                 .received_at
                 .and_then(|t| humantime::parse_rfc3339_weak(&t).ok()),
             body,
-            redriven: false,
+            message_id: None,
             deadline: None,
         }))
     }

@@ -18,7 +18,7 @@ use super::retry_policy::{Failed, Plan, RetryPolicy};
 use super::router::{FailureKind, Outcome, ledger_key};
 use super::routes::Routes;
 use crate::aws::{PayloadStore, SqsVisibility};
-use crate::dead_letter::{self, Attribute, DeadLetter, DeadLetters, Why};
+use crate::dead_letter::{Attribute, DeadLetter, DeadLetters, Why};
 use crate::metrics::Tally;
 use crate::retry::{Failure, jitter_unit};
 
@@ -282,7 +282,7 @@ impl<L: Ledger> Process for Handling<L> {
                 if let Some(event) = &event {
                     for handler in &letter.handlers {
                         let key = ledger_key(event, handler);
-                        if let Err(e) = self.ledger.dead_lettered(&key).await {
+                        if let Err(e) = self.ledger.dead_lettered(&key, &item.message_id).await {
                             warn!(key = %key, error = %e, "dead-lettered, but not recorded: a retry may move it again");
                         }
                     }
@@ -317,12 +317,9 @@ fn message_failure(code: &'static str, kind: FailureKind, reason: String) -> Fai
 }
 
 impl<L: Ledger> Handling<L> {
-    /// The event with what the invocation knows of it: a redrive, its deadline.
+    /// The event with what the invocation knows of it: its message, its deadline.
     fn prepare(&self, mut event: Event, item: &Item, bounds: Bounds) -> Event {
-        event.redriven = item
-            .attributes
-            .iter()
-            .any(|a| a.name == dead_letter::REDRIVEN && a.string.as_deref() == Some("true"));
+        event.message_id = Some(item.message_id.clone());
         event.deadline = bounds.start_by;
         event
     }
@@ -368,8 +365,8 @@ impl<L: Ledger> Handling<L> {
                 tally.count("Unrouted", None, 1.0);
                 Vec::new()
             }
-            Outcome::Done { handled, skipped } => {
-                info!(id = %event.id, event = %event.event_name, handled, skipped, "delivered");
+            Outcome::Done { .. } => {
+                info!(id = %event.id, event = %event.event_name, "delivered");
                 Vec::new()
             }
             Outcome::Failed(failures) => failures

@@ -19,21 +19,25 @@ pub enum Begin {
 
 pub trait Ledger: Send + Sync + 'static {
     /// Marks `key` in progress unless it is done or in progress elsewhere. A key whose
-    /// event was moved to the dead-letter queue counts as done, except for a message
-    /// `redriven` from there.
+    /// event was moved to the dead-letter queue counts as done for the SQS message that
+    /// was moved (its retries), not for another (a redrive, however it was made).
     fn begin(
         &self,
         key: &str,
-        redriven: bool,
+        message_id: Option<&str>,
     ) -> impl Future<Output = Result<Begin, String>> + Send;
     /// Marks `key` done.
     fn complete(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
     /// Records a failure and lifts our in-progress mark, so a retry may run at once;
     /// returns how often `key` has failed, if the ledger counts.
     fn failed(&self, key: &str) -> impl Future<Output = Result<Option<u32>, String>> + Send;
-    /// Marks `key` as moved to the dead-letter queue: retries of the same message skip it,
-    /// a redrive runs it again.
-    fn dead_lettered(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Marks `key` as moved to the dead-letter queue with the SQS message `message_id`:
+    /// retries of that message skip it, a redrive (another message) runs it again.
+    fn dead_lettered(
+        &self,
+        key: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<(), String>> + Send;
     /// Records that every handler has taken the record change `change`, so that
     /// reconciliation can skip it. Nothing by default.
     fn seen(&self, change: &str) -> impl Future<Output = Result<(), String>> + Send {
@@ -47,7 +51,7 @@ pub trait Ledger: Send + Sync + 'static {
 pub struct NoLedger;
 
 impl Ledger for NoLedger {
-    async fn begin(&self, _key: &str, _redriven: bool) -> Result<Begin, String> {
+    async fn begin(&self, _key: &str, _message_id: Option<&str>) -> Result<Begin, String> {
         Ok(Begin::Proceed)
     }
 
@@ -59,7 +63,7 @@ impl Ledger for NoLedger {
         Ok(None)
     }
 
-    async fn dead_lettered(&self, _key: &str) -> Result<(), String> {
+    async fn dead_lettered(&self, _key: &str, _message_id: &str) -> Result<(), String> {
         Ok(())
     }
 }

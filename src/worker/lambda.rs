@@ -35,7 +35,7 @@ pub async fn run_with(router: Router) -> Result<(), Error> {
 }
 
 async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    crate::logging::init();
     let config = match WorkerConfig::from_env(rules_required) {
         Ok(config) => config,
         Err(e) => {

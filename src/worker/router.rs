@@ -290,7 +290,7 @@ async fn once<L: Ledger>(
         None => None,
     };
     let key = ledger_key(&event, &route.name);
-    match ledger.begin(&key, event.redriven).await {
+    match ledger.begin(&key, event.message_id.as_deref()).await {
         Ok(Begin::Proceed) => {}
         Ok(Begin::Done) => return (Ok(Ran::Skipped), Duration::ZERO),
         Ok(Begin::Busy(left)) => {

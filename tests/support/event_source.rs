@@ -102,6 +102,15 @@ impl WorkerProcess {
         }
     }
 
+    /// The process's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// Stops polling (the invocation under way finishes) and the process.
     pub async fn stop(mut self) -> String {
         self.stop.store(true, Ordering::SeqCst);

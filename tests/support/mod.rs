@@ -20,6 +20,7 @@ use twenty_webhook::ingest::inflight::InFlight;
 use twenty_webhook::secrets::Rotating;
 use twenty_webhook::twenty::signature;
 
+pub mod counting_proxy;
 pub mod destination;
 pub mod event_source;
 pub mod fault_proxy;

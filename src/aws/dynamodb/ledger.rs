@@ -190,17 +190,14 @@ impl DynamoLedger {
 }
 
 impl Ledger for DynamoLedger {
-    async fn begin(&self, key: &str, redriven: bool) -> Result<Begin, String> {
+    async fn begin(&self, key: &str, message_id: Option<&str>) -> Result<Begin, String> {
         let now = now();
         // New, expired, failed before, in progress by a worker whose mark has run out, or
-        // (for a redrive) dead-lettered.
-        let mut condition = "attribute_not_exists(id) OR expiration < :now OR #status = :failed \
-             OR (#status = :in_progress AND in_progress_expiration < :now_ms)"
-            .to_owned();
-        if redriven {
-            condition.push_str(" OR #status = :dead");
-        }
-        let mut update = self
+        // dead-lettered from another SQS message (this one is a redrive).
+        let condition = "attribute_not_exists(id) OR expiration < :now OR #status = :failed \
+             OR (#status = :in_progress AND in_progress_expiration < :now_ms) \
+             OR (#status = :dead AND deadMessage <> :message)";
+        let update = self
             .client
             .get()
             .await
@@ -218,11 +215,12 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":now", number(now.as_secs().into()))
             .expression_attribute_values(":now_ms", number(now.as_millis()))
             .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
-            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()));
-        if redriven {
-            update = update
-                .expression_attribute_values(":dead", AttributeValue::S(DEAD_LETTERED.into()));
-        }
+            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
+            .expression_attribute_values(":dead", AttributeValue::S(DEAD_LETTERED.into()))
+            .expression_attribute_values(
+                ":message",
+                AttributeValue::S(message_id.unwrap_or_default().to_owned()),
+            );
         match update.send().await {
             Ok(_) => Ok(Begin::Proceed),
             Err(e) if condition_failed(&e) => match self.state(key).await? {
@@ -240,11 +238,11 @@ impl Ledger for DynamoLedger {
     }
 
     async fn complete(&self, key: &str) -> Result<(), String> {
-        self.mark(key, COMPLETED).await
+        self.mark(key, COMPLETED, None).await
     }
 
-    async fn dead_lettered(&self, key: &str) -> Result<(), String> {
-        self.mark(key, DEAD_LETTERED).await
+    async fn dead_lettered(&self, key: &str, message_id: &str) -> Result<(), String> {
+        self.mark(key, DEAD_LETTERED, Some(message_id)).await
     }
 
     async fn seen(&self, change: &str) -> Result<(), String> {
@@ -296,17 +294,27 @@ impl Ledger for DynamoLedger {
 }
 
 impl DynamoLedger {
-    async fn mark(&self, key: &str, status: &str) -> Result<(), String> {
-        self.client
+    /// Sets `key`'s status; `message`: the SQS message it was dead-lettered with.
+    async fn mark(&self, key: &str, status: &str, message: Option<&str>) -> Result<(), String> {
+        let update = self
+            .client
             .get()
             .await
             .update_item()
             .table_name(&self.table)
             .key("id", AttributeValue::S(key.to_owned()))
-            .update_expression("SET #status = :status, expiration = :expiration")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", AttributeValue::S(status.into()))
-            .expression_attribute_values(":expiration", number((now() + KEEP).as_secs().into()))
+            .expression_attribute_values(":expiration", number((now() + KEEP).as_secs().into()));
+        let update = match message {
+            Some(m) => update
+                .update_expression(
+                    "SET #status = :status, expiration = :expiration, deadMessage = :m",
+                )
+                .expression_attribute_values(":m", AttributeValue::S(m.into())),
+            None => update.update_expression("SET #status = :status, expiration = :expiration"),
+        };
+        update
             .send()
             .await
             .map(drop)

@@ -1,0 +1,111 @@
+//! An HTTP proxy in front of moto that counts what passes: each request is read whole,
+//! sent on with reqwest, and its answer passed back. For the cost figures: how many
+//! DynamoDB writes of each kind the worker makes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+pub struct CountingProxy {
+    pub url: String,
+    /// Requests by `x-amz-target` (or path), and the bodies of the writes.
+    pub seen: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl CountingProxy {
+    pub async fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (log, upstream) = (seen.clone(), upstream.to_owned());
+        twenty_webhook::aws::install_tls_provider();
+        let client = reqwest::Client::new();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (log, upstream, client) = (log.clone(), upstream.clone(), client.clone());
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut read = BufReader::new(read);
+                    loop {
+                        let mut line = String::new();
+                        if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut parts = line.split_whitespace();
+                        let (method, path) = (
+                            parts.next().unwrap_or("GET").to_owned(),
+                            parts.next().unwrap_or("/").to_owned(),
+                        );
+                        let mut headers = HashMap::new();
+                        loop {
+                            let mut h = String::new();
+                            if read.read_line(&mut h).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = h.split_once(':') {
+                                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                            }
+                        }
+                        let length = headers
+                            .get("content-length")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        let mut body = vec![0; length];
+                        if read.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        let target = headers.get("x-amz-target").cloned().unwrap_or(path.clone());
+                        log.lock()
+                            .unwrap()
+                            .push((target, String::from_utf8_lossy(&body).into_owned()));
+                        let mut request = client.request(
+                            method.parse().unwrap_or(reqwest::Method::POST),
+                            format!("{upstream}{path}"),
+                        );
+                        for (k, v) in &headers {
+                            if !["host", "content-length", "connection"].contains(&k.as_str()) {
+                                request = request.header(k, v);
+                            }
+                        }
+                        let Ok(answer) = request.body(body).send().await else {
+                            return;
+                        };
+                        let status = answer.status().as_u16();
+                        let mut head = format!("HTTP/1.1 {status} X\r\n");
+                        for (k, v) in answer.headers() {
+                            if !["content-length", "transfer-encoding", "connection"]
+                                .contains(&k.as_str())
+                            {
+                                head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or("")));
+                            }
+                        }
+                        let bytes = answer.bytes().await.unwrap_or_default();
+                        head.push_str(&format!("content-length: {}\r\n\r\n", bytes.len()));
+                        if write.write_all(head.as_bytes()).await.is_err()
+                            || write.write_all(&bytes).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, seen }
+    }
+
+    /// Requests whose target ends with `operation` and whose body contains `marker`.
+    pub fn count(&self, operation: &str, marker: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, b)| t.ends_with(operation) && b.contains(marker))
+            .count()
+    }
+}
