@@ -73,6 +73,9 @@ class Resolver:
             return any(self.truth(a) for a in args)
         if fn == "Condition":
             return self.condition(args)
+        if fn == "Fn::Contains":
+            among, one = args
+            return str(self.value(one)) in [str(x) for x in self.value(among)]
         raise ValueError(f"unknown condition function {fn}")
 
     def value(self, node):
@@ -264,18 +267,32 @@ def check_secrets_manager_kms_fifo_bucket_topic():
         expect(rule_holds(template, r, rule), f"rule {rule} holds")
 
 
+# A secret and rules, so that only the rule a case is about can refuse it.
+GIVEN = {"WebhookSecret": "s", "ForwardRules": "[]"}
+
+
 def check_rules_refuse_missing_or_double_sources():
     cases = [
         ({"ForwardRules": "[]"}, "WebhookSecretGiven"),
         ({"WebhookSecret": "s", "WebhookSecretParameter": "/p", "ForwardRules": "[]"}, "OneWebhookSecretSource"),
         ({"WebhookSecret": "s"}, "ForwardRulesGiven"),
         ({"WebhookSecret": "s", "ForwardRules": "[]", "ForwardRulesSecretArn": RULES_ARN}, "OneForwardRulesSource"),
+        ({**GIVEN, "WorkerBatchSize": "100"}, "WorkerBatchAboveTenNeedsAWindow"),
+        ({**GIVEN, "FifoQueue": "true", "WorkerBatchingWindowSeconds": "5"}, "FifoWorkerBatch"),
+        ({**GIVEN, "FifoQueue": "true", "WorkerBatchSize": "11", "WorkerBatchingWindowSeconds": "1"}, "FifoWorkerBatch"),
     ]
     for params, broken in cases:
         template, r = translate(params)
         expect(not rule_holds(template, r, broken), f"{broken} refuses {params}")
         others = [rule for rule in template["Rules"] if rule != broken]
         expect(all(rule_holds(template, r, rule) for rule in others), f"only {broken} refuses {params}")
+    for params in [
+        {**GIVEN, "WorkerBatchSize": "100", "WorkerBatchingWindowSeconds": "1"},
+        {**GIVEN, "WorkerBatchSize": "10"},
+        {**GIVEN, "FifoQueue": "true", "WorkerBatchSize": "10"},
+    ]:
+        template, r = translate(params)
+        expect(all(rule_holds(template, r, rule) for rule in template["Rules"]), f"every rule holds for {params}")
     template, r = translate({"AllowUnsigned": "true", "WebhookUrlToken": "t" * 20, "ForwardRules": "[]"})
     expect(rule_holds(template, r, "WebhookSecretGiven"), "unsigned deliveries need no secret")
     res = r.resources()
