@@ -394,7 +394,43 @@ fn forwarding_rules_are_checked_and_errors_never_show_a_value() {
         (r#"[{"name":"a","events":["*"],"url":"https://x","timeoutMs":0}]"#.into(), "`timeoutMs`"),
         (r#"[{"name":"a","events":["*"],"url":"https://x"},{"name":"a","events":["*"],"url":"https://y"}]"#.into(), "rule 2 (a): another rule"),
         (r#"[{"name":"a","events":["*"],"url":"https://x","secret":"whsec_hunter2" "#.into(), "invalid JSON at line 1"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","maxPerSecond":0}]"#.into(), "`maxPerSecond`"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","maxPerSecond":"8"}]"#.into(), "`maxPerSecond`"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","retryAllErrors":"yes"}]"#.into(), "`retryAllErrors`"),
     ];
+    // Hop-by-hop and framing headers belong to the connection; a header given twice in
+    // different case would be sent twice.
+    for header in [
+        "Transfer-Encoding",
+        "connection",
+        "TE",
+        "upgrade",
+        "Host",
+        "content-length",
+        "Keep-Alive",
+    ] {
+        let text = format!(
+            r#"[{{"name":"a","events":["*"],"url":"https://x","headers":{{"{header}":"hunter2"}}}}]"#
+        );
+        let message = parse_rules(&text).unwrap_err().to_string();
+        assert!(message.contains("set by the worker"), "{header}: {message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+    let twice = r#"[{"name":"a","events":["*"],"url":"https://x","headers":{"X-Key":"hunter2","x-key":"hunter3"}}]"#;
+    let message = parse_rules(twice).unwrap_err().to_string();
+    assert!(message.contains("more than once"), "{message}");
+    assert!(!message.contains("hunter"), "{message}");
+    let paced = parse_rules(
+        r#"[{"events":["*"],"url":"https://x","maxPerSecond":0.5,"retryAllErrors":true}]"#,
+    )
+    .unwrap();
+    assert_eq!(paced[0].max_per_second, Some(0.5));
+    assert!(paced[0].retry_all_errors && !rules[0].retry_all_errors);
+    assert!(forward::is_permanent(400, false) && forward::is_permanent(404, false));
+    for status in [408, 425, 429, 500, 503, 302] {
+        assert!(!forward::is_permanent(status, false), "{status}");
+    }
+    assert!(!forward::is_permanent(404, true), "retryAllErrors");
     for (text, expected) in bad {
         let err = parse_rules(&text).unwrap_err();
         let message = err.to_string();

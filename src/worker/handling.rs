@@ -212,8 +212,9 @@ impl<L: Ledger> Process for Handling<L> {
         let message_id = item.message_id.as_str();
         let (event, failures) = match self.read(&item.body).await {
             Ok(event) => {
-                let event = self.prepare(event, item, bounds);
-                let failures = self.route(&event, tally).await;
+                // Shared, not copied: a claim check's body can be megabytes.
+                let event = Arc::new(self.prepare(event, item, bounds));
+                let failures = self.route(event.clone(), tally).await;
                 (Some(event), failures)
             }
             Err(failure) => (None, vec![failure]),
@@ -325,7 +326,7 @@ impl<L: Ledger> Handling<L> {
     }
 
     /// Runs the handlers; the failures, none when every handler took it.
-    async fn route(&self, event: &Event, tally: &Tally) -> Vec<Failed> {
+    async fn route(&self, event: Arc<Event>, tally: &Tally) -> Vec<Failed> {
         if let Some(age) = event
             .received_at
             .and_then(|t| SystemTime::now().duration_since(t).ok())
@@ -340,7 +341,7 @@ impl<L: Ledger> Handling<L> {
         };
         let change = event.change.clone();
         let (outcome, runs) = router
-            .dispatch_timed(Arc::new(event.clone()), self.ledger.clone())
+            .dispatch_timed(event.clone(), self.ledger.clone())
             .await;
         for run in &runs {
             let by = Some(("Destination", run.handler.as_str()));
