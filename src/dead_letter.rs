@@ -80,20 +80,7 @@ impl DeadLetter {
         if let Some(status) = why.status {
             ours.push(Attribute::number(LAST_STATUS, status));
         }
-        let mut attributes: Vec<Attribute> = original
-            .iter()
-            .filter(|a| {
-                ![
-                    FAILURE_REASON,
-                    FAILED_DESTINATION,
-                    LAST_STATUS,
-                    ATTEMPTS,
-                    REDRIVEN,
-                ]
-                .contains(&a.name.as_str())
-            })
-            .cloned()
-            .collect();
+        let mut attributes = original_attributes(original);
         let room = MAX_ATTRIBUTES.saturating_sub(attributes.len()).max(1);
         attributes.extend(ours.into_iter().take(room));
         Self {

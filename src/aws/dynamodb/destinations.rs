@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{condition_failed, now, number, number_of};
 use crate::aws::lazy::{LazySdk, Source};
-use crate::worker::guard::{BreakerState, DestinationStore, Lease, StoreFuture};
+use crate::worker::guard::{BreakerState, DestinationStore, Lease, StoreFuture, pace};
 
 const BREAKER: &str = "breaker#";
 const PACE: &str = "pace#";
@@ -64,36 +64,24 @@ impl DynamoDestinations {
         }
     }
 
-    async fn breaker(&self, destination: &str) -> Result<BreakerState, String> {
-        let item = self
+    /// The item of `destination` under `prefix`, read consistently.
+    async fn item(
+        &self,
+        prefix: &str,
+        destination: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, String> {
+        Ok(self
             .client
             .get()
             .await
             .get_item()
             .table_name(&self.table)
-            .key("id", key(BREAKER, destination))
+            .key("id", key(prefix, destination))
             .consistent_read(true)
             .send()
             .await
             .map_err(error)?
-            .item;
-        Ok(item.as_ref().map(breaker_state).unwrap_or_default())
-    }
-
-    async fn next_slot(&self, destination: &str) -> Result<Option<u64>, String> {
-        let item = self
-            .client
-            .get()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .key("id", key(PACE, destination))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(error)?
-            .item;
-        Ok(item.map(|i| number_of(&i, "next")))
+            .item)
     }
 }
 
@@ -214,7 +202,10 @@ impl DestinationStore for DynamoDestinations {
                     .as_ref()
                     .map(breaker_state)
                     .unwrap_or_default())),
-                Err(e) if condition_failed(&e) => Ok(Err(self.breaker(destination).await?)),
+                Err(e) if condition_failed(&e) => {
+                    let item = self.item(BREAKER, destination).await?;
+                    Ok(Err(item.as_ref().map(breaker_state).unwrap_or_default()))
+                }
                 Err(e) => Err(error(e)),
             }
         })
@@ -231,12 +222,20 @@ impl DestinationStore for DynamoDestinations {
         Box::pin(async move {
             for _ in 0..LEASE_TRIES {
                 // Read, then move the timeline on only if nobody moved it in between.
-                let seen = self.next_slot(destination).await?;
-                let start = seen.unwrap_or(0).max(now_us);
-                if start > latest_start_us {
-                    return Ok(Lease::Later { at_us: start });
-                }
-                let next = start + u64::from(count) * interval_us;
+                let seen = self
+                    .item(PACE, destination)
+                    .await?
+                    .map(|i| number_of(&i, "next"));
+                let (lease, next) = pace::lease_at(
+                    seen.unwrap_or(0),
+                    now_us,
+                    count,
+                    interval_us,
+                    latest_start_us,
+                );
+                let Some(next) = next else {
+                    return Ok(lease);
+                };
                 let mut update = self
                     .client
                     .get()
@@ -255,7 +254,7 @@ impl DestinationStore for DynamoDestinations {
                     None => update.condition_expression("attribute_not_exists(id)"),
                 };
                 match update.send().await {
-                    Ok(_) => return Ok(Lease::Granted { start_us: start }),
+                    Ok(_) => return Ok(lease),
                     Err(e) if condition_failed(&e) => continue,
                     Err(e) => return Err(error(e)),
                 }

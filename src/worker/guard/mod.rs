@@ -132,12 +132,10 @@ impl DestinationStore for LocalStore {
         latest_start_us: u64,
     ) -> StoreFuture<'a, Lease> {
         let lease = self.with(destination, |(_, next_free_us)| {
-            let start = (*next_free_us).max(now_us);
-            if start > latest_start_us {
-                return Lease::Later { at_us: start };
-            }
-            *next_free_us = start + u64::from(count) * interval_us;
-            Lease::Granted { start_us: start }
+            let (lease, next) =
+                pace::lease_at(*next_free_us, now_us, count, interval_us, latest_start_us);
+            *next_free_us = next.unwrap_or(*next_free_us);
+            lease
         });
         Box::pin(async move { Ok(lease) })
     }

@@ -24,6 +24,23 @@ pub enum Lease {
     Later { at_us: u64 },
 }
 
+/// The lease a store grants when its next free slot is `next_free_us`: the lease, and the
+/// next free slot after it (None: unchanged). One rule for every store.
+pub fn lease_at(
+    next_free_us: u64,
+    now_us: u64,
+    count: u32,
+    interval_us: u64,
+    latest_start_us: u64,
+) -> (Lease, Option<u64>) {
+    let start = next_free_us.max(now_us);
+    if start > latest_start_us {
+        return (Lease::Later { at_us: start }, None);
+    }
+    let next = start + u64::from(count) * interval_us;
+    (Lease::Granted { start_us: start }, Some(next))
+}
+
 /// Slots leased by this instance for one destination.
 #[derive(Debug, Default)]
 struct Slots {
