@@ -32,7 +32,7 @@ def create(endpoint, name, fifo):
         Attributes={
             **attrs,
             "MaximumMessageSize": "1048576",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "1000"}),
         },
     )["QueueUrl"]
     print(url)
