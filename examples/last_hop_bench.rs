@@ -4,7 +4,7 @@
 //!
 //! 1. log bytes per delivered event (worker) and per accepted event (ingest);
 //! 2. DynamoDB writes per forwarded event: the ledger, the breaker on the happy path, and
-//!    the rate limit with `maxPerSecond` (two workers sharing it);
+//!    the rate limit with `maxPerSecond` 8 (two workers sharing it);
 //! 3. peak resident memory of a worker forwarding ten ~6 MiB claim-check events to three
 //!    rules.
 //!
@@ -168,7 +168,7 @@ async fn main() {
         .collect();
     queue_all(&url, &messages).await;
     let rules = format!(
-        r#"[{{"name":"paced","events":["*"],"url":"{}","maxPerSecond":50}}]"#,
+        r#"[{{"name":"paced","events":["*"],"url":"{}","maxPerSecond":8}}]"#,
         dest.url
     );
     let settings = env(&[
@@ -191,7 +191,7 @@ async fn main() {
         w.stop().await;
     }
     println!(
-        "two workers, maxPerSecond 50, {events} events in {:.1} s ({:.1}/s):",
+        "two workers, maxPerSecond 8, {events} events in {:.1} s ({:.1}/s):",
         took.as_secs_f64(),
         events as f64 / took.as_secs_f64()
     );

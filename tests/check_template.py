@@ -211,6 +211,13 @@ def check_stored_secrets_with_email():
                f"{name} pages the e-mail topic")
     expect(res["AlarmTopic"]["Properties"]["Subscription"][0]["Endpoint"] == "ops@example.com",
            "the e-mail is subscribed")
+    # CloudWatch cannot publish to a topic under the AWS-managed SNS key.
+    expect(res["AlarmTopic"]["Properties"].get("KmsMasterKeyId") == {"Ref": "AlarmTopicKey"},
+           f"the topic uses the stack's key: {res['AlarmTopic']['Properties'].get('KmsMasterKeyId')}")
+    key = res["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+    cloudwatch = [st for st in key if st.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com"]
+    expect(len(cloudwatch) == 1 and set(cloudwatch[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"},
+           f"CloudWatch may use the key: {key}")
     expect("Dashboard" in res, "a dashboard")
     body = res["Dashboard"]["Properties"]["DashboardBody"]
     expect(isinstance(body, dict) and "Fn::Sub" in body, "the dashboard body is substituted")
@@ -293,6 +300,10 @@ def check_rules_refuse_missing_or_double_sources():
     ]:
         template, r = translate(params)
         expect(all(rule_holds(template, r, rule) for rule in template["Rules"]), f"every rule holds for {params}")
+    template, r = translate({**GIVEN, "AlarmEmail": "ops@example.com", "AlarmTopicEncryption": "none"})
+    res = r.resources()
+    expect("AlarmTopicKey" not in res and "KmsMasterKeyId" not in res["AlarmTopic"]["Properties"],
+           "AlarmTopicEncryption=none: an unencrypted topic, no key")
     template, r = translate({"AllowUnsigned": "true", "WebhookUrlToken": "t" * 20, "ForwardRules": "[]"})
     expect(rule_holds(template, r, "WebhookSecretGiven"), "unsigned deliveries need no secret")
     res = r.resources()
