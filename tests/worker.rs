@@ -485,3 +485,18 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
     let (_, event) = batch("c");
     assert_eq!(failed(&w.handle(event).await.unwrap()), ["c"]);
 }
+
+#[tokio::test]
+async fn a_deadline_shorter_than_the_margin_still_leaves_time_to_work() {
+    let dest = Destination::ok().await;
+    // The margin is 5 s by default; this invocation has 2 s in all.
+    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, dest.url)).await;
+    let m = one("person.created", "p1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let response = w
+        .handle_until(sqs_event(&[("m1", &m.body, None)], false), Some(deadline))
+        .await
+        .unwrap();
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert_eq!(dest.requests().len(), 1);
+}

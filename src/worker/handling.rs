@@ -119,9 +119,15 @@ impl<L: Ledger> Worker<L> {
             items.push(item(message_id, record));
         }
         let total = items.len();
+        // The margin, but never more than half of what the invocation has: a function
+        // whose timeout is shorter than the margin still gets to work.
+        let margin = deadline.map_or(self.margin, |d| {
+            self.margin
+                .min(d.saturating_duration_since(Instant::now()) / 2)
+        });
         let bounds = Bounds {
-            start_by: deadline.map(|d| d.checked_sub(self.margin).unwrap_or(d)),
-            stop_at: deadline.map(|d| d.checked_sub(self.margin / 2).unwrap_or(d)),
+            start_by: deadline.map(|d| d.checked_sub(margin).unwrap_or(d)),
+            stop_at: deadline.map(|d| d.checked_sub(margin / 2).unwrap_or(d)),
         };
         let tally = Arc::new(Tally::default());
         let failed = batch::run(
@@ -144,11 +150,9 @@ impl<L: Ledger> Worker<L> {
                 .collect();
             let set = visibility.delay_many(arn.as_deref(), &delays);
             let set = match deadline {
-                Some(d) => {
-                    tokio::time::timeout_at(d.checked_sub(self.margin / 5).unwrap_or(d), set)
-                        .await
-                        .ok()
-                }
+                Some(d) => tokio::time::timeout_at(d.checked_sub(margin / 5).unwrap_or(d), set)
+                    .await
+                    .ok(),
                 None => Some(set.await),
             };
             match set {
