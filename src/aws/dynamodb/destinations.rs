@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{condition_failed, now, number, number_of};
@@ -64,6 +65,17 @@ impl DynamoDestinations {
         }
     }
 
+    /// An update of `destination`'s item under `prefix`, its expiry pushed on.
+    async fn update(&self, prefix: &str, destination: &str) -> UpdateItemFluentBuilder {
+        self.client
+            .get()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("id", key(prefix, destination))
+            .expression_attribute_values(":expiration", expiration())
+    }
+
     /// The item of `destination` under `prefix`, read consistently.
     async fn item(
         &self,
@@ -89,15 +101,10 @@ impl DestinationStore for DynamoDestinations {
     fn add_failure<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, BreakerState> {
         Box::pin(async move {
             let out = self
-                .client
-                .get()
+                .update(BREAKER, destination)
                 .await
-                .update_item()
-                .table_name(&self.table)
-                .key("id", key(BREAKER, destination))
                 .update_expression("ADD failures :one SET expiration = :expiration")
                 .expression_attribute_values(":one", number(1))
-                .expression_attribute_values(":expiration", expiration())
                 .return_values(ReturnValue::AllNew)
                 .send()
                 .await
@@ -124,12 +131,8 @@ impl DestinationStore for DynamoDestinations {
                 "openUntil = :expected"
             };
             let out = self
-                .client
-                .get()
+                .update(BREAKER, destination)
                 .await
-                .update_item()
-                .table_name(&self.table)
-                .key("id", key(BREAKER, destination))
                 .update_expression(
                     "SET openUntil = :until, period = :period, probeUntil = :zero, \
                      expiration = :expiration",
@@ -139,7 +142,6 @@ impl DestinationStore for DynamoDestinations {
                 .expression_attribute_values(":until", number(open_until_ms.into()))
                 .expression_attribute_values(":period", number(period_ms.into()))
                 .expression_attribute_values(":zero", number(0))
-                .expression_attribute_values(":expiration", expiration())
                 .send()
                 .await;
             match out {
@@ -152,18 +154,13 @@ impl DestinationStore for DynamoDestinations {
 
     fn reset<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.client
-                .get()
+            self.update(BREAKER, destination)
                 .await
-                .update_item()
-                .table_name(&self.table)
-                .key("id", key(BREAKER, destination))
                 .update_expression(
                     "SET failures = :zero, openUntil = :zero, period = :zero, probeUntil = :zero, \
                      expiration = :expiration",
                 )
                 .expression_attribute_values(":zero", number(0))
-                .expression_attribute_values(":expiration", expiration())
                 .send()
                 .await
                 .map(drop)
@@ -179,12 +176,8 @@ impl DestinationStore for DynamoDestinations {
     ) -> StoreFuture<'a, Result<BreakerState, BreakerState>> {
         Box::pin(async move {
             let out = self
-                .client
-                .get()
+                .update(BREAKER, destination)
                 .await
-                .update_item()
-                .table_name(&self.table)
-                .key("id", key(BREAKER, destination))
                 .update_expression("SET probeUntil = :until, expiration = :expiration")
                 .condition_expression(
                     "(attribute_not_exists(openUntil) OR openUntil <= :now) \
@@ -192,7 +185,6 @@ impl DestinationStore for DynamoDestinations {
                 )
                 .expression_attribute_values(":now", number(now_ms.into()))
                 .expression_attribute_values(":until", number(until_ms.into()))
-                .expression_attribute_values(":expiration", expiration())
                 .return_values(ReturnValue::AllNew)
                 .send()
                 .await;
@@ -237,16 +229,11 @@ impl DestinationStore for DynamoDestinations {
                     return Ok(lease);
                 };
                 let mut update = self
-                    .client
-                    .get()
+                    .update(PACE, destination)
                     .await
-                    .update_item()
-                    .table_name(&self.table)
-                    .key("id", key(PACE, destination))
                     .update_expression("SET #next = :next, expiration = :expiration")
                     .expression_attribute_names("#next", "next")
-                    .expression_attribute_values(":next", number(next.into()))
-                    .expression_attribute_values(":expiration", expiration());
+                    .expression_attribute_values(":next", number(next.into()));
                 update = match seen {
                     Some(seen) => update
                         .condition_expression("#next = :seen")
