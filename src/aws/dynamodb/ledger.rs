@@ -12,6 +12,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{condition_failed, now, number, number_of};
@@ -198,18 +199,13 @@ impl Ledger for DynamoLedger {
              OR (#status = :in_progress AND in_progress_expiration < :now_ms) \
              OR (#status = :dead AND deadMessage <> :message)";
         let update = self
-            .client
-            .get()
+            .update_status(key)
             .await
-            .update_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(key.to_owned()))
             .update_expression(
                 "SET #status = :in_progress, expiration = :expiration, \
                  in_progress_expiration = :until",
             )
             .condition_expression(condition)
-            .expression_attribute_names("#status", "status")
             .expression_attribute_values(":expiration", number((now + KEEP).as_secs().into()))
             .expression_attribute_values(":until", number((now + self.in_progress).as_millis()))
             .expression_attribute_values(":now", number(now.as_secs().into()))
@@ -262,18 +258,13 @@ impl Ledger for DynamoLedger {
 
     async fn failed(&self, key: &str) -> Result<Option<u32>, String> {
         let updated = self
-            .client
-            .get()
+            .update_status(key)
             .await
-            .update_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(key.to_owned()))
             .update_expression(
                 "SET #status = :failed, attempts = if_not_exists(attempts, :zero) + :one \
                  REMOVE in_progress_expiration",
             )
             .condition_expression("#status = :in_progress")
-            .expression_attribute_names("#status", "status")
             .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
             .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
             .expression_attribute_values(":zero", number(0))
@@ -294,16 +285,22 @@ impl Ledger for DynamoLedger {
 }
 
 impl DynamoLedger {
-    /// Sets `key`'s status; `message`: the SQS message it was dead-lettered with.
-    async fn mark(&self, key: &str, status: &str, message: Option<&str>) -> Result<(), String> {
-        let update = self
-            .client
+    /// An update of `key`'s item, `#status` naming its status.
+    async fn update_status(&self, key: &str) -> UpdateItemFluentBuilder {
+        self.client
             .get()
             .await
             .update_item()
             .table_name(&self.table)
             .key("id", AttributeValue::S(key.to_owned()))
             .expression_attribute_names("#status", "status")
+    }
+
+    /// Sets `key`'s status; `message`: the SQS message it was dead-lettered with.
+    async fn mark(&self, key: &str, status: &str, message: Option<&str>) -> Result<(), String> {
+        let update = self
+            .update_status(key)
+            .await
             .expression_attribute_values(":status", AttributeValue::S(status.into()))
             .expression_attribute_values(":expiration", number((now() + KEEP).as_secs().into()));
         let update = match message {
