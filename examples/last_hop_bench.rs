@@ -24,7 +24,7 @@ use support::lambda_api::LambdaApi;
 use tokio::io::AsyncReadExt;
 use twenty_webhook::aws::PayloadStore;
 use twenty_webhook::delivery::Transport;
-use twenty_webhook::envelope::{self, Destination as Target, Message, Receipt};
+use twenty_webhook::envelope::{Destination as Target, Message};
 
 const WORKER: &str = "target/release/twenty-worker";
 const INGEST: &str = "target/release/twenty-webhook";
@@ -38,20 +38,11 @@ fn message(record: &str, bucket: Option<&str>, padding: usize) -> Message {
         r#"{{"eventName":"person.updated","workspaceId":"ws","record":{{"id":"{record}","updatedAt":"2026-11-29T10:00:00.000Z","name":{{"firstName":"Zoë","lastName":"Martin"}},"emails":{{"primaryEmail":"zoe@example.com"}},"notes":"{}"}},"updatedFields":["emails"]}}"#,
         "x".repeat(padding)
     );
-    let payload = twenty_webhook::twenty::event::parse(&body).unwrap();
-    let id = envelope::body_sha256(body.as_bytes());
-    let receipt = Receipt {
-        body_sha256: &id,
-        received_at: "2026-11-29T10:00:00.000Z",
-        signature_verified: true,
-    };
     let target = Target {
         fifo: false,
         payload_bucket: bucket,
     };
-    envelope::messages(&payload, receipt, target)
-        .unwrap()
-        .remove(0)
+    support::ingest_messages(&body, target).remove(0)
 }
 
 async fn queue_all(url: &str, messages: &[Message]) {

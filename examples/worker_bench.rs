@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use support::destination::{Answer, Destination};
-use twenty_webhook::envelope::{self, Message, Receipt};
+use twenty_webhook::envelope::Message;
 use twenty_webhook::worker::NoLedger;
 use twenty_webhook::worker::forward::parse_rules;
 use twenty_webhook::worker::forwarder::Forwarder;
@@ -26,16 +26,7 @@ const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn message(i: usize) -> Message {
     let body = support::person_created(&format!("bench-{i}"));
-    let payload = twenty_webhook::twenty::event::parse(&body).unwrap();
-    let id = envelope::body_sha256(body.as_bytes());
-    let receipt = Receipt {
-        body_sha256: &id,
-        received_at: "2026-11-27T00:00:00.000Z",
-        signature_verified: true,
-    };
-    envelope::messages(&payload, receipt, Default::default())
-        .unwrap()
-        .remove(0)
+    support::ingest_messages(&body, Default::default()).remove(0)
 }
 
 fn sqs_event(messages: &[Message]) -> SqsEvent {

@@ -17,7 +17,7 @@ use aws_sdk_sqs::types::{
 use support::destination::{Answer, Destination, Received};
 use support::event_source::{Source, WorkerProcess};
 use support::*;
-use twenty_webhook::envelope::{self, Destination as Target, Message, Receipt};
+use twenty_webhook::envelope::{Destination as Target, Message};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_twenty-worker");
 
@@ -30,20 +30,11 @@ fn envelope_of(event: &str, record_id: &str, n: usize, fifo: bool) -> Message {
         n / 1000 % 60,
         n % 1000
     );
-    let payload = twenty_webhook::twenty::event::parse(&body).unwrap();
-    let id = envelope::body_sha256(body.as_bytes());
-    let receipt = Receipt {
-        body_sha256: &id,
-        received_at: "2026-11-29T10:00:00.000Z",
-        signature_verified: true,
-    };
     let target = Target {
         fifo,
         payload_bucket: None,
     };
-    envelope::messages(&payload, receipt, target)
-        .unwrap()
-        .remove(0)
+    ingest_messages(&body, target).remove(0)
 }
 
 /// A queue and its dead-letter queue (redrive after `backstop` receives).
@@ -113,6 +104,31 @@ async fn send_all(url: &str, messages: &[Message]) {
             .unwrap();
         assert!(out.failed.is_empty());
     }
+}
+
+/// The event source of the queue at `url`, for a function timing out after `timeout_s`.
+fn source(url: &str, timeout_s: u64) -> Source {
+    Source {
+        queue_url: url.to_owned(),
+        timeout: Duration::from_secs(timeout_s),
+    }
+}
+
+/// Two worker processes sharing the queue, as two Lambda instances would.
+async fn two_workers(source: &Source, env: &[(&'static str, String)]) -> [WorkerProcess; 2] {
+    [
+        WorkerProcess::start(WORKER, source, env).await,
+        WorkerProcess::start(WORKER, source, env).await,
+    ]
+}
+
+/// Stops the workers; what they wrote.
+async fn stop_all(workers: impl IntoIterator<Item = WorkerProcess>) -> String {
+    let mut output = String::new();
+    for w in workers {
+        output.push_str(&w.stop().await);
+    }
+    output
 }
 
 /// Messages in a queue now, received and deleted.
@@ -234,25 +250,16 @@ async fn a_destination_down_for_25_s_loses_nothing_and_is_not_hammered() {
         .collect();
     send_all(&url, &messages).await;
     let rules = format!(r#"[{{"name":"n8n","events":["*"],"url":"{}"}}]"#, dest.url);
-    let source = Source {
-        queue_url: url.clone(),
-        timeout: Duration::from_secs(10),
-    };
+    let source = source(&url, 10);
     let env = settings(rules, &dlq, Some(&table), &[]);
-    let workers = [
-        WorkerProcess::start(WORKER, &source, &env).await,
-        WorkerProcess::start(WORKER, &source, &env).await,
-    ];
+    let workers = two_workers(&source, &env).await;
     let after_up = |r: &Received| r.at >= up_at;
     let all = until(&dest, Duration::from_secs(90), |got| {
         taken(got, after_up).len() == 120
     })
     .await;
     let requests = dest.requests();
-    let mut output = String::new();
-    for w in workers {
-        output.push_str(&w.stop().await);
-    }
+    let output = stop_all(workers).await;
     assert!(
         all,
         "{} of 120 delivered\n{output}",
@@ -294,10 +301,7 @@ async fn a_destination_that_never_recovers_is_dead_lettered_after_the_horizon_wi
         r#"[{{"name":"never","events":["*"],"url":"{}"}}]"#,
         dest.url
     );
-    let source = Source {
-        queue_url: url.clone(),
-        timeout: Duration::from_secs(10),
-    };
+    let source = source(&url, 10);
     let env = settings(
         rules,
         &dlq,
@@ -379,10 +383,7 @@ async fn poison_an_unknown_version_and_a_400_are_dead_lettered_at_once_a_429_wai
         r#"[{{"name":"crm","events":["company.*"],"url":"{}"}},{{"name":"zap","events":["person.*"],"url":"{}"}}]"#,
         refuses.url, limited.url
     );
-    let source = Source {
-        queue_url: url.clone(),
-        timeout: Duration::from_secs(10),
-    };
+    let source = source(&url, 10);
     let worker = WorkerProcess::start(WORKER, &source, &settings(rules, &dlq, None, &[])).await;
     let moved = take_all(&dlq, 3, Duration::from_secs(20)).await;
     let within = started.elapsed();
@@ -441,25 +442,16 @@ async fn max_per_second_is_shared_by_two_workers() {
         r#"[{{"name":"paced","events":["*"],"url":"{}","maxPerSecond":8}}]"#,
         dest.url
     );
-    let source = Source {
-        queue_url: url.clone(),
-        timeout: Duration::from_secs(10),
-    };
+    let source = source(&url, 10);
     let env = settings(rules, &dlq, Some(&table), &[]);
     let started = Instant::now();
-    let workers = [
-        WorkerProcess::start(WORKER, &source, &env).await,
-        WorkerProcess::start(WORKER, &source, &env).await,
-    ];
+    let workers = two_workers(&source, &env).await;
     let all = until(&dest, Duration::from_secs(60), |got| {
         taken(got, |_| true).len() == 120
     })
     .await;
     let took = started.elapsed();
-    let mut output = String::new();
-    for w in workers {
-        output.push_str(&w.stop().await);
-    }
+    let output = stop_all(workers).await;
     assert!(all, "{output}");
     let mut at: Vec<Instant> = dest.requests().iter().map(|r| r.at).collect();
     at.sort();
@@ -494,10 +486,7 @@ async fn a_destination_that_hangs_past_the_deadline_gets_every_message_failed_in
         r#"[{{"name":"slow","events":["*"],"url":"{}","timeoutMs":60000}}]"#,
         dest.url
     );
-    let source = Source {
-        queue_url: url.clone(),
-        timeout: Duration::from_secs(6),
-    };
+    let source = source(&url, 6);
     let worker = WorkerProcess::start(WORKER, &source, &settings(rules, &dlq, None, &[])).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while worker.invocations.lock().unwrap().is_empty() && Instant::now() < deadline {
@@ -543,24 +532,15 @@ async fn fifo_order_is_kept_through_the_breaker_and_the_limit() {
         r#"[{{"name":"ordered","events":["*"],"url":"{}","maxPerSecond":5}}]"#,
         dest.url
     );
-    let source = Source {
-        queue_url: url.clone(),
-        timeout: Duration::from_secs(10),
-    };
+    let source = source(&url, 10);
     let env = settings(rules, &dlq, Some(&table), &[("BREAKER_FAILURES", "2")]);
-    let workers = [
-        WorkerProcess::start(WORKER, &source, &env).await,
-        WorkerProcess::start(WORKER, &source, &env).await,
-    ];
+    let workers = two_workers(&source, &env).await;
     let ok = |r: &Received| r.at >= up_at;
     let all = until(&dest, Duration::from_secs(60), |got| {
         taken(got, ok).len() == 20
     })
     .await;
-    let mut output = String::new();
-    for w in workers {
-        output.push_str(&w.stop().await);
-    }
+    let output = stop_all(workers).await;
     assert!(all, "{output}");
     for record in 0..5 {
         let id = format!(r#""id":"f{record}""#);
@@ -649,10 +629,7 @@ async fn redrive_by_destination_and_by_reason_keeps_bodies_and_fifo_ids() {
         r#"[{{"name":"crm","events":["company.*"],"url":"{}"}}]"#,
         crm.url
     );
-    let source = Source {
-        queue_url: url.clone(),
-        timeout: Duration::from_secs(10),
-    };
+    let source = source(&url, 10);
     let worker =
         WorkerProcess::start(WORKER, &source, &settings(rules, &dlq, Some(&table), &[])).await;
     let moved = peek(&dlq, 2).await;

@@ -12,25 +12,13 @@ use aws_lambda_events::event::sqs::SqsBatchResponse;
 use support::destination::{Answer, Destination};
 use support::*;
 use twenty_webhook::aws::{DynamoLedger, PayloadStore, SqsVisibility};
-use twenty_webhook::envelope::{self, Destination as Target, Message, Receipt};
+use twenty_webhook::envelope::{Destination as Target, Message};
 use twenty_webhook::worker::forward::parse_rules;
 use twenty_webhook::worker::forwarder::Forwarder;
 use twenty_webhook::worker::handling::Worker;
 use twenty_webhook::worker::{Ledger, NoLedger};
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// The queued messages for one Twenty delivery, as the ingest function makes them.
-fn queued(body: &str, target: Target<'_>) -> Vec<Message> {
-    let payload = twenty_webhook::twenty::event::parse(body).unwrap();
-    let id = envelope::body_sha256(body.as_bytes());
-    let receipt = Receipt {
-        body_sha256: &id,
-        received_at: "2026-11-27T00:00:00.000Z",
-        signature_verified: true,
-    };
-    envelope::messages(&payload, receipt, target).unwrap()
-}
 
 fn twenty(event: &str, record_id: &str) -> String {
     format!(
@@ -39,7 +27,7 @@ fn twenty(event: &str, record_id: &str) -> String {
 }
 
 fn one(event: &str, record_id: &str) -> Message {
-    queued(&twenty(event, record_id), Target::default()).remove(0)
+    ingest_messages(&twenty(event, record_id), Target::default()).remove(0)
 }
 
 fn failed(response: &SqsBatchResponse) -> Vec<String> {
@@ -223,10 +211,12 @@ async fn a_fifo_group_stops_at_its_failure_while_another_goes_on() {
         fifo: true,
         payload_bucket: None,
     };
-    let a0 = queued(&twenty("person.created", "a-0"), fifo).remove(0);
-    let a1 = queued(&twenty("person.updated", "a-0").replace("Zoë", "Zoé"), fifo).remove(0);
-    let b0 = queued(&twenty("person.created", "b-0"), fifo).remove(0);
-    let b1 = queued(&twenty("person.updated", "b-0").replace("Zoë", "Zoé"), fifo).remove(0);
+    let a0 = ingest_messages(&twenty("person.created", "a-0"), fifo).remove(0);
+    let a1 =
+        ingest_messages(&twenty("person.updated", "a-0").replace("Zoë", "Zoé"), fifo).remove(0);
+    let b0 = ingest_messages(&twenty("person.created", "b-0"), fifo).remove(0);
+    let b1 =
+        ingest_messages(&twenty("person.updated", "b-0").replace("Zoë", "Zoé"), fifo).remove(0);
     let group = |m: &Message| m.fifo.as_ref().unwrap().group_id.clone();
     let (ga, gb) = (group(&a0), group(&b0));
     let event = sqs_event(
@@ -264,7 +254,7 @@ async fn a_claim_check_is_forwarded_as_the_stored_envelope() {
         r#""name":{"firstName":"Zoë"}"#,
         &format!(r#""body":"{}""#, "Zoë écrit. ".repeat(100_000)),
     );
-    let m = queued(
+    let m = ingest_messages(
         &big,
         Target {
             fifo: false,

@@ -2,11 +2,12 @@
 //! sent on with reqwest, and its answer passed back. For the cost figures: how many
 //! DynamoDB writes of each kind the worker makes.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+
+use super::lambda_api::read_request;
 
 pub struct CountingProxy {
     pub url: String,
@@ -28,38 +29,7 @@ impl CountingProxy {
                 tokio::spawn(async move {
                     let (read, mut write) = stream.into_split();
                     let mut read = BufReader::new(read);
-                    loop {
-                        let mut line = String::new();
-                        if read.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let mut parts = line.split_whitespace();
-                        let (method, path) = (
-                            parts.next().unwrap_or("GET").to_owned(),
-                            parts.next().unwrap_or("/").to_owned(),
-                        );
-                        let mut headers = HashMap::new();
-                        loop {
-                            let mut h = String::new();
-                            if read.read_line(&mut h).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            let h = h.trim_end();
-                            if h.is_empty() {
-                                break;
-                            }
-                            if let Some((k, v)) = h.split_once(':') {
-                                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                            }
-                        }
-                        let length = headers
-                            .get("content-length")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
-                        let mut body = vec![0; length];
-                        if read.read_exact(&mut body).await.is_err() {
-                            return;
-                        }
+                    while let Some((method, path, headers, body)) = read_request(&mut read).await {
                         let target = headers.get("x-amz-target").cloned().unwrap_or(path.clone());
                         log.lock()
                             .unwrap()
@@ -69,7 +39,10 @@ impl CountingProxy {
                             format!("{upstream}{path}"),
                         );
                         for (k, v) in &headers {
-                            if !["host", "content-length", "connection"].contains(&k.as_str()) {
+                            // The body is sent on whole: its framing is reqwest's.
+                            let framing =
+                                ["host", "content-length", "connection", "transfer-encoding"];
+                            if !framing.contains(&k.as_str()) {
                                 request = request.header(k, v);
                             }
                         }

@@ -304,10 +304,12 @@ fn respond(status: u16, headers: &[(&str, &str)], body: &str) -> String {
     format!("{head}\r\n{body}")
 }
 
-type Request = (String, String, BTreeMap<String, String>, Vec<u8>);
+/// Method, path, headers (names lowercased), body.
+pub type Request = (String, String, BTreeMap<String, String>, Vec<u8>);
 
 /// One HTTP/1.1 request (Content-Length or chunked body), or None at the end of the stream.
-async fn read_request(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<Request> {
+/// The other local servers of the tests read theirs with it too.
+pub async fn read_request(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<Request> {
     let mut line = String::new();
     if read.read_line(&mut line).await.ok()? == 0 {
         return None;

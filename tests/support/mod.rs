@@ -260,6 +260,22 @@ pub fn envelope(m: &aws_sdk_sqs::types::Message) -> serde_json::Value {
 }
 
 /// A Twenty single-record payload, keys in the order Twenty writes them.
+/// The queued messages for one Twenty delivery `body`, as the ingest function makes them.
+pub fn ingest_messages(
+    body: &str,
+    target: twenty_webhook::envelope::Destination<'_>,
+) -> Vec<twenty_webhook::envelope::Message> {
+    use twenty_webhook::envelope::{self, Receipt};
+    let payload = twenty_webhook::twenty::event::parse(body).expect("a Twenty event");
+    let id = envelope::body_sha256(body.as_bytes());
+    let receipt = Receipt {
+        body_sha256: &id,
+        received_at: "2026-11-27T00:00:00.000Z",
+        signature_verified: true,
+    };
+    envelope::messages(&payload, receipt, target).expect("messages")
+}
+
 pub fn person_created(record_id: &str) -> String {
     format!(
         r#"{{"targetUrl":"https://example.com/hook","eventName":"person.created","objectMetadata":{{"id":"5f7e0c4e-1c56-4a4b-9a0e-2f6a4cb1a001","nameSingular":"person"}},"workspaceId":"20202020-1c25-4d02-bf25-6aeccf7ea419","webhookId":"8c2b6a4e-77a4-4b5e-9f0e-111111111111","eventDate":"2025-02-10T15:30:45.123Z","record":{{"id":"{record_id}","name":{{"firstName":"Zoë","lastName":"Ng"}},"emails":{{"primaryEmail":"zoe@example.com","additionalEmails":null}},"city":"Paris"}}}}"#
