@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use super::router::FailureKind;
+use crate::retry::Backoff;
 
 /// SQS holds a message invisible for 12 hours at most.
 const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
@@ -77,12 +78,12 @@ impl RetryPolicy {
     /// jitter factor from 0.8 to 1.2 (`unit` uniform in [0, 1)) so that failures that
     /// came together do not come back together.
     pub fn backoff(&self, attempts: u32, unit: f64) -> Duration {
-        let doublings = attempts.saturating_sub(1).min(30);
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << doublings.min(20))
-            .min(self.cap);
-        ceiling
+        let doubling = Backoff {
+            base: self.base,
+            cap: self.cap,
+        };
+        doubling
+            .ceiling(attempts.saturating_sub(1))
             .mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
             .min(self.cap)
     }
