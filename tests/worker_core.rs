@@ -331,6 +331,16 @@ fn the_change_key_is_the_same_for_a_delivered_and_a_reconciled_change() {
     );
     assert_ne!(delivered.change, later.change);
     assert!(reconciled.reconciled && !delivered.reconciled);
+    // The same instant written two ways is one change.
+    assert_eq!(
+        envelope(1, "", "2026-11-02T10:00:00Z").change,
+        envelope(
+            2,
+            r#","origin":"reconciliation""#,
+            "2026-11-02T10:00:00.000Z"
+        )
+        .change
+    );
 
     // A soft delete, then the hard delete of the same record (whose record still shows the
     // soft delete's time): two events, not one change.
@@ -348,6 +358,9 @@ fn the_change_key_is_the_same_for_a_delivered_and_a_reconciled_change() {
         Some("person:r-1@deleted:D")
     );
     assert_eq!(deletion("destroyed").change, None);
+    // A restore leaves `updatedAt` as it was: keyed on the change, it would be skipped as
+    // the update before it.
+    assert_eq!(deletion("restored").change, None);
 
     // A deletion whose record is the one before it (no `deletedAt`) is not taken for the
     // update that set that `updatedAt`.

@@ -78,7 +78,7 @@ pub fn change(
         &head.stamps,
     )
     .ok_or_else(no_change)?;
-    let at = head.stamps.changed_at().ok_or_else(no_change)?.to_owned();
+    let at = head.stamps.changed_at().ok_or_else(no_change)?;
     // The payload a webhook for this change would have carried, read by the same parser.
     // The row is spliced in as text: a `Value` would reorder its keys.
     let fields = serde_json::json!({

@@ -107,16 +107,17 @@ impl Event {
         if let Some(check) = wire.claim_check {
             return Ok(Queued::Claim(check));
         }
-        // A hard delete's record still shows the soft delete's `deletedAt`: keyed on the
-        // change, it would pass for that earlier event. Reconciliation never finds one, so
-        // it is keyed on its own id.
+        // A hard delete's record still shows the soft delete's `deletedAt`, and a restore
+        // does not move `updatedAt`: keyed on the change, either would pass for the event
+        // before it. Reconciliation finds neither, so they are keyed on their own id.
+        let action = change::Action::keyed(&wire.action);
         let change = wire
             .record
             .as_deref()
-            .filter(|_| wire.action != "destroyed")
+            .filter(|_| action.is_some())
             .and_then(|raw| serde_json::from_str::<Stamps>(raw.get()).ok())
             .and_then(|stamps| {
-                let deletion = wire.action == "deleted";
+                let deletion = action == Some(change::Action::Deleted);
                 change::key(
                     &wire.object_name,
                     wire.record_id.as_deref(),
