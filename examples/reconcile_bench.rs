@@ -116,8 +116,7 @@ async fn main() {
         let started = Instant::now();
         let reports = reconciler
             .run(&objects, Mode::Backfill(window), |_| {})
-            .await
-            .unwrap();
+            .await;
         let took = started.elapsed().as_secs_f64();
         let read: u64 = reports.iter().map(|r| r.read).sum();
         println!(

@@ -336,6 +336,12 @@ def check_reconciliation():
            f"a schedule: {rules}")
     alarms = [k for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"]
     expect("ReconcileErrorsAlarm" in alarms and len(alarms) == 10, f"ten alarms: {alarms}")
+    keeps_failing = res["ReconcileErrorsAlarm"]["Properties"]
+    expect((keeps_failing["EvaluationPeriods"], keeps_failing["DatapointsToAlarm"]) == (2, 2),
+           "the reconciliation alarm waits for failures in two periods running")
+    invoke = [v["Properties"] for v in res.values() if v["Type"] == "AWS::Lambda::EventInvokeConfig"]
+    expect(len(invoke) == 1 and invoke[0]["MaximumRetryAttempts"] == 0,
+           f"a failed scheduled run is not retried at once: {invoke}")
     for rule in template["Rules"]:
         expect(rule_holds(template, r, rule), f"rule {rule} holds with reconciliation")
     for broken in [{"TwentyApiUrl": ""}, {"Idempotency": "false"}, {"TwentyApiKeyParameter": ""}]:

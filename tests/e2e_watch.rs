@@ -479,4 +479,34 @@ async fn the_scheduled_reconciliation_under_watch() {
         .map(|m| envelope(m)["recordId"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, ["p9"], "{second}");
+
+    // An object the key may not read fails the invocation, naming it; the others are read.
+    twenty
+        .configure(serde_json::json!({"forbidden": ["companies"]}))
+        .await;
+    twenty
+        .upsert("opportunities", serde_json::json!({"id": "o1"}))
+        .await;
+    let third = invoke().await;
+    let error = third["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("objects failed: companies"),
+        "{third}\n{}",
+        watch.logs()
+    );
+    assert_eq!(drain(&sqs, &queue, Duration::from_secs(2)).await.len(), 1);
+
+    // Each run wrote its metrics: what it read, queued and skipped, and whether it failed.
+    let totals = emf_totals(&watch.logs());
+    let total = |name: &str| -> f64 {
+        totals
+            .iter()
+            .filter(|(k, _)| k.split('|').next() == Some(name))
+            .filter_map(|(_, v)| v.as_f64())
+            .sum()
+    };
+    assert_eq!(total("ReconcileQueued"), 5.0, "{totals:?}");
+    assert_eq!(total("ReconcileObjectsFailed"), 1.0, "{totals:?}");
+    assert_eq!(total("ReconcileRunFailed"), 1.0, "{totals:?}");
+    assert!(total("ReconcileRequests") >= 6.0, "{totals:?}");
 }

@@ -16,7 +16,7 @@ use twenty_webhook::aws::{DynamoLedger, SqsTransport};
 use twenty_webhook::envelope::Destination as Target;
 use twenty_webhook::ingest::config::AckMode;
 use twenty_webhook::reconcile::change::Context;
-use twenty_webhook::reconcile::cli::Table;
+use twenty_webhook::reconcile::setup::Table;
 use twenty_webhook::reconcile::window::{self, Window};
 use twenty_webhook::reconcile::{ApiKey, Mode, Object, ObjectReport, Reconciler, TwentyApi};
 use twenty_webhook::secrets::Rotating;
@@ -47,10 +47,7 @@ async fn reconcile(
     table: &Table,
     mode: Mode,
     deadline: tokio::time::Instant,
-) -> (
-    Result<Vec<ObjectReport>, twenty_webhook::reconcile::RunError>,
-    Vec<Object>,
-) {
+) -> (Vec<ObjectReport>, Vec<Object>) {
     let api = api(twenty);
     let objects: Vec<Object> = api
         .objects(deadline)
@@ -229,7 +226,6 @@ async fn every_change_reaches_the_destination_once_delivered_or_not() {
 
     let table = table(&name).await;
     let (reports, objects) = reconcile(&twenty, &h.url, &table, backfill(), far()).await;
-    let reports = reports.unwrap();
     let plural: Vec<&str> = objects.iter().map(|o| o.plural.as_str()).collect();
     assert_eq!(
         plural,
@@ -265,7 +261,7 @@ async fn every_change_reaches_the_destination_once_delivered_or_not() {
 
     // Reconciled again: everything is seen, nothing queued, nothing forwarded.
     let (again, _) = reconcile(&twenty, &h.url, &table, backfill(), far()).await;
-    assert!(again.unwrap().iter().all(|r| r.queued == 0));
+    assert!(again.iter().all(|r| r.queued == 0));
     assert_eq!(work_off(&w, &h.url).await, 0);
     assert_eq!(destination.requests().len(), 7);
 }
@@ -302,7 +298,6 @@ async fn a_run_stopped_half_way_loses_and_repeats_nothing() {
     twenty.configure(json!({"fail_after_lists": 2})).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
     let (first, _) = reconcile(&twenty, &queue, &table, scheduled(), deadline).await;
-    let first = first.unwrap();
     assert!(!first[0].complete);
     assert_eq!((first[0].read, first[0].queued), (4, 4));
     let Table::Dynamo(ledger) = &table else {
@@ -318,7 +313,6 @@ async fn a_run_stopped_half_way_loses_and_repeats_nothing() {
     // Twenty is back: the rerun starts at the watermark.
     twenty.configure(json!({"fail_after_lists": 0})).await;
     let (second, _) = reconcile(&twenty, &queue, &table, scheduled(), far()).await;
-    let second = second.unwrap();
     assert!(second[0].complete);
     assert!(second[0].read < 7, "it did not start over: {second:?}");
 
@@ -501,4 +495,180 @@ async fn a_killed_scheduled_run_is_taken_up_by_the_next() {
         taken.values().all(|n| *n == 1),
         "nothing repeated: {taken:?}"
     );
+}
+
+fn scheduled_now() -> Mode {
+    Mode::Scheduled {
+        now: SystemTime::now() + Duration::from_secs(1),
+        overlap: Duration::ZERO,
+        settle: Duration::ZERO,
+        first_lookback: Duration::from_secs(3600),
+    }
+}
+
+/// A row that cannot be queued (over SQS's 1 MiB with no bucket for claim checks) is
+/// skipped, named in the log by its record, and passed by the watermark: the rows around
+/// it are queued, and the next run does not stop at it again.
+#[tokio::test]
+async fn a_row_that_cannot_be_queued_is_skipped_and_the_watermark_passes_it() {
+    let twenty = FakeTwenty::start();
+    twenty.upsert("people", json!({"id": "p0"})).await;
+    let p1_at = twenty
+        .upsert("people", json!({"id": "p1", "note": "x".repeat(1_100_000)}))
+        .await["updatedAt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    twenty.upsert("people", json!({"id": "p2"})).await;
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let name = new_table().await;
+    let table = table(&name).await;
+    let (reports, _) = reconcile(&twenty, &queue, &table, scheduled_now(), far()).await;
+    let people = &reports[0];
+    assert_eq!(
+        (people.read, people.queued, people.skipped),
+        (3, 2, 1),
+        "{people:?}"
+    );
+    assert!(people.complete && people.failure.is_none(), "{people:?}");
+    let queued: Vec<String> = drain(&sqs, &queue, Duration::from_secs(1))
+        .await
+        .iter()
+        .map(|m| envelope(m)["recordId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(queued.len(), 2);
+    assert!(queued.contains(&"p0".into()) && queued.contains(&"p2".into()));
+
+    let Table::Dynamo(ledger) = &table else {
+        unreachable!()
+    };
+    let mark = ledger.watermark("people").await.unwrap().unwrap();
+    assert!(mark > p1_at, "{mark} passed {p1_at}");
+    // Past the first run's window end (a second ahead of it), one more change.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    twenty.upsert("people", json!({"id": "p3"})).await;
+    let (again, _) = reconcile(&twenty, &queue, &table, scheduled_now(), far()).await;
+    assert!(again[0].complete && again[0].failure.is_none(), "{again:?}");
+    assert_eq!(
+        (again[0].queued, again[0].skipped),
+        (1, 0),
+        "only the new change: {again:?}"
+    );
+}
+
+/// One object Twenty will not list for this key (403) is reported; the objects after it are
+/// still read, queued and their watermarks moved, and the command ends 1 naming it.
+#[tokio::test]
+async fn one_object_that_fails_leaves_the_others_read_and_the_command_names_it() {
+    let twenty = FakeTwenty::start();
+    twenty.upsert("people", json!({"id": "p0"})).await;
+    twenty.upsert("companies", json!({"id": "c0"})).await;
+    twenty.upsert("opportunities", json!({"id": "o0"})).await;
+    twenty.configure(json!({"forbidden": ["companies"]})).await;
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let name = new_table().await;
+    let out = command(&twenty.url, API_KEY, &queue)
+        .arg("--scheduled")
+        .env("IDEMPOTENCY_TABLE", &name)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", moto_endpoint())
+        .env("RECONCILE_OVERLAP_SECS", "0")
+        .env("RECONCILE_SETTLE_SECS", "0")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("objects failed: companies: Twenty refused TWENTY_API_KEY (403)"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("people read 1 queued 1"), "{stdout}");
+    assert!(
+        stdout.contains("companies read 0 queued 0 seen 0 skipped 0 (failed)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("opportunities read 1 queued 1"), "{stdout}");
+    assert_eq!(drain(&sqs, &queue, Duration::from_secs(1)).await.len(), 2);
+    let Table::Dynamo(ledger) = table(&name).await else {
+        unreachable!()
+    };
+    assert!(ledger.watermark("opportunities").await.unwrap().is_some());
+    assert!(ledger.watermark("companies").await.unwrap().is_none());
+}
+
+/// Twenty answering 429 to everything until the run's time is up: no progress, which is a
+/// failure (exit 3, saying so), not a quiet success.
+#[tokio::test]
+async fn a_run_twenty_throttles_throughout_is_no_progress() {
+    let twenty = FakeTwenty::start();
+    twenty.upsert("people", json!({"id": "p0"})).await;
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    // The object list is read; every request after it is throttled.
+    let api = api(&twenty);
+    let objects: Vec<Object> = api
+        .objects(far())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(o, _)| o.plural == "people")
+        .map(|(o, _)| o)
+        .collect();
+    twenty.configure(json!({"always": 429})).await;
+    let transport = SqsTransport::with_sdk_config(&sdk_config(moto_endpoint()).await, &queue);
+    let reconciler = Reconciler {
+        api: &api,
+        transport: &transport,
+        table: &twenty_webhook::reconcile::NoTable,
+        context: Context {
+            received_at: "2026-11-27T00:00:00.000Z",
+            workspace_id: None,
+            destination: Target::default(),
+        },
+        dry_run: false,
+        deadline: tokio::time::Instant::now() + Duration::from_secs(3),
+        page_limit: 1000,
+    };
+    let reports = reconciler.run(&objects, backfill(), |_| {}).await;
+    let verdict = twenty_webhook::reconcile::Verdict::of(&reports);
+    assert!(verdict.failed(), "{verdict:?}");
+    assert!(verdict.to_string().contains("no progress"), "{verdict}");
+    assert!(api.throttled() >= 1);
+
+    // The command says so and ends 3 (here its object list is throttled too).
+    let out = command(&twenty.url, API_KEY, &queue)
+        .args(["--since", &since()])
+        .env("RECONCILE_TIME_LIMIT_SECS", "3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("no progress"), "{stderr}");
+}
+
+/// A list request that hangs is cut at the run's deadline, not at 30 s: the command with a
+/// 2 s limit ends in a few seconds, as stopped with no progress.
+#[tokio::test]
+async fn no_request_outlasts_the_run() {
+    let twenty = FakeTwenty::start();
+    twenty.upsert("people", json!({"id": "p0"})).await;
+    twenty.configure(json!({"hang_lists_secs": 25})).await;
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let started = std::time::Instant::now();
+    let out = command(&twenty.url, API_KEY, &queue)
+        .args(["--since", &since(), "--objects", "people"])
+        .env("RECONCILE_TIME_LIMIT_SECS", "2")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("no progress"), "{stderr}");
+    // Far below the hang (25 s) and the request time-out (30 s).
+    assert!(took < Duration::from_secs(15), "{took:?}");
 }

@@ -55,6 +55,11 @@ impl Pending {
         }
     }
 
+    /// It failed for good: another try could not change the answer.
+    pub fn refused(&self) -> bool {
+        matches!(self.state, State::Final(Failure::Permanent(_)))
+    }
+
     /// SQS confirmed it (it is only still here if the send stopped before tidying up).
     pub fn confirmed(&self) -> bool {
         self.state == State::Queued

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
-use crate::envelope::{self, Destination, EnvelopeError, Message, Receipt};
+use crate::envelope::{self, Destination, Message, Receipt};
 use crate::twenty::change::{self, Stamps};
 use crate::twenty::event;
 
@@ -17,14 +17,19 @@ pub struct Object {
     pub metadata_id: Option<String>,
 }
 
+/// Why a row is not queued. Either way it is skipped: the run goes on past it.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ChangeError {
     #[error("a {object} row without an `id` or an `updatedAt`")]
     NoChange { object: String },
-    #[error(transparent)]
-    Envelope(#[from] EnvelopeError),
-    #[error("the {object} row could not be made an event: {why}")]
-    Unreadable { object: String, why: String },
+    /// Unreadable, or an event SQS cannot carry (too large with no bucket for claim
+    /// checks, text SQS refuses). Says which record, never what it holds.
+    #[error("{object} {record} cannot be queued: {why}")]
+    Unqueueable {
+        object: String,
+        record: String,
+        why: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -57,16 +62,19 @@ pub fn change(
     row: &RawValue,
     context: Context<'_>,
 ) -> Result<Change, ChangeError> {
-    let unreadable = |why: String| ChangeError::Unreadable {
+    let unqueueable = |record: Option<&str>, why: String| ChangeError::Unqueueable {
         object: object.singular.clone(),
+        record: record.unwrap_or("(no id)").to_owned(),
         why,
     };
-    let head: Head = serde_json::from_str(row.get()).map_err(|e| unreadable(e.to_string()))?;
+    let head: Head = serde_json::from_str(row.get())
+        .map_err(|e| unqueueable(None, format!("the row is unreadable: {e}")))?;
     let record_id = match &head.id {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
+    let unqueueable = |why: String| unqueueable(record_id.as_deref(), why);
     let no_change = || ChangeError::NoChange {
         object: object.singular.clone(),
     };
@@ -93,14 +101,16 @@ pub fn change(
         fields.strip_suffix('}').unwrap_or(&fields),
         row.get()
     );
-    let payload = event::parse(&payload_text).map_err(|e| unreadable(e.to_string()))?;
+    let payload =
+        event::parse(&payload_text).map_err(|e| unqueueable(format!("not an event: {e}")))?;
     let id = envelope::body_sha256(format!("reconciled\n{key}").as_bytes());
     let receipt = Receipt {
         body_sha256: &id,
         received_at: context.received_at,
         signature_verified: true,
     };
-    let message = envelope::reconciled(&payload, receipt, context.destination)?;
+    let message = envelope::reconciled(&payload, receipt, context.destination)
+        .map_err(|e| unqueueable(e.to_string()))?;
     Ok(Change { key, at, message })
 }
 
@@ -180,5 +190,24 @@ mod tests {
             change(&person(), &raw(r#"{"updatedAt":"T"}"#), context()),
             Err(ChangeError::NoChange { .. })
         ));
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_queued_names_its_record_never_its_content() {
+        let big = format!(
+            r#"{{"id":"r-big","note":"{}","updatedAt":"2026-11-02T00:00:00.000Z"}}"#,
+            "x".repeat(1_100_000)
+        );
+        let unsendable = "{\"id\":\"r-odd\",\"note\":\"secret\u{ffff}\",\"updatedAt\":\"T\"}";
+        for (row, record) in [(big.as_str(), "r-big"), (unsendable, "r-odd")] {
+            match change(&person(), &raw(row), context()) {
+                Err(e @ ChangeError::Unqueueable { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains(record), "{text}");
+                    assert!(!text.contains("xxxx") && !text.contains("secret"), "{text}");
+                }
+                other => panic!("{record}: {other:?}"),
+            }
+        }
     }
 }

@@ -1,165 +1,26 @@
 //! `twenty-reconcile`: a command for backfills, and, run by Lambda (on a schedule), the
-//! scheduled reconciliation. Settings come from the environment (`config`).
+//! scheduled reconciliation (`lambda`). Settings come from the environment (`config`); the
+//! arguments and the progress line are here.
 
-use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::json;
 use tokio::time::Instant;
 
-use super::change::{Context, Object};
 use super::config::ReconcileConfig;
-use super::run::{Mode, ObjectReport, Reconciler, SeenIndex, Watermarks};
-use super::twenty_api::{ApiError, ApiKey, TwentyApi};
+use super::report::Summary;
+use super::run::{Mode, ObjectReport, Verdict};
+use super::setup::Setup;
+use super::twenty_api::ApiError;
 use super::window::{self, Window};
-use crate::aws::{AwsSecretStore, DynamoLedger, LazySdk, PayloadStore, SqsTransport};
-use crate::envelope::Destination;
-use crate::secrets::Rotating;
 
 const USAGE: &str = "usage: twenty-reconcile --since <RFC 3339 time> [--until <time>] \
 [--objects people,companies] [--dry-run]
        twenty-reconcile --scheduled [--dry-run]   (from the watermarks, as the schedule runs)
 settings from the environment: TWENTY_API_URL, TWENTY_API_KEY (or _PARAMETER, _SECRET_ID),
-QUEUE_URL, IDEMPOTENCY_TABLE (skips changes the worker took; keeps the watermarks)";
-
-/// Lambda stops the function at its deadline; the run stops reading this much before.
-const LAMBDA_MARGIN: Duration = Duration::from_secs(10);
-/// Twenty clamps larger pages to its own cap.
-const PAGE_LIMIT: u32 = 1000;
-
-/// The table, if one is set: seen changes and watermarks.
-pub enum Table {
-    Dynamo(DynamoLedger),
-    None(super::run::NoTable),
-}
-
-impl SeenIndex for Table {
-    async fn seen_among(&self, changes: &[String]) -> Result<HashSet<String>, String> {
-        match self {
-            Self::Dynamo(t) => t.seen_among(changes).await,
-            Self::None(t) => t.seen_among(changes).await,
-        }
-    }
-}
-
-impl Watermarks for Table {
-    async fn watermark(&self, scope: &str) -> Result<Option<String>, String> {
-        match self {
-            Self::Dynamo(t) => t.watermark(scope).await,
-            Self::None(t) => t.watermark(scope).await,
-        }
-    }
-
-    async fn set_watermark(&self, scope: &str, at: &str) -> Result<(), String> {
-        match self {
-            Self::Dynamo(t) => t.set_watermark(scope, at).await,
-            Self::None(t) => t.set_watermark(scope, at).await,
-        }
-    }
-}
-
-/// What a run needs, made from the settings: no network call here.
-pub struct Setup {
-    pub config: ReconcileConfig,
-    pub api: TwentyApi,
-    pub transport: SqsTransport,
-    pub table: Table,
-}
-
-impl Setup {
-    pub async fn from_config(config: ReconcileConfig) -> Result<Self, String> {
-        let sdk = LazySdk::default();
-        let key = Rotating::from_source(
-            &config.api_key,
-            ApiKey::parse,
-            config.secret_refresh,
-            || Arc::new(AwsSecretStore::lazy(sdk.clone())),
-        )
-        .map_err(|why| format!("TWENTY_API_KEY: {why}"))?;
-        let api = TwentyApi::new(&config.api_url, key, config.requests_per_minute)?;
-        let mut transport = SqsTransport::connect(&config.queue_url).await;
-        if config.payload_bucket.is_some() {
-            transport = transport.with_payload_store(PayloadStore::lazy(sdk.clone()));
-        }
-        let table = match &config.table {
-            Some(name) => Table::Dynamo(DynamoLedger::lazy(sdk, name, Duration::from_secs(120))),
-            None => Table::None(super::run::NoTable),
-        };
-        Ok(Self {
-            config,
-            api,
-            transport,
-            table,
-        })
-    }
-
-    /// The objects to read: those named (each checked against the workspace's, before
-    /// anything is queued), or every active, non-system one.
-    pub async fn objects(
-        &self,
-        named: &[String],
-        deadline: Instant,
-    ) -> Result<Vec<Object>, ApiError> {
-        let all = self.api.objects(deadline).await?;
-        if named.is_empty() {
-            return Ok(all
-                .into_iter()
-                .filter(|(_, d)| *d)
-                .map(|(o, _)| o)
-                .collect());
-        }
-        named
-            .iter()
-            .map(|name| {
-                all.iter()
-                    .find(|(o, _)| &o.plural == name)
-                    .map(|(o, _)| o.clone())
-                    .ok_or_else(|| ApiError::UnknownObject(name.clone()))
-            })
-            .collect()
-    }
-
-    pub async fn run(
-        &self,
-        objects: &[Object],
-        mode: Mode,
-        dry_run: bool,
-        deadline: Instant,
-        progress: impl FnMut(&ObjectReport),
-    ) -> Result<Vec<ObjectReport>, super::RunError> {
-        let received_at = window::timestamp(SystemTime::now());
-        let reconciler = Reconciler {
-            api: &self.api,
-            transport: &self.transport,
-            table: &self.table,
-            context: Context {
-                received_at: &received_at,
-                workspace_id: self.config.workspace_id.as_deref(),
-                destination: Destination {
-                    fifo: self.config.fifo,
-                    payload_bucket: self.config.payload_bucket.as_deref(),
-                },
-            },
-            dry_run,
-            deadline,
-            page_limit: PAGE_LIMIT,
-        };
-        reconciler.run(objects, mode, progress).await
-    }
-
-    fn scheduled(&self) -> Mode {
-        Mode::Scheduled {
-            now: SystemTime::now(),
-            overlap: self.config.overlap,
-            settle: self.config.settle,
-            first_lookback: self.config.first_lookback,
-        }
-    }
-}
+QUEUE_URL, IDEMPOTENCY_TABLE (skips changes the worker took; keeps the watermarks),
+RECONCILE_TIME_LIMIT_SECS (how long a run may take)";
 
 /// `people [########------------] 40% 400/1000 read, 380 queued, 20 already seen`
 fn progress_line(r: &ObjectReport) -> String {
@@ -225,12 +86,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     })
 }
 
-/// The command. Exit codes: 0 done, 1 an error (the message says which setting, object or
-/// service), 2 bad arguments or settings, 3 stopped before the end (run it again).
+/// The command. Exit codes: 0 done; 1 an error (the message says which setting, object or
+/// service; the other objects were still read); 2 bad arguments or settings; 3 stopped
+/// before the end, or no progress at all (run it again).
 pub async fn main() -> ExitCode {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         // Boxed: the nested futures are too deep to lay out inline.
-        return match Box::pin(lambda()).await {
+        return match Box::pin(super::lambda::main()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("twenty-reconcile: {e}");
@@ -269,9 +131,13 @@ pub async fn main() -> ExitCode {
         }
     };
     let started = std::time::Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(7 * 86_400);
+    let deadline = Instant::now() + setup.config.time_limit;
     let objects = match setup.objects(&setup.config.objects, deadline).await {
         Ok(objects) => objects,
+        Err(e @ ApiError::OutOfTime { .. }) => {
+            eprintln!("twenty-reconcile: no progress: {e}; nothing was queued");
+            return ExitCode::from(3);
+        }
         Err(e) => {
             eprintln!("twenty-reconcile: {e}; nothing was queued");
             return ExitCode::FAILURE;
@@ -295,101 +161,32 @@ pub async fn main() -> ExitCode {
             let _ = err.flush();
         }
     };
-    let result = Box::pin(setup.run(&objects, mode, args.dry_run, deadline, progress)).await;
+    let reports = Box::pin(setup.run(&objects, mode, args.dry_run, deadline, progress)).await;
     if terminal {
         eprintln!();
     }
-    let summary = |reports: &[ObjectReport]| {
-        let per: Vec<String> = reports
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} read {} queued {} seen {} skipped {}{}",
-                    r.plural,
-                    r.read,
-                    r.queued,
-                    r.seen,
-                    r.skipped,
-                    if r.complete { "" } else { " (incomplete)" }
-                )
-            })
-            .collect();
-        let sum = |f: fn(&ObjectReport) -> u64| reports.iter().map(f).sum::<u64>();
-        format!(
-            "twenty-reconcile{}: {}; total read {} queued {} seen {}; {} API requests in {:.1} s",
-            if args.dry_run {
-                " (dry run: nothing queued)"
-            } else {
-                ""
-            },
-            per.join("; "),
-            sum(|r| r.read),
-            sum(|r| r.queued),
-            sum(|r| r.seen),
-            setup.api.requests(),
-            started.elapsed().as_secs_f64()
-        )
-    };
-    match result {
-        Ok(reports) => {
-            println!("{}", summary(&reports));
-            if reports.iter().all(|r| r.complete) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            }
-        }
-        Err(e) => {
-            eprintln!("twenty-reconcile: {e}");
+    let summary = Summary::new(&reports, setup.api.requests(), setup.api.throttled());
+    println!(
+        "twenty-reconcile{}: {} in {:.1} s",
+        if args.dry_run {
+            " (dry run: nothing queued)"
+        } else {
+            ""
+        },
+        summary.line(),
+        started.elapsed().as_secs_f64()
+    );
+    match &summary.verdict {
+        Verdict::Complete => ExitCode::SUCCESS,
+        Verdict::Failed(_) => {
+            eprintln!("twenty-reconcile: {}", summary.verdict);
             ExitCode::FAILURE
         }
+        Verdict::Stalled(_) | Verdict::Incomplete => {
+            eprintln!("twenty-reconcile: {}", summary.verdict);
+            ExitCode::from(3)
+        }
     }
-}
-
-/// The scheduled function: one run from the watermarks per invocation, stopping
-/// `LAMBDA_MARGIN` before the deadline. A wrong key, URL or object fails the invocation.
-async fn lambda() -> Result<(), Error> {
-    crate::logging::init();
-    let config = ReconcileConfig::from_env()?;
-    if config.table.is_none() {
-        return Err(
-            "IDEMPOTENCY_TABLE is not set: scheduled runs keep their watermarks there".into(),
-        );
-    }
-    let setup = Setup::from_config(config).await?;
-    let setup = &setup;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
-            // A deadline already past means none was given (cargo lambda watch sends a
-            // fixed, long-gone one): Lambda's longest timeout applies then.
-            let remaining = event
-                .context
-                .deadline()
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::from_secs(900));
-            let deadline = Instant::now() + remaining.saturating_sub(LAMBDA_MARGIN);
-            let objects = setup.objects(&setup.config.objects, deadline).await?;
-            let reports = setup
-                .run(&objects, setup.scheduled(), false, deadline, |_| {})
-                .await?;
-            let complete = reports.iter().all(|r| r.complete);
-            tracing::info!(
-                read = reports.iter().map(|r| r.read).sum::<u64>(),
-                queued = reports.iter().map(|r| r.queued).sum::<u64>(),
-                seen = reports.iter().map(|r| r.seen).sum::<u64>(),
-                complete,
-                "reconciled"
-            );
-            Ok::<_, Error>(json!({
-                "complete": complete,
-                "objects": reports.iter().map(|r| json!({
-                    "object": r.plural, "read": r.read, "queued": r.queued,
-                    "seen": r.seen, "skipped": r.skipped, "complete": r.complete
-                })).collect::<Vec<_>>(),
-            }))
-        },
-    ))
-    .await
 }
 
 #[cfg(test)]

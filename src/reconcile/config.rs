@@ -22,6 +22,9 @@ pub const LOOKBACK: &str = "RECONCILE_FIRST_LOOKBACK_SECS";
 pub const RATE: &str = "TWENTY_API_REQUESTS_PER_MINUTE";
 pub const WORKSPACE: &str = "TWENTY_WORKSPACE_ID";
 pub const PAYLOAD_BUCKET: &str = "PAYLOAD_BUCKET";
+pub const TIME_LIMIT: &str = "RECONCILE_TIME_LIMIT_SECS";
+/// A run with no limit of its own (a backfill from the command) may take this long.
+const NO_LIMIT: Duration = Duration::from_secs(7 * 86_400);
 
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
@@ -45,6 +48,9 @@ pub struct ReconcileConfig {
     pub requests_per_minute: u32,
     pub workspace_id: Option<String>,
     pub payload_bucket: Option<String>,
+    /// How long one run may take: a backfill has no limit by default, the scheduled
+    /// function stops before Lambda's deadline whatever this says.
+    pub time_limit: Duration,
 }
 
 impl ReconcileConfig {
@@ -87,6 +93,13 @@ impl ReconcileConfig {
             requests_per_minute: rate as u32,
             workspace_id: get(WORKSPACE),
             payload_bucket: get(PAYLOAD_BUCKET),
+            time_limit: Duration::from_secs(whole_number(
+                TIME_LIMIT,
+                get(TIME_LIMIT),
+                NO_LIMIT.as_secs(),
+                1..=NO_LIMIT.as_secs(),
+                "seconds",
+            )?),
         })
     }
 }
@@ -140,6 +153,7 @@ mod tests {
             (OBJECTS, "people;drop"),
             (RATE, "0"),
             (OVERLAP, "-1"),
+            (TIME_LIMIT, "0"),
         ] {
             let mut pairs = BASE.to_vec();
             pairs.retain(|(k, _)| *k != name);

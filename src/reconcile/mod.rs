@@ -9,16 +9,20 @@
 //!
 //! Plain code: `change` (a row as an envelope), `window` (which span a run reads), `run`
 //! (the pages, the skipping, the queuing, the watermarks; over traits for the table). The
-//! adapters: `twenty_api` (HTTP), `crate::aws` (SQS, DynamoDB), and `cli` (the command and
-//! the scheduled Lambda function).
+//! adapters: `twenty_api` (HTTP), `crate::aws` (SQS, DynamoDB); `setup` builds them from the
+//! settings, `report` sums a run up (a line and EMF metrics), and `cli` (the command) and
+//! `lambda` (the scheduled function) drive it.
 
 pub mod change;
 pub mod cli;
 pub mod config;
+mod lambda;
+pub mod report;
 pub mod run;
+pub mod setup;
 pub mod twenty_api;
 pub mod window;
 
 pub use change::Object;
-pub use run::{Mode, NoTable, ObjectReport, Reconciler, RunError};
+pub use run::{Mode, NoTable, ObjectReport, Reconciler, RunError, Verdict};
 pub use twenty_api::{ApiError, ApiKey, TwentyApi};

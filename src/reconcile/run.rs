@@ -3,8 +3,11 @@
 //! not yet seen by the worker are queued before the next page is read. A scheduled run
 //! keeps a watermark per object and pass, moved after each queued page and to the window's
 //! end once the pass is done, so a run that stops anywhere loses nothing.
+//!
+//! Nothing gets a run stuck: a row that cannot be queued is logged and skipped (the
+//! watermark passes it), and an object that fails is reported while the others go on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
@@ -100,24 +103,84 @@ pub struct ObjectReport {
     pub read: u64,
     /// Rows to read, as far as Twenty has said (its `totalCount` of each pass so far).
     pub expected: u64,
+    /// Pages read, both passes.
+    pub pages: u64,
     pub queued: u64,
     /// Changes the worker had taken already: not queued again.
     pub seen: u64,
-    /// Rows with no id or timestamp: cannot be a change (logged, not queued).
+    /// Rows that are no change (no id or timestamp) or cannot be queued (too large with
+    /// no bucket, text SQS refuses): logged with their record id, passed.
     pub skipped: u64,
     /// Every page of both passes was read and queued.
     pub complete: bool,
+    /// Why the object was given up, if it was (the run went on with the next).
+    pub failure: Option<String>,
+    /// Twenty was asked and kept failing (429, 5xx) until the deadline, and not one page
+    /// was read: the last answer.
+    pub stalled: Option<String>,
 }
 
+/// How a run ended, worst first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// These objects failed (`object: why`); the others were read.
+    Failed(Vec<String>),
+    /// No progress: these objects read no page before the deadline (`object: last answer`).
+    Stalled(Vec<String>),
+    /// Stopped at the deadline having made progress: the next run goes on.
+    Incomplete,
+    Complete,
+}
+
+impl Verdict {
+    pub fn of(reports: &[ObjectReport]) -> Self {
+        let named = |f: fn(&ObjectReport) -> Option<&String>| -> Vec<String> {
+            reports
+                .iter()
+                .filter_map(|r| f(r).map(|why| format!("{}: {why}", r.plural)))
+                .collect()
+        };
+        let failed = named(|r| r.failure.as_ref());
+        let stalled = named(|r| r.stalled.as_ref());
+        if !failed.is_empty() {
+            Self::Failed(failed)
+        } else if !stalled.is_empty() {
+            Self::Stalled(stalled)
+        } else if reports.iter().all(|r| r.complete) {
+            Self::Complete
+        } else {
+            Self::Incomplete
+        }
+    }
+
+    /// A failure for the scheduler: the run gave up on an object, or made no progress.
+    pub fn failed(&self) -> bool {
+        matches!(self, Self::Failed(_) | Self::Stalled(_))
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failed(objects) => write!(f, "objects failed: {}", objects.join("; ")),
+            Self::Stalled(objects) => write!(
+                f,
+                "no progress (Twenty refused until the deadline): {}",
+                objects.join("; ")
+            ),
+            Self::Incomplete => f.write_str("stopped at the deadline; the next run goes on"),
+            Self::Complete => f.write_str("complete"),
+        }
+    }
+}
+
+/// Why one object was given up.
 #[derive(Debug, Error)]
 pub enum RunError {
     #[error(transparent)]
     Api(#[from] ApiError),
-    #[error(transparent)]
-    Change(#[from] ChangeError),
-    #[error("the queue did not take {failed} of {total} events of {object}: {reason}")]
+    #[error("the queue did not take {failed} of {total} events: {reason}")]
     Queue {
-        object: String,
         failed: usize,
         total: usize,
         reason: String,
@@ -139,15 +202,15 @@ pub struct Reconciler<'a, T, I> {
 }
 
 impl<T: Transport, I: SeenIndex + Watermarks> Reconciler<'_, T, I> {
-    /// Reconciles `objects` one after the other; `progress` sees each object's report as
-    /// it grows. Stops at the first error: what was queued stays queued, and the watermarks
-    /// say how far.
+    /// Reconciles `objects` one after the other, each on its own: one that fails is
+    /// reported (`failure`) and the next is read. `progress` sees each object's report as it
+    /// grows. What was queued stays queued, and the watermarks say how far.
     pub async fn run(
         &self,
         objects: &[Object],
         mode: Mode,
         mut progress: impl FnMut(&ObjectReport),
-    ) -> Result<Vec<ObjectReport>, RunError> {
+    ) -> Vec<ObjectReport> {
         let mut reports = Vec::new();
         for object in objects {
             let mut report = ObjectReport {
@@ -156,14 +219,20 @@ impl<T: Transport, I: SeenIndex + Watermarks> Reconciler<'_, T, I> {
                 ..Default::default()
             };
             for pass in [Pass::Changed, Pass::Deleted] {
-                let done =
-                    Box::pin(self.pass(object, pass, mode, &mut report, &mut progress)).await?;
-                report.complete &= done;
+                match Box::pin(self.pass(object, pass, mode, &mut report, &mut progress)).await {
+                    Ok(done) => report.complete &= done,
+                    Err(e) => {
+                        tracing::error!(object = %object.plural, error = %e, "object given up; the others go on");
+                        report.complete = false;
+                        report.failure = Some(e.to_string());
+                        break;
+                    }
+                }
             }
             progress(&report);
             reports.push(report);
         }
-        Ok(reports)
+        reports
     }
 
     /// One pass over one object; true when it read every page.
@@ -221,8 +290,11 @@ impl<T: Transport, I: SeenIndex + Watermarks> Reconciler<'_, T, I> {
                 Ok(page) => page,
                 // Throttled or failing up to the deadline: stop here; the watermark says
                 // how far this pass got.
-                Err(ApiError::OutOfTime { last, .. }) => {
+                Err(ApiError::OutOfTime { attempts, last, .. }) => {
                     tracing::warn!(object = %object.plural, last = %last, "out of time");
+                    if attempts > 0 && report.pages == 0 {
+                        report.stalled = Some(format!("{attempts} attempts, last: {last}"));
+                    }
                     return Ok(false);
                 }
                 Err(e) => return Err(e.into()),
@@ -231,16 +303,24 @@ impl<T: Transport, I: SeenIndex + Watermarks> Reconciler<'_, T, I> {
                 report.expected += page.total.unwrap_or(page.rows.len() as u64);
                 first = false;
             }
+            report.pages += 1;
             report.read += page.rows.len() as u64;
             let mut changes = Vec::with_capacity(page.rows.len());
             for row in &page.rows {
                 match change(object, row, self.context) {
                     Ok(c) => changes.push(c),
-                    Err(ChangeError::NoChange { .. }) => {
+                    Err(e) => {
+                        // Queued never, retried never: skipped, so the watermark can pass it.
                         report.skipped += 1;
-                        tracing::warn!(object = %object.plural, "a row without an id or a timestamp was skipped");
+                        match e {
+                            ChangeError::NoChange { .. } => {
+                                tracing::warn!(object = %object.plural, "a row without an id or a timestamp was skipped")
+                            }
+                            e => {
+                                tracing::error!(object = %object.plural, reason = %e, "a row that cannot be queued was skipped")
+                            }
+                        }
                     }
-                    Err(e) => return Err(e.into()),
                 }
             }
             let last_at = changes.last().map(|c| c.at.clone());
@@ -257,6 +337,10 @@ impl<T: Transport, I: SeenIndex + Watermarks> Reconciler<'_, T, I> {
             report.seen += (keys.len() - fresh.len()) as u64;
             if !self.dry_run && !fresh.is_empty() {
                 let total = fresh.len();
+                let keys: HashMap<String, String> = fresh
+                    .iter()
+                    .map(|c| (c.message.id.clone(), c.key.clone()))
+                    .collect();
                 let mut pending: Vec<Pending> =
                     fresh.into_iter().map(|c| Pending::new(c.message)).collect();
                 // A minute for SQS, but never far past the run's own deadline (Lambda's).
@@ -270,15 +354,22 @@ impl<T: Transport, I: SeenIndex + Watermarks> Reconciler<'_, T, I> {
                     jitter_unit,
                 )
                 .await;
-                if let Some(first) = pending.first() {
+                // Refused for good by SQS: skipped like a row that cannot be made an event.
+                let refused = pending.iter().filter(|p| p.refused()).count();
+                for p in pending.iter().filter(|p| p.refused()) {
+                    let change = keys.get(&p.message.id).map_or("?", String::as_str);
+                    tracing::error!(object = %object.plural, change, reason = p.reason(), "a change the queue refuses was skipped");
+                }
+                report.skipped += refused as u64;
+                report.queued += (total - pending.len()) as u64;
+                if let Some(open) = pending.iter().find(|p| !p.refused()) {
+                    // Out of time: this page's watermark does not move.
                     return Err(RunError::Queue {
-                        object: object.plural.clone(),
-                        failed: pending.len(),
+                        failed: pending.len() - refused,
                         total,
-                        reason: first.reason().to_owned(),
+                        reason: open.reason().to_owned(),
                     });
                 }
-                report.queued += total as u64;
             }
             progress(report);
             if scheduled && !self.dry_run {

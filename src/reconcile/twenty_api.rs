@@ -1,9 +1,11 @@
 //! The HTTP side of reconciliation: Twenty's REST API (`../shared/twenty-rest-api.md`).
 //! Requests are paced under the workspace's limit, and 429s, 5xx answers and broken
-//! connections are retried with a growing back-off from the same cursor until the deadline.
+//! connections are retried with a growing back-off from the same cursor until the deadline;
+//! no request starts after it or runs past it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,7 +15,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::change::Object;
-use crate::retry::jitter_unit;
+use crate::retry::{Backoff, jitter_unit};
 use crate::secrets::Rotating;
 
 /// The API key, never printable.
@@ -92,7 +94,8 @@ pub struct TwentyApi {
     /// When the next request may go: one every `interval`.
     next: Arc<Mutex<Instant>>,
     interval: Duration,
-    requests: Arc<std::sync::atomic::AtomicU64>,
+    requests: Arc<AtomicU64>,
+    throttled: Arc<AtomicU64>,
 }
 
 #[derive(Deserialize)]
@@ -134,11 +137,15 @@ fn yes() -> bool {
     true
 }
 
-/// Transient failures wait this long first, doubling to `BACKOFF_CAP`.
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Transient failures wait up to 0.5 s first, doubling to 30 s (full jitter).
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(500),
+    cap: Duration::from_secs(30),
+};
 /// Twenty gives a page this long at most, in our experience far less.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// No request is started with less time than this left before the deadline.
+const MIN_REQUEST: Duration = Duration::from_millis(200);
 
 impl TwentyApi {
     pub fn new(
@@ -159,12 +166,18 @@ impl TwentyApi {
             next: Arc::new(Mutex::new(Instant::now())),
             interval: Duration::from_secs(60) / requests_per_minute.max(1),
             requests: Arc::default(),
+            throttled: Arc::default(),
         })
     }
 
     /// Requests sent so far (retries included).
     pub fn requests(&self) -> u64 {
-        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Of those, how many Twenty answered 429.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
     }
 
     /// The workspace's objects, each with whether it is reconciled by default (active,
@@ -235,7 +248,8 @@ impl TwentyApi {
         })
     }
 
-    /// A paced GET, retried on 429, 5xx and broken connections until `deadline`.
+    /// A paced GET, retried on 429, 5xx and broken connections until `deadline`. No
+    /// request starts after it, and none may outlast it.
     async fn get(
         &self,
         path: &str,
@@ -250,20 +264,29 @@ impl TwentyApi {
             .map_err(|e| ApiError::KeyUnavailable(e.to_string()))?;
         let url = format!("{}{path}", self.base);
         let mut attempts = 0u32;
+        let mut last = String::from("none: the run's time was up before the first request");
         loop {
-            self.pace(deadline).await;
+            let out_of_time = |attempts, last| ApiError::OutOfTime {
+                attempts,
+                what: what.to_owned(),
+                last,
+            };
+            let Some(timeout) = self.pace(deadline).await else {
+                return Err(out_of_time(attempts, last));
+            };
             attempts += 1;
-            self.requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let sent = self
                 .client
                 .get(&url)
                 .query(params)
                 .bearer_auth(&key.0)
+                .timeout(timeout)
                 .send()
                 .await;
-            let (last, retry_after) = match sent {
+            let retry_after = match sent {
                 Ok(answer) if answer.status().is_success() => {
+                    // The body is bounded by the same time-out as the request.
                     return answer.text().await.map_err(|e| {
                         ApiError::NotTwenty(format!("{what}: the answer was cut: {e}"))
                     });
@@ -292,38 +315,45 @@ impl TwentyApi {
                             message,
                         });
                     }
-                    (format!("{status}"), retry_after)
+                    if status == 429 {
+                        self.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    last = status.to_string();
+                    retry_after
                 }
                 Err(e) if e.is_connect() && attempts == 1 => {
                     return Err(ApiError::Unreachable(e.without_url().to_string()));
                 }
-                Err(e) => (e.without_url().to_string(), None),
+                Err(e) => {
+                    last = e.without_url().to_string();
+                    None
+                }
             };
-            let backoff = BACKOFF_BASE
-                .saturating_mul(1u32 << (attempts - 1).min(10))
-                .min(BACKOFF_CAP)
-                .mul_f64(0.5 + jitter_unit() / 2.0);
+            let backoff = BACKOFF.delay(attempts - 1, jitter_unit());
             let wait = retry_after.map_or(backoff, |r| r.max(backoff));
             if Instant::now() + wait >= deadline {
-                return Err(ApiError::OutOfTime {
-                    attempts,
-                    what: what.to_owned(),
-                    last,
-                });
+                return Err(out_of_time(attempts, last));
             }
             tracing::warn!(what, attempts, last = %last, wait_ms = wait.as_millis() as u64, "retrying Twenty's API");
             tokio::time::sleep(wait).await;
         }
     }
 
-    /// Waits for this request's turn: one every `interval`, whatever runs at once.
-    async fn pace(&self, deadline: Instant) {
+    /// Waits for this request's turn (one every `interval`, whatever runs at once), and
+    /// gives its time-out: `REQUEST_TIMEOUT`, or less to end by `deadline`. None when its
+    /// turn would come too late to be worth sending: the slot is given back.
+    async fn pace(&self, deadline: Instant) -> Option<Duration> {
         let at = {
             let mut next = self.next.lock().await;
             let at = (*next).max(Instant::now());
+            if at + MIN_REQUEST >= deadline {
+                return None;
+            }
             *next = at + self.interval;
             at
         };
-        tokio::time::sleep_until(at.min(deadline)).await;
+        tokio::time::sleep_until(at).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        (left >= MIN_REQUEST).then(|| left.min(REQUEST_TIMEOUT))
     }
 }

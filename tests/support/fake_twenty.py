@@ -14,7 +14,10 @@ upserts a record (stamping `createdAt`/`updatedAt` unless given); `POST bulk`
 `{"object", "id", "at"}` soft-deletes; `POST config` changes `limit_default`,
 `limit_cap`, `metadata_envelope` ("objects" or "list"), `per_minute`, `fail_next`
 (a list of statuses to answer before serving), `fail_after_lists` (answer 500 to every
-list request once that many were served, 0 for never); `GET stats` gives request counts.
+list request once that many were served, 0 for never), `always` (a status answered to
+every request, 429 with `retry-after: 1`; 0 for none), `forbidden` (plurals whose lists
+answer 403, as to a key whose role may not read them), `hang_lists_secs` (list requests
+answer only after that long); `GET stats` gives request counts.
 
 Prints its endpoint on its first line, then serves until its standard input closes.
 """
@@ -47,6 +50,9 @@ CONFIG = {
     "per_minute": 0,
     "fail_next": [],
     "fail_after_lists": 0,
+    "always": 0,
+    "forbidden": [],
+    "hang_lists_secs": 0,
 }
 STATS = {"requests": 0, "lists": 0, "throttled": 0}
 RECENT = []
@@ -247,8 +253,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, STATS)
         with LOCK:
             STATS["requests"] += 1
-            if CONFIG["fail_next"]:
-                status = CONFIG["fail_next"].pop(0)
+            if CONFIG["fail_next"] or CONFIG["always"]:
+                status = CONFIG["fail_next"].pop(0) if CONFIG["fail_next"] else CONFIG["always"]
                 STATS["throttled"] += status == 429
                 return self.send_json(status, {"statusCode": status, "message": "injected"},
                                       [("retry-after", "1")] if status == 429 else [])
@@ -275,6 +281,11 @@ class Handler(BaseHTTPRequestHandler):
             singular = {o["nameSingular"]: o["namePlural"] for o in OBJECTS}.get(plural)
             hint = f" Did you mean '{singular}'?" if singular else ""
             return self.send_json(400, {"statusCode": 400, "messages": [f"object '{plural}' not found.{hint}"], "error": "BadRequestException"})
+        if plural in CONFIG["forbidden"]:
+            return self.send_json(403, {"statusCode": 403, "error": "FORBIDDEN",
+                                        "messages": ["PERMISSION_DENIED"]})
+        if CONFIG["hang_lists_secs"]:
+            time.sleep(CONFIG["hang_lists_secs"])
         query = parse_qs(url.query, keep_blank_values=True)
         try:
             tree = parse_filter(query["filter"][0]) if "filter" in query else None

@@ -1,0 +1,150 @@
+//! What a run needs, made once from the settings (no network call), for the command and
+//! the scheduled function alike.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::change::{Context, Object};
+use super::config::ReconcileConfig;
+use super::run::{Mode, NoTable, ObjectReport, Reconciler, SeenIndex, Watermarks};
+use super::twenty_api::{ApiError, ApiKey, TwentyApi};
+use super::window;
+use crate::aws::{AwsSecretStore, DynamoLedger, LazySdk, PayloadStore, SqsTransport};
+use crate::envelope::Destination;
+use crate::secrets::Rotating;
+
+/// Twenty clamps larger pages to its own cap.
+const PAGE_LIMIT: u32 = 1000;
+
+/// The table, if one is set: seen changes and watermarks.
+pub enum Table {
+    Dynamo(DynamoLedger),
+    None(NoTable),
+}
+
+impl SeenIndex for Table {
+    async fn seen_among(&self, changes: &[String]) -> Result<HashSet<String>, String> {
+        match self {
+            Self::Dynamo(t) => t.seen_among(changes).await,
+            Self::None(t) => t.seen_among(changes).await,
+        }
+    }
+}
+
+impl Watermarks for Table {
+    async fn watermark(&self, scope: &str) -> Result<Option<String>, String> {
+        match self {
+            Self::Dynamo(t) => t.watermark(scope).await,
+            Self::None(t) => t.watermark(scope).await,
+        }
+    }
+
+    async fn set_watermark(&self, scope: &str, at: &str) -> Result<(), String> {
+        match self {
+            Self::Dynamo(t) => t.set_watermark(scope, at).await,
+            Self::None(t) => t.set_watermark(scope, at).await,
+        }
+    }
+}
+
+pub struct Setup {
+    pub config: ReconcileConfig,
+    pub api: TwentyApi,
+    pub transport: SqsTransport,
+    pub table: Table,
+}
+
+impl Setup {
+    pub async fn from_config(config: ReconcileConfig) -> Result<Self, String> {
+        let sdk = LazySdk::default();
+        let key = Rotating::from_source(
+            &config.api_key,
+            ApiKey::parse,
+            config.secret_refresh,
+            || Arc::new(AwsSecretStore::lazy(sdk.clone())),
+        )
+        .map_err(|why| format!("TWENTY_API_KEY: {why}"))?;
+        let api = TwentyApi::new(&config.api_url, key, config.requests_per_minute)?;
+        let mut transport = SqsTransport::connect(&config.queue_url).await;
+        if config.payload_bucket.is_some() {
+            transport = transport.with_payload_store(PayloadStore::lazy(sdk.clone()));
+        }
+        let table = match &config.table {
+            Some(name) => Table::Dynamo(DynamoLedger::lazy(sdk, name, Duration::from_secs(120))),
+            None => Table::None(NoTable),
+        };
+        Ok(Self {
+            config,
+            api,
+            transport,
+            table,
+        })
+    }
+
+    /// The objects to read: those named (each checked against the workspace's, before
+    /// anything is queued), or every active, non-system one.
+    pub async fn objects(
+        &self,
+        named: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<Object>, ApiError> {
+        let all = self.api.objects(deadline).await?;
+        if named.is_empty() {
+            return Ok(all
+                .into_iter()
+                .filter(|(_, d)| *d)
+                .map(|(o, _)| o)
+                .collect());
+        }
+        named
+            .iter()
+            .map(|name| {
+                all.iter()
+                    .find(|(o, _)| &o.plural == name)
+                    .map(|(o, _)| o.clone())
+                    .ok_or_else(|| ApiError::UnknownObject(name.clone()))
+            })
+            .collect()
+    }
+
+    pub async fn run(
+        &self,
+        objects: &[Object],
+        mode: Mode,
+        dry_run: bool,
+        deadline: Instant,
+        progress: impl FnMut(&ObjectReport),
+    ) -> Vec<ObjectReport> {
+        let received_at = window::timestamp(SystemTime::now());
+        let reconciler = Reconciler {
+            api: &self.api,
+            transport: &self.transport,
+            table: &self.table,
+            context: Context {
+                received_at: &received_at,
+                workspace_id: self.config.workspace_id.as_deref(),
+                destination: Destination {
+                    fifo: self.config.fifo,
+                    payload_bucket: self.config.payload_bucket.as_deref(),
+                },
+            },
+            dry_run,
+            deadline,
+            page_limit: PAGE_LIMIT,
+        };
+        reconciler.run(objects, mode, progress).await
+    }
+
+    /// A scheduled run's mode, from now.
+    pub fn scheduled(&self) -> Mode {
+        Mode::Scheduled {
+            now: SystemTime::now(),
+            overlap: self.config.overlap,
+            settle: self.config.settle,
+            first_lookback: self.config.first_lookback,
+        }
+    }
+}
