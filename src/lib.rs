@@ -8,13 +8,14 @@
 //!   log; plain code over a transport trait) → `aws`, with `ingest::inflight` keeping the
 //!   environment awake until every send is done;
 //! - `worker`: the consuming side (routing, forwarding, the SQS event source);
-//! - `aws`: the adapters to SQS, S3 and DynamoDB; `retry`, `fallback`, `replay`: what is
+//! - `aws`: the adapters to SQS, S3 and DynamoDB, their failures read as `adapter` errors; `retry`, `fallback`, `replay`: what is
 //!   retried, the undelivered log lines, sending them back; `settings`: errors in settings.
 //!
 //! Features: `ingest` (the Function URL function), `worker` (the consuming side, for a
 //! crate that only reads the queue), both by default, and `aws` under each (tokio, SQS,
 //! S3, delivery, replay). Without any, the crate is the pure request core alone.
 
+pub mod adapter;
 pub mod dead_letter;
 pub mod envelope;
 pub mod fallback;

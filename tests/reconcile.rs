@@ -12,10 +12,11 @@ use serde_json::{Value, json};
 use support::destination::Destination;
 use support::twenty::{API_KEY, FakeTwenty};
 use support::*;
-use twenty_webhook::aws::{DynamoLedger, SqsTransport};
+use twenty_webhook::aws::{DynamoLedger, DynamoSeen, DynamoWatermarks, SqsTransport};
 use twenty_webhook::envelope::Destination as Target;
 use twenty_webhook::ingest::config::AckMode;
 use twenty_webhook::reconcile::change::Context;
+use twenty_webhook::reconcile::run::Watermarks;
 use twenty_webhook::reconcile::setup::Table;
 use twenty_webhook::reconcile::window::{self, Window};
 use twenty_webhook::reconcile::{ApiKey, Mode, Object, ObjectReport, Reconciler, TwentyApi};
@@ -34,11 +35,15 @@ fn api(twenty: &FakeTwenty) -> TwentyApi {
 }
 
 async fn table(name: &str) -> Table {
-    Table::Dynamo(DynamoLedger::with_sdk_config(
-        &sdk_config(moto_endpoint()).await,
-        name,
-        Duration::from_secs(120),
-    ))
+    let shared = sdk_config(moto_endpoint()).await;
+    Table::Dynamo {
+        seen: DynamoSeen::with_sdk_config(&shared, name),
+        watermarks: DynamoWatermarks::with_sdk_config(&shared, name),
+    }
+}
+
+async fn watermarks(name: &str) -> DynamoWatermarks {
+    DynamoWatermarks::with_sdk_config(&sdk_config(moto_endpoint()).await, name)
 }
 
 async fn reconcile(
@@ -300,9 +305,7 @@ async fn a_run_stopped_half_way_loses_and_repeats_nothing() {
     let (first, _) = reconcile(&twenty, &queue, &table, scheduled(), deadline).await;
     assert!(!first[0].complete);
     assert_eq!((first[0].read, first[0].queued), (4, 4));
-    let Table::Dynamo(ledger) = &table else {
-        unreachable!()
-    };
+    let ledger = watermarks(&name).await;
     let mark = ledger
         .watermark("people")
         .await
@@ -458,9 +461,7 @@ async fn a_killed_scheduled_run_is_taken_up_by_the_next() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let Table::Dynamo(ledger) = table(&name).await else {
-        unreachable!()
-    };
+    let ledger = watermarks(&name).await;
     let mut mark = None;
     for _ in 0..100 {
         mark = ledger.watermark("people").await.unwrap();
@@ -540,9 +541,7 @@ async fn a_row_that_cannot_be_queued_is_skipped_and_the_watermark_passes_it() {
     assert_eq!(queued.len(), 2);
     assert!(queued.contains(&"p0".into()) && queued.contains(&"p2".into()));
 
-    let Table::Dynamo(ledger) = &table else {
-        unreachable!()
-    };
+    let ledger = watermarks(&name).await;
     let mark = ledger.watermark("people").await.unwrap().unwrap();
     assert!(mark > p1_at, "{mark} passed {p1_at}");
     // Past the first run's window end (a second ahead of it), one more change.
@@ -593,9 +592,7 @@ async fn one_object_that_fails_leaves_the_others_read_and_the_command_names_it()
     );
     assert!(stdout.contains("opportunities read 1 queued 1"), "{stdout}");
     assert_eq!(drain(&sqs, &queue, Duration::from_secs(1)).await.len(), 2);
-    let Table::Dynamo(ledger) = table(&name).await else {
-        unreachable!()
-    };
+    let ledger = watermarks(&name).await;
     assert!(ledger.watermark("opportunities").await.unwrap().is_some());
     assert!(ledger.watermark("companies").await.unwrap().is_none());
 }

@@ -490,3 +490,38 @@ async fn a_deadline_shorter_than_the_margin_still_leaves_time_to_work() {
     assert!(failed(&response).is_empty(), "{response:?}");
     assert_eq!(dest.requests().len(), 1);
 }
+
+/// A change dead-lettered for the only destination that refused it is recorded as seen:
+/// reconciliation does not queue it again, to be refused and dead-lettered twice (a
+/// redrive of the copy still runs it).
+#[tokio::test]
+async fn a_dead_lettered_change_is_not_reconciled_again() {
+    use twenty_webhook::aws::{DynamoSeen, SqsDeadLetters};
+    use twenty_webhook::reconcile::run::SeenIndex;
+    let table = new_table().await;
+    let refusing = Destination::start(|_| Answer::status(400)).await;
+    let rules = format!(
+        r#"[{{"name":"crm","events":["*"],"url":"{}"}}]"#,
+        refusing.url
+    );
+    let sdk = sdk_config(moto_endpoint()).await;
+    let sqs = sqs().await;
+    let dlq = new_queue(&sqs, false).await;
+    let w = worker_with(&rules, ledger(&table).await)
+        .await
+        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq));
+    let body = r#"{"eventName":"person.updated","workspaceId":"ws","record":{"id":"p1","createdAt":"2026-11-01T00:00:00.000Z","updatedAt":"2026-11-02T00:00:00Z"}}"#;
+    let m = ingest_messages(body, Target::default()).remove(0);
+    let response = w
+        .handle(sqs_event(&[("m1", &m.body, None)], false))
+        .await
+        .unwrap();
+    assert!(failed(&response).is_empty(), "moved, so done");
+    assert_eq!(drain(&sqs, &dlq, Duration::from_secs(1)).await.len(), 1);
+    let change = "person:p1@2026-11-02T00:00:00.000Z".to_owned();
+    let seen = DynamoSeen::with_sdk_config(&sdk, &table)
+        .seen_among(std::slice::from_ref(&change))
+        .await
+        .unwrap();
+    assert!(seen.contains(&change), "{seen:?}");
+}

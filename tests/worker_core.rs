@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use twenty_webhook::adapter::AdapterError;
 
 use twenty_webhook::metrics::Tally;
 use twenty_webhook::worker::batch::{self, Bounds, Item, Process};
@@ -150,7 +151,7 @@ async fn every_matching_handler_runs() {
 struct MemoryLedger(Mutex<HashMap<String, bool>>);
 
 impl Ledger for MemoryLedger {
-    async fn begin(&self, key: &str, _message_id: Option<&str>) -> Result<Begin, String> {
+    async fn begin(&self, key: &str, _message_id: Option<&str>) -> Result<Begin, AdapterError> {
         let mut map = self.0.lock().unwrap();
         Ok(match map.get(key) {
             Some(true) => Begin::Done,
@@ -161,15 +162,15 @@ impl Ledger for MemoryLedger {
             }
         })
     }
-    async fn complete(&self, key: &str) -> Result<(), String> {
+    async fn complete(&self, key: &str) -> Result<(), AdapterError> {
         self.0.lock().unwrap().insert(key.to_owned(), true);
         Ok(())
     }
-    async fn failed(&self, key: &str) -> Result<Option<u32>, String> {
+    async fn failed(&self, key: &str) -> Result<Option<u32>, AdapterError> {
         self.0.lock().unwrap().remove(key);
         Ok(None)
     }
-    async fn dead_lettered(&self, key: &str, _message_id: &str) -> Result<(), String> {
+    async fn dead_lettered(&self, key: &str, _message_id: &str) -> Result<(), AdapterError> {
         self.0.lock().unwrap().insert(key.to_owned(), true);
         Ok(())
     }

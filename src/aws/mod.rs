@@ -16,6 +16,8 @@ pub mod sqs;
 pub use dead_letters::SqsDeadLetters;
 #[cfg(feature = "worker")]
 pub use dynamodb::{DynamoDestinations, DynamoLedger};
+#[cfg(feature = "reconcile")]
+pub use dynamodb::{DynamoSeen, DynamoWatermarks};
 pub use lazy::LazySdk;
 pub use s3::{PayloadStore, ResolveError};
 pub use secret_store::AwsSecretStore;

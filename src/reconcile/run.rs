@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::change::{ChangeError, Context, Object, change};
 use super::twenty_api::{ApiError, Query, TwentyApi};
 use super::window::{self, Window};
+use crate::adapter::AdapterError;
 use crate::delivery::{Pending, Transport, send_all};
 use crate::retry::{Backoff, jitter_unit};
 
@@ -26,35 +27,37 @@ pub trait SeenIndex: Send + Sync {
     fn seen_among(
         &self,
         changes: &[String],
-    ) -> impl Future<Output = Result<HashSet<String>, String>> + Send;
+    ) -> impl Future<Output = Result<HashSet<String>, AdapterError>> + Send;
 }
 
 /// Where scheduled runs keep their progress.
 pub trait Watermarks: Send + Sync {
-    fn watermark(&self, scope: &str)
-    -> impl Future<Output = Result<Option<String>, String>> + Send;
+    fn watermark(
+        &self,
+        scope: &str,
+    ) -> impl Future<Output = Result<Option<String>, AdapterError>> + Send;
     fn set_watermark(
         &self,
         scope: &str,
         at: &str,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), AdapterError>> + Send;
 }
 
 /// No table: nothing is known to be seen, and there is no watermark.
 pub struct NoTable;
 
 impl SeenIndex for NoTable {
-    async fn seen_among(&self, _: &[String]) -> Result<HashSet<String>, String> {
+    async fn seen_among(&self, _: &[String]) -> Result<HashSet<String>, AdapterError> {
         Ok(HashSet::new())
     }
 }
 
 impl Watermarks for NoTable {
-    async fn watermark(&self, _: &str) -> Result<Option<String>, String> {
+    async fn watermark(&self, _: &str) -> Result<Option<String>, AdapterError> {
         Ok(None)
     }
 
-    async fn set_watermark(&self, _: &str, _: &str) -> Result<(), String> {
+    async fn set_watermark(&self, _: &str, _: &str) -> Result<(), AdapterError> {
         Ok(())
     }
 }
@@ -186,7 +189,7 @@ pub enum RunError {
         reason: String,
     },
     #[error("the idempotency table: {0}")]
-    Table(String),
+    Table(AdapterError),
 }
 
 pub struct Reconciler<'a, T, I> {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::time::Instant;
 
@@ -12,7 +12,10 @@ use super::config::ReconcileConfig;
 use super::run::{Mode, NoTable, ObjectReport, Reconciler, SeenIndex, Watermarks};
 use super::twenty_api::{ApiError, ApiKey, TwentyApi};
 use super::window;
-use crate::aws::{AwsSecretStore, DynamoLedger, LazySdk, PayloadStore, SqsTransport};
+use crate::adapter::AdapterError;
+use crate::aws::{
+    AwsSecretStore, DynamoSeen, DynamoWatermarks, LazySdk, PayloadStore, SqsTransport,
+};
 use crate::envelope::Destination;
 use crate::secrets::Rotating;
 
@@ -21,30 +24,42 @@ const PAGE_LIMIT: u32 = 1000;
 
 /// The table, if one is set: seen changes and watermarks.
 pub enum Table {
-    Dynamo(DynamoLedger),
+    Dynamo {
+        seen: DynamoSeen,
+        watermarks: DynamoWatermarks,
+    },
     None(NoTable),
 }
 
+impl Table {
+    pub fn dynamo(sdk: LazySdk, name: &str) -> Self {
+        Self::Dynamo {
+            seen: DynamoSeen::lazy(sdk.clone(), name),
+            watermarks: DynamoWatermarks::lazy(sdk, name),
+        }
+    }
+}
+
 impl SeenIndex for Table {
-    async fn seen_among(&self, changes: &[String]) -> Result<HashSet<String>, String> {
+    async fn seen_among(&self, changes: &[String]) -> Result<HashSet<String>, AdapterError> {
         match self {
-            Self::Dynamo(t) => t.seen_among(changes).await,
+            Self::Dynamo { seen, .. } => seen.seen_among(changes).await,
             Self::None(t) => t.seen_among(changes).await,
         }
     }
 }
 
 impl Watermarks for Table {
-    async fn watermark(&self, scope: &str) -> Result<Option<String>, String> {
+    async fn watermark(&self, scope: &str) -> Result<Option<String>, AdapterError> {
         match self {
-            Self::Dynamo(t) => t.watermark(scope).await,
+            Self::Dynamo { watermarks, .. } => watermarks.watermark(scope).await,
             Self::None(t) => t.watermark(scope).await,
         }
     }
 
-    async fn set_watermark(&self, scope: &str, at: &str) -> Result<(), String> {
+    async fn set_watermark(&self, scope: &str, at: &str) -> Result<(), AdapterError> {
         match self {
-            Self::Dynamo(t) => t.set_watermark(scope, at).await,
+            Self::Dynamo { watermarks, .. } => watermarks.set_watermark(scope, at).await,
             Self::None(t) => t.set_watermark(scope, at).await,
         }
     }
@@ -73,7 +88,7 @@ impl Setup {
             transport = transport.with_payload_store(PayloadStore::lazy(sdk.clone()));
         }
         let table = match &config.table {
-            Some(name) => Table::Dynamo(DynamoLedger::lazy(sdk, name, Duration::from_secs(120))),
+            Some(name) => Table::dynamo(sdk, name),
             None => Table::None(NoTable),
         };
         Ok(Self {

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::batch::{self, Bounds, Item, Process};
 use super::event::{Event, EventError, Queued};
-use super::idempotency::Ledger;
+use super::idempotency::{self, Ledger};
 use super::retry_policy::{Failed, Plan, RetryPolicy};
 use super::router::{FailureKind, Outcome, ledger_key};
 use super::routes::Routes;
@@ -287,9 +287,18 @@ impl<L: Ledger> Process for Handling<L> {
                 if let Some(event) = &event {
                     for handler in &letter.handlers {
                         let key = ledger_key(event, handler);
-                        if let Err(e) = self.ledger.dead_lettered(&key, &item.message_id).await {
+                        let marked = idempotency::mark(event.deadline, || {
+                            self.ledger.dead_lettered(&key, &item.message_id)
+                        });
+                        if let Err(e) = marked.await {
+                            tally.count("MarkFailed", Some(("Mark", "dead_lettered")), 1.0);
                             warn!(key = %key, error = %e, "dead-lettered, but not recorded: a retry may move it again");
                         }
+                    }
+                    // Every handler has taken it or had it dead-lettered: reconciliation must
+                    // not queue it again (a redrive of the copy still runs it).
+                    if let (None, Some(change)) = (then, &event.change) {
+                        self.seen(event, change, tally).await;
                     }
                 }
                 warn!(message_id, id, event = name, reason = %letter.reason, "moved to the dead-letter queue");
@@ -357,12 +366,12 @@ impl<L: Ledger> Handling<L> {
             if run.succeeded.is_some() {
                 tally.time("DestinationLatency", by, run.elapsed.as_secs_f64() * 1000.0);
             }
+            if run.unrecorded {
+                tally.count("MarkFailed", Some(("Mark", "complete")), 1.0);
+            }
         }
         if let (Outcome::Unrouted | Outcome::Done { .. }, Some(change)) = (&outcome, &change) {
-            // For reconciliation: this change needs no queuing again.
-            if let Err(e) = self.ledger.seen(change).await {
-                warn!(id = %event.id, error = %e, "handled, but not recorded as seen");
-            }
+            self.seen(&event, change, tally).await;
         }
         match outcome {
             Outcome::Unrouted => {
@@ -390,6 +399,15 @@ impl<L: Ledger> Handling<L> {
                     attempts: e.attempts,
                 })
                 .collect(),
+        }
+    }
+
+    /// Records, for reconciliation, that `change` needs no queuing again.
+    async fn seen(&self, event: &Event, change: &str, tally: &Tally) {
+        let marked = idempotency::mark(event.deadline, || self.ledger.seen(change)).await;
+        if let Err(e) = marked {
+            tally.count("MarkFailed", Some(("Mark", "seen")), 1.0);
+            warn!(id = %event.id, error = %e, "handled, but not recorded as seen: reconciliation may queue it again");
         }
     }
 

@@ -6,6 +6,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::adapter::AdapterError;
+use crate::retry::{Backoff, jitter_unit};
+
 /// What the ledger says about a key when a handler is about to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {
@@ -25,22 +30,22 @@ pub trait Ledger: Send + Sync + 'static {
         &self,
         key: &str,
         message_id: Option<&str>,
-    ) -> impl Future<Output = Result<Begin, String>> + Send;
+    ) -> impl Future<Output = Result<Begin, AdapterError>> + Send;
     /// Marks `key` done.
-    fn complete(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn complete(&self, key: &str) -> impl Future<Output = Result<(), AdapterError>> + Send;
     /// Records a failure and lifts our in-progress mark, so a retry may run at once;
     /// returns how often `key` has failed, if the ledger counts.
-    fn failed(&self, key: &str) -> impl Future<Output = Result<Option<u32>, String>> + Send;
+    fn failed(&self, key: &str) -> impl Future<Output = Result<Option<u32>, AdapterError>> + Send;
     /// Marks `key` as moved to the dead-letter queue with the SQS message `message_id`:
     /// retries of that message skip it, a redrive (another message) runs it again.
     fn dead_lettered(
         &self,
         key: &str,
         message_id: &str,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), AdapterError>> + Send;
     /// Records that every handler has taken the record change `change`, so that
     /// reconciliation can skip it. Nothing by default.
-    fn seen(&self, change: &str) -> impl Future<Output = Result<(), String>> + Send {
+    fn seen(&self, change: &str) -> impl Future<Output = Result<(), AdapterError>> + Send {
         let _ = change;
         async { Ok(()) }
     }
@@ -51,19 +56,101 @@ pub trait Ledger: Send + Sync + 'static {
 pub struct NoLedger;
 
 impl Ledger for NoLedger {
-    async fn begin(&self, _key: &str, _message_id: Option<&str>) -> Result<Begin, String> {
+    async fn begin(&self, _key: &str, _message_id: Option<&str>) -> Result<Begin, AdapterError> {
         Ok(Begin::Proceed)
     }
 
-    async fn complete(&self, _key: &str) -> Result<(), String> {
+    async fn complete(&self, _key: &str) -> Result<(), AdapterError> {
         Ok(())
     }
 
-    async fn failed(&self, _key: &str) -> Result<Option<u32>, String> {
+    async fn failed(&self, _key: &str) -> Result<Option<u32>, AdapterError> {
         Ok(None)
     }
 
-    async fn dead_lettered(&self, _key: &str, _message_id: &str) -> Result<(), String> {
+    async fn dead_lettered(&self, _key: &str, _message_id: &str) -> Result<(), AdapterError> {
         Ok(())
+    }
+}
+
+/// A mark that must not be lost (done, seen, dead-lettered): lost, the next delivery or
+/// reconciliation repeats the change at the destination. Tried this often, with the shared
+/// back-off between, on throttling and outages (the SDK's own retries come first).
+const MARK_TRIES: u32 = 3;
+const MARK_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    cap: Duration::from_secs(1),
+};
+
+/// Makes a mark with `op`, trying again while the error is transient, there are tries
+/// left and the wait ends before `deadline`. The last error if it never took.
+pub async fn mark<F, Fut>(deadline: Option<Instant>, mut op: F) -> Result<(), AdapterError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), AdapterError>>,
+{
+    let mut attempt = 0;
+    loop {
+        let error = match op().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        attempt += 1;
+        let wait = MARK_BACKOFF.delay(attempt - 1, jitter_unit());
+        let late = deadline.is_some_and(|d| Instant::now() + wait >= d);
+        if !error.is_transient() || attempt >= MARK_TRIES || late {
+            return Err(error);
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_mark_is_tried_again_on_transient_errors_only() {
+        let calls = AtomicU32::new(0);
+        let flaky = || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(AdapterError::Throttled("t".into())),
+                _ => Ok(()),
+            }
+        };
+        assert_eq!(mark(None, flaky).await, Ok(()));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        let calls = AtomicU32::new(0);
+        let denied = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(AdapterError::Denied("d".into()))
+        };
+        assert!(matches!(
+            mark(None, denied).await,
+            Err(AdapterError::Denied(_))
+        ));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "no retry when it cannot help"
+        );
+
+        let calls = AtomicU32::new(0);
+        let down = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(AdapterError::Unavailable("u".into()))
+        };
+        assert!(mark(None, down).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), MARK_TRIES);
+        // No time left: one try.
+        let calls = AtomicU32::new(0);
+        let down = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(AdapterError::Unavailable("u".into()))
+        };
+        assert!(mark(Some(Instant::now()), down).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

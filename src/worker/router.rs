@@ -12,7 +12,7 @@ use tracing::{Instrument, warn};
 
 use super::event::Event;
 use super::guard::Gate;
-use super::idempotency::{Begin, Ledger};
+use super::idempotency::{self, Begin, Ledger};
 use super::route::{Pattern, PatternError};
 
 /// Why a handler did not take an event: what happened, and what to do about it.
@@ -117,6 +117,9 @@ pub struct Run {
     /// None: skipped (done before) or not tried (deferred).
     pub succeeded: Option<bool>,
     pub elapsed: Duration,
+    /// It ran, but the ledger did not record it done, even after retries: a redelivery
+    /// after the in-progress mark expires could repeat it.
+    pub unrecorded: bool,
 }
 
 /// What became of one event.
@@ -226,15 +229,15 @@ impl Router {
         }
         let (mut handled, mut skipped, mut failed, mut timings) = (0, 0, Vec::new(), Vec::new());
         while let Some(joined) = runs.join_next_with_id().await {
-            let (id, result, elapsed) = match joined {
-                Ok((id, (result, elapsed))) => (id, result, elapsed),
+            let (id, (result, elapsed, unrecorded)) = match joined {
+                Ok((id, ran)) => (id, ran),
                 Err(e) => {
                     let why = if e.is_panic() {
                         "the handler panicked"
                     } else {
                         "the handler was cancelled"
                     };
-                    (e.id(), Err(HandlerError::new(why)), Duration::ZERO)
+                    (e.id(), (Err(HandlerError::new(why)), Duration::ZERO, false))
                 }
             };
             let name = names.remove(&id).unwrap_or_default();
@@ -247,6 +250,7 @@ impl Router {
                 handler: name.clone(),
                 succeeded,
                 elapsed,
+                unrecorded,
             });
             match result {
                 Ok(Ran::Handled) => handled += 1,
@@ -276,47 +280,44 @@ pub fn ledger_key(event: &Event, handler: &str) -> String {
     format!("{}#{handler}", event.change.as_deref().unwrap_or(&event.id))
 }
 
-async fn once<L: Ledger>(
-    route: Route,
-    event: Arc<Event>,
-    ledger: Arc<L>,
-) -> (Result<Ran, HandlerError>, Duration) {
+/// What one handler did: its result, how long it ran, and whether its success went
+/// unrecorded.
+type HandlerRun = (Result<Ran, HandlerError>, Duration, bool);
+
+async fn once<L: Ledger>(route: Route, event: Arc<Event>, ledger: Arc<L>) -> HandlerRun {
+    let early = |result| (result, Duration::ZERO, false);
     // Before the ledger: a held-back send costs no table write.
     let pass = match &route.gate {
         Some(gate) => match gate.admit(event.time_left()).await {
             Ok(pass) => Some(pass),
-            Err(deferred) => return (Err(deferred), Duration::ZERO),
+            Err(deferred) => return early(Err(deferred)),
         },
         None => None,
     };
     let key = ledger_key(&event, &route.name);
     match ledger.begin(&key, event.message_id.as_deref()).await {
         Ok(Begin::Proceed) => {}
-        Ok(Begin::Done) => return (Ok(Ran::Skipped), Duration::ZERO),
+        Ok(Begin::Done) => return early(Ok(Ran::Skipped)),
         Ok(Begin::Busy(left)) => {
             let busy = HandlerError::deferred("another worker is handling this event", left);
-            return (Err(busy), Duration::ZERO);
+            return early(Err(busy));
         }
-        Err(e) => {
-            return (
-                Err(HandlerError::new(format!("idempotency table: {e}"))),
-                Duration::ZERO,
-            );
-        }
+        Err(e) => return early(Err(HandlerError::new(format!("idempotency table: {e}")))),
     }
     let started = std::time::Instant::now();
-    let result = (route.handle)(event).await;
+    let result = (route.handle)(event.clone()).await;
     let elapsed = started.elapsed();
     if let (Some(gate), Some(pass)) = (&route.gate, pass) {
         gate.settle(pass, &result).await;
     }
-    let result = match result {
+    match result {
         Ok(()) => {
-            if let Err(e) = ledger.complete(&key).await {
+            let recorded = idempotency::mark(event.deadline, || ledger.complete(&key)).await;
+            if let Err(e) = &recorded {
                 // It ran; only a later redelivery (after the in-progress expiry) could repeat it.
                 warn!(key = %key, error = %e, "handled, but not recorded as done");
             }
-            Ok(Ran::Handled)
+            (Ok(Ran::Handled), elapsed, recorded.is_err())
         }
         Err(mut failure) => {
             match ledger.failed(&key).await {
@@ -325,8 +326,7 @@ async fn once<L: Ledger>(
                     warn!(key = %key, error = %e, "failed, and its in-progress mark stays until it expires")
                 }
             }
-            Err(failure)
+            (Err(failure), elapsed, false)
         }
-    };
-    (result, elapsed)
+    }
 }

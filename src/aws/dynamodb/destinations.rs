@@ -3,17 +3,15 @@
 //! milliseconds) and `pace#<rule>` (`next`: the next free send slot, in microseconds). Each
 //! step is one conditional write, so instances never undo each other.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::{condition_failed, now, number, number_of};
-use crate::aws::lazy::{LazySdk, Source};
+use super::{Item, Table, condition_failed, error, now, number, number_of};
+use crate::adapter::AdapterError;
+use crate::aws::lazy::LazySdk;
 use crate::worker::guard::{BreakerState, DestinationStore, Lease, StoreFuture, pace};
 
 const BREAKER: &str = "breaker#";
@@ -24,11 +22,10 @@ const KEEP: Duration = Duration::from_secs(7 * 86_400);
 const LEASE_TRIES: usize = 5;
 
 pub struct DynamoDestinations {
-    client: Source<Client>,
-    table: String,
+    table: Table,
 }
 
-fn breaker_state(item: &HashMap<String, AttributeValue>) -> BreakerState {
+fn breaker_state(item: &Item) -> BreakerState {
     BreakerState {
         failures: number_of(item, "failures") as u32,
         open_until_ms: number_of(item, "openUntil"),
@@ -37,63 +34,42 @@ fn breaker_state(item: &HashMap<String, AttributeValue>) -> BreakerState {
     }
 }
 
-fn key(prefix: &str, destination: &str) -> AttributeValue {
-    AttributeValue::S(format!("{prefix}{destination}"))
+fn key(prefix: &str, destination: &str) -> String {
+    format!("{prefix}{destination}")
 }
 
 fn expiration() -> AttributeValue {
     number((now() + KEEP).as_secs().into())
 }
 
-fn error(e: impl std::error::Error) -> String {
-    DisplayErrorContext(e).to_string()
-}
-
 impl DynamoDestinations {
     pub fn with_sdk_config(shared: &SdkConfig, table: &str) -> Self {
         Self {
-            client: Source::Ready(Client::new(shared)),
-            table: table.to_owned(),
+            table: Table::ready(shared, table),
         }
     }
 
     /// The client is made when the state is first read or written.
     pub fn lazy(sdk: LazySdk, table: &str) -> Self {
         Self {
-            client: Source::lazy(sdk, Client::new),
-            table: table.to_owned(),
+            table: Table::lazy(sdk, table),
         }
     }
 
     /// An update of `destination`'s item under `prefix`, its expiry pushed on.
     async fn update(&self, prefix: &str, destination: &str) -> UpdateItemFluentBuilder {
-        self.client
-            .get()
+        self.table
+            .client()
             .await
             .update_item()
-            .table_name(&self.table)
-            .key("id", key(prefix, destination))
+            .table_name(&self.table.name)
+            .key("id", AttributeValue::S(key(prefix, destination)))
             .expression_attribute_values(":expiration", expiration())
     }
 
     /// The item of `destination` under `prefix`, read consistently.
-    async fn item(
-        &self,
-        prefix: &str,
-        destination: &str,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, String> {
-        Ok(self
-            .client
-            .get()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .key("id", key(prefix, destination))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(error)?
-            .item)
+    async fn item(&self, prefix: &str, destination: &str) -> Result<Option<Item>, AdapterError> {
+        self.table.item(key(prefix, destination)).await
     }
 }
 
@@ -246,7 +222,9 @@ impl DestinationStore for DynamoDestinations {
                     Err(e) => return Err(error(e)),
                 }
             }
-            Err("the rate limit's slots were contended five times in a row".into())
+            Err(AdapterError::Throttled(
+                "the rate limit's slots were contended five times in a row".into(),
+            ))
         })
     }
 }

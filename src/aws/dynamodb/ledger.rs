@@ -3,38 +3,28 @@
 //! `DEADLETTERED`), `expiration` (epoch seconds, the table's TTL attribute) and
 //! `in_progress_expiration` (epoch milliseconds), plus `attempts` (failures so far). Every
 //! change is a conditional write, so two workers racing on one key cannot both proceed.
-//!
-//! The same table keeps, for reconciliation, `seen#<change>` (every handler took that
-//! record change) and `reconcile#watermark#<scope>` (the end of the last complete window).
 
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{condition_failed, now, number, number_of};
-use crate::aws::lazy::{LazySdk, Source};
-
+use super::{Table, condition_failed, error, now, number, number_of, text_of};
+use crate::adapter::AdapterError;
+use crate::aws::lazy::LazySdk;
 use crate::worker::idempotency::{Begin, Ledger};
 
 const IN_PROGRESS: &str = "INPROGRESS";
-const SEEN: &str = "seen#";
-const WATERMARK: &str = "reconcile#watermark#";
-/// BatchGetItem's limit.
-const BATCH_GET: usize = 100;
-const COMPLETED: &str = "COMPLETED";
+pub(super) const COMPLETED: &str = "COMPLETED";
 const FAILED: &str = "FAILED";
 const DEAD_LETTERED: &str = "DEADLETTERED";
 /// How long a done key is remembered (the TTL): past SQS's longest retention (14 days),
 /// so past the retry horizon (7 days at most) plus the time to redrive.
-const KEEP: Duration = Duration::from_secs(15 * 86_400);
+pub(super) const KEEP: Duration = Duration::from_secs(15 * 86_400);
 
 pub struct DynamoLedger {
-    client: Source<Client>,
-    table: String,
+    table: Table,
     /// How long an in-progress mark holds: a worker that died mid-way blocks its key no
     /// longer than this. Keep it above the worker function's timeout.
     in_progress: Duration,
@@ -43,8 +33,7 @@ pub struct DynamoLedger {
 impl DynamoLedger {
     pub fn with_sdk_config(shared: &SdkConfig, table: &str, in_progress: Duration) -> Self {
         Self {
-            client: Source::Ready(Client::new(shared)),
-            table: table.to_owned(),
+            table: Table::ready(shared, table),
             in_progress,
         }
     }
@@ -52,146 +41,22 @@ impl DynamoLedger {
     /// The client is made when the first key is read or written.
     pub fn lazy(sdk: LazySdk, table: &str, in_progress: Duration) -> Self {
         Self {
-            client: Source::lazy(sdk, Client::new),
-            table: table.to_owned(),
+            table: Table::lazy(sdk, table),
             in_progress,
         }
     }
 
-    /// Which of `changes` every handler has taken already (marked by `Ledger::seen`).
-    pub async fn seen_among(
-        &self,
-        changes: &[String],
-    ) -> Result<std::collections::HashSet<String>, String> {
-        let mut found = std::collections::HashSet::new();
-        let client = self.client.get().await;
-        for chunk in changes.chunks(BATCH_GET) {
-            let mut keys: Vec<_> = chunk
-                .iter()
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .map(|c| {
-                    std::collections::HashMap::from([(
-                        "id".to_owned(),
-                        AttributeValue::S(format!("{SEEN}{c}")),
-                    )])
-                })
-                .collect();
-            // DynamoDB may leave keys unprocessed under load: ask again for those.
-            for _ in 0..5 {
-                if keys.is_empty() {
-                    break;
-                }
-                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .projection_expression("id")
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let out = client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| DisplayErrorContext(e).to_string())?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    if let Some(id) = item.get("id").and_then(|v| v.as_s().ok()) {
-                        found.insert(id.trim_start_matches(SEEN).to_owned());
-                    }
-                }
-                keys = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-            }
-            if !keys.is_empty() {
-                return Err("DynamoDB left keys unprocessed five times".into());
-            }
-        }
-        Ok(found)
-    }
-
-    /// The watermark of `scope`: the end of the last window reconciled whole.
-    pub async fn watermark(&self, scope: &str) -> Result<Option<String>, String> {
-        let item = self
-            .client
-            .get()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(format!("{WATERMARK}{scope}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DisplayErrorContext(e).to_string())?
-            .item;
-        Ok(item.and_then(|i| i.get("at").and_then(|v| v.as_s().ok()).cloned()))
-    }
-
-    /// Moves the watermark of `scope` to `at`, never back (a slower run that ends after a
-    /// faster one cannot undo it).
-    pub async fn set_watermark(&self, scope: &str, at: &str) -> Result<(), String> {
-        let put = self
-            .client
-            .get()
-            .await
-            .put_item()
-            .table_name(&self.table)
-            .item("id", AttributeValue::S(format!("{WATERMARK}{scope}")))
-            .item("at", AttributeValue::S(at.to_owned()))
-            .condition_expression("attribute_not_exists(id) OR #at < :at")
-            .expression_attribute_names("#at", "at")
-            .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(DisplayErrorContext(e).to_string()),
-        }
-    }
-
-    async fn state(&self, key: &str) -> Result<Option<(String, u64)>, String> {
-        let item = self
-            .client
-            .get()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .key("id", AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DisplayErrorContext(e).to_string())?
-            .item;
-        Ok(item.map(|item| {
-            let status = item
-                .get("status")
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default();
-            let until = item
-                .get("in_progress_expiration")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            (status, until)
+    /// `key`'s status and in-progress expiry (epoch milliseconds), if it has an item.
+    async fn state(&self, key: &str) -> Result<Option<(String, u64)>, AdapterError> {
+        Ok(self.table.item(key.to_owned()).await?.map(|item| {
+            let status = text_of(&item, "status").cloned().unwrap_or_default();
+            (status, number_of(&item, "in_progress_expiration"))
         }))
     }
 }
 
 impl Ledger for DynamoLedger {
-    async fn begin(&self, key: &str, message_id: Option<&str>) -> Result<Begin, String> {
+    async fn begin(&self, key: &str, message_id: Option<&str>) -> Result<Begin, AdapterError> {
         let now = now();
         // New, expired, failed before, in progress by a worker whose mark has run out, or
         // dead-lettered from another SQS message (this one is a redrive).
@@ -229,34 +94,23 @@ impl Ledger for DynamoLedger {
                 // Gone in between (expired and swept): try once more later.
                 None => Ok(Begin::Busy(Duration::ZERO)),
             },
-            Err(e) => Err(DisplayErrorContext(e).to_string()),
+            Err(e) => Err(error(e)),
         }
     }
 
-    async fn complete(&self, key: &str) -> Result<(), String> {
+    async fn complete(&self, key: &str) -> Result<(), AdapterError> {
         self.mark(key, COMPLETED, None).await
     }
 
-    async fn dead_lettered(&self, key: &str, message_id: &str) -> Result<(), String> {
+    async fn dead_lettered(&self, key: &str, message_id: &str) -> Result<(), AdapterError> {
         self.mark(key, DEAD_LETTERED, Some(message_id)).await
     }
 
-    async fn seen(&self, change: &str) -> Result<(), String> {
-        self.client
-            .get()
-            .await
-            .put_item()
-            .table_name(&self.table)
-            .item("id", AttributeValue::S(format!("{SEEN}{change}")))
-            .item("status", AttributeValue::S(COMPLETED.into()))
-            .item("expiration", number((now() + KEEP).as_secs().into()))
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| DisplayErrorContext(e).to_string())
+    async fn seen(&self, change: &str) -> Result<(), AdapterError> {
+        super::seen::mark(&self.table, change).await
     }
 
-    async fn failed(&self, key: &str) -> Result<Option<u32>, String> {
+    async fn failed(&self, key: &str) -> Result<Option<u32>, AdapterError> {
         let updated = self
             .update_status(key)
             .await
@@ -279,7 +133,7 @@ impl Ledger for DynamoLedger {
                 .filter(|n| *n > 0)),
             // Not ours any more (completed by another worker, say).
             Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(DisplayErrorContext(e).to_string()),
+            Err(e) => Err(error(e)),
         }
     }
 }
@@ -287,17 +141,22 @@ impl Ledger for DynamoLedger {
 impl DynamoLedger {
     /// An update of `key`'s item, `#status` naming its status.
     async fn update_status(&self, key: &str) -> UpdateItemFluentBuilder {
-        self.client
-            .get()
+        self.table
+            .client()
             .await
             .update_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key("id", AttributeValue::S(key.to_owned()))
             .expression_attribute_names("#status", "status")
     }
 
     /// Sets `key`'s status; `message`: the SQS message it was dead-lettered with.
-    async fn mark(&self, key: &str, status: &str, message: Option<&str>) -> Result<(), String> {
+    async fn mark(
+        &self,
+        key: &str,
+        status: &str,
+        message: Option<&str>,
+    ) -> Result<(), AdapterError> {
         let update = self
             .update_status(key)
             .await
@@ -311,10 +170,6 @@ impl DynamoLedger {
                 .expression_attribute_values(":m", AttributeValue::S(m.into())),
             None => update.update_expression("SET #status = :status, expiration = :expiration"),
         };
-        update
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| DisplayErrorContext(e).to_string())
+        update.send().await.map(drop).map_err(error)
     }
 }

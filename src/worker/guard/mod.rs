@@ -20,9 +20,10 @@ pub use breaker::{BreakerSettings, BreakerState, Breakers, LastFailure};
 pub use pace::{Lease, Pacer};
 
 use super::router::{FailureKind, HandlerError};
+use crate::adapter::AdapterError;
 
-/// A store call's answer; errors are short reasons for the log (no secrets pass here).
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+/// A store call's answer.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, AdapterError>> + Send + 'a>>;
 
 /// Where breaker and rate-limit state is kept. Each call is one atomic step, so several
 /// worker instances sharing one store never undo each other.

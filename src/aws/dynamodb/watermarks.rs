@@ -1,0 +1,60 @@
+//! `reconcile#watermark#<scope>`: how far scheduled reconciliation got, per object and
+//! pass (the end of the last window read whole, or of the last page queued).
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{Table, condition_failed, error, text_of};
+use crate::adapter::AdapterError;
+use crate::aws::lazy::LazySdk;
+use crate::reconcile::run::Watermarks;
+
+const WATERMARK: &str = "reconcile#watermark#";
+
+pub struct DynamoWatermarks {
+    table: Table,
+}
+
+impl DynamoWatermarks {
+    pub fn with_sdk_config(shared: &SdkConfig, table: &str) -> Self {
+        Self {
+            table: Table::ready(shared, table),
+        }
+    }
+
+    pub fn lazy(sdk: LazySdk, table: &str) -> Self {
+        Self {
+            table: Table::lazy(sdk, table),
+        }
+    }
+}
+
+impl Watermarks for DynamoWatermarks {
+    async fn watermark(&self, scope: &str) -> Result<Option<String>, AdapterError> {
+        let item = self.table.item(format!("{WATERMARK}{scope}")).await?;
+        Ok(item.and_then(|i| text_of(&i, "at").cloned()))
+    }
+
+    /// Moves the watermark of `scope` to `at`, never back (a slower run that ends after a
+    /// faster one cannot undo it).
+    async fn set_watermark(&self, scope: &str, at: &str) -> Result<(), AdapterError> {
+        let put = self
+            .table
+            .client()
+            .await
+            .put_item()
+            .table_name(&self.table.name)
+            .item("id", AttributeValue::S(format!("{WATERMARK}{scope}")))
+            .item("at", AttributeValue::S(at.to_owned()))
+            .condition_expression("attribute_not_exists(id) OR #at < :at")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(error(e)),
+        }
+    }
+}
