@@ -204,8 +204,9 @@ def check_stored_secrets_with_email():
                f"event source sizes: {p}")
 
     alarms = {k: v for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
-    expect(len(alarms) == 9, f"nine alarms: {sorted(alarms)}")
+    expect(len(alarms) == 10, f"ten alarms: {sorted(alarms)}")
     expect("BreakerOpenAlarm" in alarms, "an alarm on an open breaker")
+    expect("RulesNotAppliedAlarm" in alarms, "an alarm on stored rules that were not applied")
     for name, alarm in alarms.items():
         expect(alarm["Properties"].get("AlarmActions") == [{"Ref": "AlarmTopic"}],
                f"{name} pages the e-mail topic")
@@ -335,7 +336,7 @@ def check_reconciliation():
     expect(len(rules) == 1 and rules[0]["Properties"]["ScheduleExpression"] == "rate(15 minutes)",
            f"a schedule: {rules}")
     alarms = [k for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"]
-    expect("ReconcileErrorsAlarm" in alarms and len(alarms) == 10, f"ten alarms: {alarms}")
+    expect("ReconcileErrorsAlarm" in alarms and len(alarms) == 11, f"eleven alarms: {alarms}")
     keeps_failing = res["ReconcileErrorsAlarm"]["Properties"]
     expect((keeps_failing["EvaluationPeriods"], keeps_failing["DatapointsToAlarm"]) == (2, 2),
            "the reconciliation alarm waits for failures in two periods running")
@@ -350,6 +351,7 @@ def check_reconciliation():
                f"ReconciliationSettings refuses {broken}")
     template, r = translate({"WebhookSecret": "s", "ForwardRules": "[]"})
     expect("ReconcileFunction" not in r.resources(), "off by default")
+    expect("RulesNotAppliedAlarm" not in r.resources(), "rules in the environment need no such alarm")
 
 
 def main():

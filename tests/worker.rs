@@ -429,7 +429,7 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
         refresh,
     );
     let w = Worker::new(
-        Routes::with_stored_rules(Router::new(), rules, Forwarder::default()),
+        Routes::with_stored_rules(Router::new(), rules.clone(), Forwarder::default()),
         None,
         Arc::new(NoLedger),
         10,
@@ -458,6 +458,43 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(moved, "the new rules were taken without a restart");
+
+    // Rules that turn invalid after a good read: the last good ones stay in force, and
+    // the routes say why the store's are not applied (the worker counts RulesNotApplied).
+    let watched = Routes::with_stored_rules(Router::new(), rules.clone(), Forwarder::default());
+    watched.current().await.expect("the good rules");
+    assert_eq!(watched.not_applied(), None);
+    put_secure_string(
+        &name,
+        r#"[{"name":"all","events":["*"],"url":"ftp://x","secret":"whsec_c2VjcmV0"}]"#,
+    )
+    .await;
+    tokio::time::sleep(refresh.every).await;
+    let mut why = None;
+    for _ in 0..50 {
+        watched
+            .current()
+            .await
+            .expect("the last good rules stay in force");
+        why = watched.not_applied();
+        if why.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let why = why.expect("the invalid rules are reported");
+    assert!(
+        why.contains("FORWARD_RULES_PARAMETER") && !why.contains("c2VjcmV0"),
+        "{why}"
+    );
+    let before = second.requests().len();
+    let (_, event) = batch("d");
+    assert!(failed(&w.handle(event).await.unwrap()).is_empty());
+    assert_eq!(
+        second.requests().len(),
+        before + 1,
+        "still the last good rules"
+    );
 
     // Rules that cannot be read fail the batch's messages (retried), never the function.
     let missing = Rotating::stored(

@@ -108,6 +108,16 @@ impl<T: Send + Sync + 'static> Rotating<T> {
         }
     }
 
+    /// Why the last read of the store was not taken (it failed, or its value was
+    /// invalid): the value in use, if any, is an older one. None after a good read, and for
+    /// a fixed value.
+    pub fn last_error(&self) -> Option<StoreError> {
+        match &*self.0 {
+            Inner::Fixed(_) => None,
+            Inner::Stored(stored) => stored.lock().error.clone(),
+        }
+    }
+
     /// After `seen` failed to verify something: re-reads once, unless the value was read
     /// within the floor, and gives the value if it is not `seen`.
     pub async fn newer_than(&self, seen: &Arc<T>) -> Option<Arc<T>> {

@@ -139,6 +139,11 @@ impl<L: Ledger> Worker<L> {
             tally.clone(),
         )
         .await;
+        if let Some(why) = self.handling.routes.not_applied() {
+            // Alarmed on: the destinations are those of the last good rules, not the store's.
+            tally.count("RulesNotApplied", None, 1.0);
+            warn!(reason = %why, "the stored forwarding rules are not applied; the last good ones are in force");
+        }
         tally.emit(&[]);
         if let Some(visibility) = &self.visibility {
             let delays: Vec<(&str, Duration)> = failed
