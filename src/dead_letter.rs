@@ -164,7 +164,8 @@ fn original_attributes(attributes: &[Attribute]) -> Vec<Attribute> {
         .collect()
 }
 
-pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+pub type SendFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), crate::adapter::AdapterError>> + Send + 'a>>;
 
 /// Where moved messages go.
 pub trait DeadLetters: Send + Sync + 'static {

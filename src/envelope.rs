@@ -120,18 +120,30 @@ struct Envelope<'a> {
     object_metadata: Option<&'a RawValue>,
     record: Option<&'a RawValue>,
     updated_fields: Option<&'a RawValue>,
-    claim_check: Option<ClaimCheck<'a>>,
+    claim_check: Option<ClaimCheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<&'static str>,
 }
 
-/// Where the whole envelope is, when the queued one is only a pointer.
-#[derive(Serialize)]
-struct ClaimCheck<'a> {
-    bucket: &'a str,
-    key: &'a str,
-    bytes: usize,
-    sha256: String,
+/// Where the whole envelope is, when the queued message is only a pointer to it: the
+/// envelope's `claimCheck`, as the ingest function writes it and the worker (and any other
+/// reader) reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ClaimCheck {
+    pub bucket: String,
+    pub key: String,
+    /// The stored envelope's length in bytes.
+    #[serde(default)]
+    pub bytes: usize,
+    /// Lowercase hex SHA-256 of the stored envelope.
+    pub sha256: String,
+}
+
+impl ClaimCheck {
+    /// Whether `stored` is the envelope this pointer was made for.
+    pub fn matches(&self, stored: &[u8]) -> bool {
+        body_sha256(stored) == self.sha256
+    }
 }
 
 #[derive(Serialize)]
@@ -276,8 +288,8 @@ fn message(
     envelope.record = None;
     envelope.updated_fields = None;
     envelope.claim_check = Some(ClaimCheck {
-        bucket,
-        key: &key,
+        bucket: bucket.to_owned(),
+        key: key.clone(),
         bytes: message.body.len(),
         sha256: body_sha256(message.body.as_bytes()),
     });

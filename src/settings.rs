@@ -33,7 +33,10 @@ pub(crate) fn whole_number(
         })
 }
 
-/// `QUEUE_URL`, required: an http(s) SQS queue URL, and whether it names a FIFO queue (its
+/// The event queue's URL, read by every function and command from this one variable.
+pub const QUEUE_URL: &str = "QUEUE_URL";
+
+/// `QUEUE_URL` (or `name`), required: an http(s) SQS queue URL, and whether it names a FIFO queue (its
 /// name ends in `.fifo`).
 pub(crate) fn queue_url(
     name: &'static str,

@@ -5,13 +5,11 @@
 //! deleted from the dead-letter queue only once the queue has its copy. What is not taken
 //! is made visible again at the end.
 
-use std::collections::HashMap;
-
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 
-use super::dead_letters::attribute_value;
+use super::dead_letters::send_as_is;
 use crate::dead_letter::{Attribute, Filter, redriven_attributes};
 
 /// How a redrive went.
@@ -179,21 +177,10 @@ impl Redrive<'_> {
         group_id: Option<String>,
         deduplication_id: Option<String>,
     ) -> Result<(), String> {
-        let attributes = attributes
-            .iter()
-            .map(|a| Ok((a.name.clone(), attribute_value(a)?)))
-            .collect::<Result<HashMap<_, _>, String>>()?;
-        self.client
-            .send_message()
-            .queue_url(self.to)
-            .message_body(body)
-            .set_message_attributes(Some(attributes))
-            .set_message_group_id(group_id)
-            .set_message_deduplication_id(deduplication_id)
-            .send()
+        let fifo = (group_id, deduplication_id);
+        send_as_is(self.client, self.to, body, attributes, fifo)
             .await
-            .map(drop)
-            .map_err(|e| DisplayErrorContext(e).to_string())
+            .map_err(|e| e.to_string())
     }
 }
 

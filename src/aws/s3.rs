@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use super::lazy::{LazySdk, Source};
 use super::sdk_error::classify_sdk_error;
-use crate::envelope::{Claim, body_sha256};
+use crate::envelope::{Claim, ClaimCheck};
 use crate::retry::Failure;
 
 #[derive(Clone)]
@@ -83,7 +83,7 @@ impl PayloadStore {
             .get(&check.bucket, &check.key)
             .await
             .map_err(|e| ResolveError::Fetch(e.reason().to_owned()))?;
-        if body_sha256(&bytes) != check.sha256 {
+        if !check.matches(&bytes) {
             return Err(ResolveError::Mismatch);
         }
         String::from_utf8(bytes).map_err(|_| ResolveError::Mismatch)
@@ -117,14 +117,7 @@ impl PayloadStore {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Pointer {
-    claim_check: Option<PointerCheck>,
-}
-
-#[derive(Deserialize)]
-struct PointerCheck {
-    bucket: String,
-    key: String,
-    sha256: String,
+    claim_check: Option<ClaimCheck>,
 }
 
 #[derive(Debug, Error)]

@@ -14,7 +14,8 @@ use aws_sdk_sqs::types::{
 
 use super::lazy::{LazySdk, Source};
 use super::s3::PayloadStore;
-use super::sdk_error::classify_sdk_error;
+use super::sdk_error::{adapter_error, classify_sdk_error, kind_of};
+use crate::adapter::AdapterError;
 use crate::delivery::{BatchReply, Entry, EntryRefusal, Transport, send::ATTEMPT_TIMEOUT};
 use crate::envelope::{Claim, Message};
 use crate::retry::{Attempt, Failure, classify};
@@ -153,7 +154,7 @@ impl SqsVisibility {
         event_source_arn: Option<&str>,
         receipt_handle: &str,
         delay: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), AdapterError> {
         self.delay_many(event_source_arn, &[(receipt_handle, delay)])
             .await
             .pop()
@@ -166,13 +167,14 @@ impl SqsVisibility {
         &self,
         event_source_arn: Option<&str>,
         messages: &[(&str, Duration)],
-    ) -> Vec<Result<(), String>> {
+    ) -> Vec<Result<(), AdapterError>> {
         let url = match &self.queue_url {
             Some(url) => url.clone(),
             None => match event_source_arn.and_then(queue_url_of) {
                 Some(url) => url,
                 None => {
-                    let why = "no queue URL, and none in the event source ARN".to_owned();
+                    let why = "no queue URL, and none in the event source ARN";
+                    let why = AdapterError::NotFound(why.into());
                     return messages.iter().map(|_| Err(why.clone())).collect();
                 }
             },
@@ -198,13 +200,18 @@ impl SqsVisibility {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string()),
-                Err(e) => Err(e.to_string()),
+                    .map_err(|e| adapter_error("SQS", &e)),
+                Err(e) => Err(AdapterError::Refused(e.to_string())),
             };
             match sent {
                 Ok(out) => results.extend((0..chunk.len()).map(|i| {
                     match out.failed().iter().find(|f| f.id() == i.to_string()) {
-                        Some(f) => Err(format!("{}: {}", f.code(), f.message().unwrap_or(""))),
+                        Some(f) => {
+                            let detail =
+                                format!("SQS: {}: {}", f.code(), f.message().unwrap_or(""));
+                            let status = if f.sender_fault() { 400 } else { 500 };
+                            Err(kind_of(status, f.code(), detail))
+                        }
                         None => Ok(()),
                     }
                 })),

@@ -46,7 +46,7 @@ pub struct Config {
     pub payload_bucket: Option<String>,
 }
 
-pub const QUEUE_URL: &str = "QUEUE_URL";
+pub use crate::settings::QUEUE_URL;
 pub const SECRET: &str = "TWENTY_WEBHOOK_SECRET";
 pub const SECRET_PARAMETER: &str = "TWENTY_WEBHOOK_SECRET_PARAMETER";
 pub const SECRET_SECRET_ID: &str = "TWENTY_WEBHOOK_SECRET_SECRET_ID";

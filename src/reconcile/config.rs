@@ -13,7 +13,7 @@ const API_KEY_SETTING: SecretSetting = SecretSetting::named(
     "TWENTY_API_KEY_PARAMETER",
     "TWENTY_API_KEY_SECRET_ID",
 );
-pub const QUEUE_URL: &str = "QUEUE_URL";
+pub use crate::settings::QUEUE_URL;
 pub const OBJECTS: &str = "RECONCILE_OBJECTS";
 pub const TABLE: &str = "IDEMPOTENCY_TABLE";
 pub const OVERLAP: &str = "RECONCILE_OVERLAP_SECS";

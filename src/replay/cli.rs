@@ -8,6 +8,7 @@ use crate::aws::SqsTransport;
 use crate::aws::redrive::Redrive;
 use crate::dead_letter::Filter;
 use crate::progress;
+use crate::settings::QUEUE_URL;
 
 use super::replay;
 
@@ -22,7 +23,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut queue_url = std::env::var("QUEUE_URL").ok().filter(|u| !u.is_empty());
+    let mut queue_url = std::env::var(QUEUE_URL).ok().filter(|u| !u.is_empty());
     let mut budget = Duration::from_secs(60);
     let mut files = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -81,7 +82,7 @@ fn parse_redrive(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<RedriveArgs, String> {
     let mut from = env("DEAD_LETTER_QUEUE_URL").filter(|u| !u.is_empty());
-    let mut to = env("QUEUE_URL").filter(|u| !u.is_empty());
+    let mut to = env(QUEUE_URL).filter(|u| !u.is_empty());
     let (mut filter, mut dry_run) = (Filter::default(), false);
     let time = |flag: &str, value: Option<String>| -> Result<u64, String> {
         let value = value.ok_or(format!("{flag} needs a time (2026-11-29T10:00:00Z)"))?;

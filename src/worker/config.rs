@@ -20,7 +20,7 @@ const RULES_SETTING: SecretSetting = SecretSetting::named(
 );
 pub const CONCURRENCY: &str = "WORKER_CONCURRENCY";
 pub const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
-pub const QUEUE_URL: &str = "QUEUE_URL";
+pub use crate::settings::QUEUE_URL;
 pub const IN_PROGRESS: &str = "IDEMPOTENCY_IN_PROGRESS_SECS";
 pub const DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
 pub const RETRY_HORIZON: &str = "RETRY_HORIZON_SECS";
@@ -134,11 +134,13 @@ impl WorkerConfig {
             0..=60_000,
             "milliseconds",
         )?);
-        let dead_letter_queue_url = get(DEAD_LETTER_QUEUE_URL)
-            .map(|url| crate::settings::queue_url(DEAD_LETTER_QUEUE_URL, Some(url)).map(|(u, _)| u))
-            .transpose()?;
+        let optional_queue = |name| {
+            get(name)
+                .map(|url| crate::settings::queue_url(name, Some(url)).map(|(u, _)| u))
+                .transpose()
+        };
         Ok(Self {
-            dead_letter_queue_url,
+            dead_letter_queue_url: optional_queue(DEAD_LETTER_QUEUE_URL)?,
             retry,
             breaker,
             deadline_margin,
@@ -148,7 +150,7 @@ impl WorkerConfig {
             concurrency: concurrency as usize,
             in_progress: std::time::Duration::from_secs(in_progress),
             idempotency_table: get(IDEMPOTENCY_TABLE),
-            queue_url: get(QUEUE_URL),
+            queue_url: optional_queue(QUEUE_URL)?,
         })
     }
 }

@@ -1,6 +1,8 @@
 //! A queued envelope as the worker reads it: the fields routing and handlers need, and the
 //! exact bytes, which are what gets forwarded.
 
+use std::ops::Range;
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -43,46 +45,38 @@ pub struct Event {
     pub message_id: Option<String>,
     /// When the invocation handling it must be done with it, if it is handled in one.
     pub deadline: Option<tokio::time::Instant>,
+    /// Where `record` and `updatedFields` are in `body`, found by the one parse.
+    record: Option<Range<usize>>,
+    updated_fields: Option<Range<usize>>,
 }
 
 /// A claim-check pointer found in a queued message.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ClaimCheck {
-    pub bucket: String,
-    pub key: String,
-    pub sha256: String,
-}
+pub use crate::envelope::ClaimCheck;
 
+/// Every field the worker reads, in one pass over the body. All optional, so that a body
+/// of another version still gives its version.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Wire {
-    id: String,
-    event_name: String,
-    object_name: String,
-    action: String,
+struct Wire<'a> {
+    version: Option<u64>,
+    id: Option<String>,
+    event_name: Option<String>,
+    object_name: Option<String>,
+    action: Option<String>,
     record_id: Option<String>,
-    #[serde(default)]
     received_at: Option<String>,
-    #[serde(default)]
     claim_check: Option<ClaimCheck>,
-    /// Read for its timestamps only; any shape (or none) is let through.
-    #[serde(default)]
-    record: Option<Box<RawValue>>,
-    #[serde(default)]
+    /// Any shape (or none) is let through: kept as where it is in the body.
+    #[serde(borrow)]
+    record: Option<&'a RawValue>,
+    #[serde(borrow)]
+    updated_fields: Option<&'a RawValue>,
     origin: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Version {
     version: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Parts<'a> {
-    #[serde(borrow)]
-    record: Option<&'a RawValue>,
-    updated_fields: Option<Vec<String>>,
 }
 
 /// What a queued message holds: an event, or a pointer to one stored in S3.
@@ -92,45 +86,60 @@ pub enum Queued {
     Claim(ClaimCheck),
 }
 
+/// Where `part`, a slice of `body`, lies in it.
+fn span(body: &str, part: &RawValue) -> Range<usize> {
+    let start = part.get().as_ptr() as usize - body.as_ptr() as usize;
+    start..start + part.get().len()
+}
+
 impl Event {
-    /// Reads a queued message body.
+    /// Reads a queued message body, in one parse.
     pub fn parse(body: String) -> Result<Queued, EventError> {
-        // The version first, skipping the rest unread: another version may not parse as ours.
-        let version = serde_json::from_str::<Version>(&body)
-            .ok()
-            .and_then(|v| v.version)
-            .ok_or(EventError::NotAnEnvelope)?;
-        if version != u64::from(VERSION) && version != u64::from(RECONCILED_VERSION) {
-            return Err(EventError::UnknownVersion(version));
+        let wire = match serde_json::from_str::<Wire<'_>>(&body) {
+            Ok(wire) => wire,
+            // Not ours to read: another version's shape, or no envelope at all.
+            Err(_) => {
+                return Err(match serde_json::from_str::<Version>(&body) {
+                    Ok(Version {
+                        version: Some(version),
+                    }) if !known(version) => EventError::UnknownVersion(version),
+                    _ => EventError::NotAnEnvelope,
+                });
+            }
+        };
+        match wire.version {
+            None => return Err(EventError::NotAnEnvelope),
+            Some(version) if !known(version) => return Err(EventError::UnknownVersion(version)),
+            Some(_) => {}
         }
-        let wire: Wire = serde_json::from_str(&body).map_err(|_| EventError::NotAnEnvelope)?;
         if let Some(check) = wire.claim_check {
             return Ok(Queued::Claim(check));
         }
+        let (Some(id), Some(event_name), Some(object_name), Some(action)) =
+            (wire.id, wire.event_name, wire.object_name, wire.action)
+        else {
+            return Err(EventError::NotAnEnvelope);
+        };
         // A hard delete's record still shows the soft delete's `deletedAt`, and a restore
         // does not move `updatedAt`: keyed on the change, either would pass for the event
         // before it. Reconciliation finds neither, so they are keyed on their own id.
-        let action = change::Action::keyed(&wire.action);
+        let keyed = change::Action::keyed(&action);
         let change = wire
             .record
-            .as_deref()
-            .filter(|_| action.is_some())
+            .filter(|_| keyed.is_some())
             .and_then(|raw| serde_json::from_str::<Stamps>(raw.get()).ok())
             .and_then(|stamps| {
-                let deletion = action == Some(change::Action::Deleted);
-                change::key(
-                    &wire.object_name,
-                    wire.record_id.as_deref(),
-                    deletion,
-                    &stamps,
-                )
+                let deletion = keyed == Some(change::Action::Deleted);
+                change::key(&object_name, wire.record_id.as_deref(), deletion, &stamps)
             });
+        let record = wire.record.map(|raw| span(&body, raw));
+        let updated_fields = wire.updated_fields.map(|raw| span(&body, raw));
         Ok(Queued::Event(Event {
             change,
-            id: wire.id,
-            event_name: wire.event_name,
-            object_name: wire.object_name,
-            action: wire.action,
+            id,
+            event_name,
+            object_name,
+            action,
             reconciled: wire.origin.as_deref() == Some(RECONCILIATION),
             record_id: wire.record_id,
             received_at: wire
@@ -139,6 +148,8 @@ impl Event {
             body,
             message_id: None,
             deadline: None,
+            record,
+            updated_fields,
         }))
     }
 
@@ -150,7 +161,7 @@ impl Event {
 
     /// Reads a stored envelope (the object a claim check points to), checking its hash.
     pub fn from_stored(bytes: Vec<u8>, check: &ClaimCheck) -> Result<Self, EventError> {
-        if crate::envelope::body_sha256(&bytes) != check.sha256 {
+        if !check.matches(&bytes) {
             return Err(EventError::ClaimCheck(
                 "the stored envelope does not match the hash in the message".into(),
             ));
@@ -167,15 +178,68 @@ impl Event {
 
     /// The record, as Twenty sent it, read into `T`.
     pub fn record<T: DeserializeOwned>(&self) -> Option<T> {
-        let parts: Parts<'_> = serde_json::from_str(&self.body).ok()?;
-        serde_json::from_str(parts.record?.get()).ok()
+        let text = self.body.get(self.record.clone()?)?;
+        serde_json::from_str(text).ok()
     }
 
     /// The fields an update changed (`updatedFields`), empty for other events.
     pub fn updated_fields(&self) -> Vec<String> {
-        serde_json::from_str::<Parts<'_>>(&self.body)
-            .ok()
-            .and_then(|p| p.updated_fields)
+        self.updated_fields
+            .clone()
+            .and_then(|span| self.body.get(span))
+            .and_then(|text| serde_json::from_str(text).ok())
             .unwrap_or_default()
+    }
+}
+
+/// A version this worker reads.
+fn known(version: u64) -> bool {
+    version == u64::from(VERSION) || version == u64::from(RECONCILED_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(body: &str) -> Event {
+        match Event::parse(body.to_owned()) {
+            Ok(Queued::Event(e)) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_parse_finds_the_record_and_updated_fields_wherever_they_are() {
+        let e = event(
+            r#"{"version":1,"id":"é\"1","eventName":"person.updated","objectName":"person","action":"updated","recordId":"r","updatedFields":["name","emails"],"record":{"id":"r","name":{"firstName":"Zoë \"Z\""},"updatedAt":"2026-11-02T10:00:00Z"}}"#,
+        );
+        assert_eq!(e.id, "é\"1");
+        assert_eq!(e.updated_fields(), ["name", "emails"]);
+        let record: serde_json::Value = e.record().unwrap();
+        assert_eq!(record["name"]["firstName"], "Zoë \"Z\"");
+        assert_eq!(
+            e.change.as_deref(),
+            Some("person:r@2026-11-02T10:00:00.000Z")
+        );
+        let bare = event(
+            r#"{"version":2,"id":"x","eventName":"person.created","objectName":"person","action":"created","recordId":null,"record":null,"updatedFields":null}"#,
+        );
+        assert!(bare.updated_fields().is_empty() && bare.record::<serde_json::Value>().is_none());
+    }
+
+    #[test]
+    fn another_version_is_named_even_when_its_fields_differ() {
+        assert_eq!(
+            Event::parse(r#"{"version":3,"id":7,"eventName":{"a":1}}"#.into()).unwrap_err(),
+            EventError::UnknownVersion(3)
+        );
+        assert_eq!(
+            Event::parse(r#"{"id":"x"}"#.into()).unwrap_err(),
+            EventError::NotAnEnvelope
+        );
+        assert_eq!(
+            Event::parse(r#"{"version":1,"id":7}"#.into()).unwrap_err(),
+            EventError::NotAnEnvelope
+        );
     }
 }

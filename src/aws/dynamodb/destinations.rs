@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{Item, Table, condition_failed, error, now, number, number_of};
 use crate::adapter::AdapterError;
-use crate::aws::lazy::LazySdk;
-use crate::worker::guard::{BreakerState, DestinationStore, Lease, StoreFuture, pace};
+use crate::worker::guard::{BreakerState, DestinationStore, Lease, Opening, SlotAsk, StoreFuture};
 
 const BREAKER: &str = "breaker#";
 const PACE: &str = "pace#";
@@ -42,20 +40,9 @@ fn expiration() -> AttributeValue {
     number((now() + KEEP).as_secs().into())
 }
 
+on_table!(DynamoDestinations);
+
 impl DynamoDestinations {
-    pub fn with_sdk_config(shared: &SdkConfig, table: &str) -> Self {
-        Self {
-            table: Table::ready(shared, table),
-        }
-    }
-
-    /// The client is made when the state is first read or written.
-    pub fn lazy(sdk: LazySdk, table: &str) -> Self {
-        Self {
-            table: Table::lazy(sdk, table),
-        }
-    }
-
     /// An update of `destination`'s item under `prefix`, its expiry pushed on.
     async fn update(&self, prefix: &str, destination: &str) -> UpdateItemFluentBuilder {
         self.table
@@ -93,15 +80,9 @@ impl DestinationStore for DynamoDestinations {
         })
     }
 
-    fn open<'a>(
-        &'a self,
-        destination: &'a str,
-        expected_open_until_ms: u64,
-        open_until_ms: u64,
-        period_ms: u64,
-    ) -> StoreFuture<'a, bool> {
+    fn open<'a>(&'a self, destination: &'a str, opening: Opening) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let condition = if expected_open_until_ms == 0 {
+            let condition = if opening.expected_until_ms == 0 {
                 "attribute_not_exists(openUntil) OR openUntil = :expected"
             } else {
                 "openUntil = :expected"
@@ -114,9 +95,9 @@ impl DestinationStore for DynamoDestinations {
                      expiration = :expiration",
                 )
                 .condition_expression(condition)
-                .expression_attribute_values(":expected", number(expected_open_until_ms.into()))
-                .expression_attribute_values(":until", number(open_until_ms.into()))
-                .expression_attribute_values(":period", number(period_ms.into()))
+                .expression_attribute_values(":expected", number(opening.expected_until_ms.into()))
+                .expression_attribute_values(":until", number(opening.until_ms.into()))
+                .expression_attribute_values(":period", number(opening.period_ms.into()))
                 .expression_attribute_values(":zero", number(0))
                 .send()
                 .await;
@@ -179,14 +160,7 @@ impl DestinationStore for DynamoDestinations {
         })
     }
 
-    fn lease_slots<'a>(
-        &'a self,
-        destination: &'a str,
-        now_us: u64,
-        count: u32,
-        interval_us: u64,
-        latest_start_us: u64,
-    ) -> StoreFuture<'a, Lease> {
+    fn lease_slots<'a>(&'a self, destination: &'a str, ask: SlotAsk) -> StoreFuture<'a, Lease> {
         Box::pin(async move {
             for _ in 0..LEASE_TRIES {
                 // Read, then move the timeline on only if nobody moved it in between.
@@ -194,13 +168,7 @@ impl DestinationStore for DynamoDestinations {
                     .item(PACE, destination)
                     .await?
                     .map(|i| number_of(&i, "next"));
-                let (lease, next) = pace::lease_at(
-                    seen.unwrap_or(0),
-                    now_us,
-                    count,
-                    interval_us,
-                    latest_start_us,
-                );
+                let (lease, next) = ask.lease_at(seen.unwrap_or(0));
                 let Some(next) = next else {
                     return Ok(lease);
                 };

@@ -4,6 +4,26 @@
 //! One table, partition key `id` (string), TTL on `expiration`: each role keeps its items
 //! under a prefix of its own.
 
+/// `with_sdk_config` and `lazy` for a role that holds the table alone (`table: Table`).
+macro_rules! on_table {
+    ($role:ident) => {
+        impl $role {
+            pub fn with_sdk_config(shared: &aws_config::SdkConfig, table: &str) -> Self {
+                Self {
+                    table: super::Table::ready(shared, table),
+                }
+            }
+
+            /// The client is made when the table is first read or written.
+            pub fn lazy(sdk: crate::aws::LazySdk, table: &str) -> Self {
+                Self {
+                    table: super::Table::lazy(sdk, table),
+                }
+            }
+        }
+    };
+}
+
 mod destinations;
 mod ledger;
 mod seen;

@@ -33,13 +33,11 @@ pub use index::DynamoSeen;
 mod index {
     use std::collections::{BTreeSet, HashMap, HashSet};
 
-    use aws_config::SdkConfig;
     use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
     use super::super::{Table, error, text_of};
     use super::SEEN;
     use crate::adapter::AdapterError;
-    use crate::aws::lazy::LazySdk;
     use crate::reconcile::run::SeenIndex;
     use crate::retry::{Backoff, jitter_unit};
 
@@ -58,19 +56,7 @@ mod index {
         table: Table,
     }
 
-    impl DynamoSeen {
-        pub fn with_sdk_config(shared: &SdkConfig, table: &str) -> Self {
-            Self {
-                table: Table::ready(shared, table),
-            }
-        }
-
-        pub fn lazy(sdk: LazySdk, table: &str) -> Self {
-            Self {
-                table: Table::lazy(sdk, table),
-            }
-        }
-    }
+    on_table!(DynamoSeen);
 
     impl SeenIndex for DynamoSeen {
         async fn seen_among(&self, changes: &[String]) -> Result<HashSet<String>, AdapterError> {

@@ -1,12 +1,10 @@
 //! `reconcile#watermark#<scope>`: how far scheduled reconciliation got, per object and
 //! pass (the end of the last window read whole, or of the last page queued).
 
-use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{Table, condition_failed, error, text_of};
 use crate::adapter::AdapterError;
-use crate::aws::lazy::LazySdk;
 use crate::reconcile::run::Watermarks;
 
 const WATERMARK: &str = "reconcile#watermark#";
@@ -15,19 +13,7 @@ pub struct DynamoWatermarks {
     table: Table,
 }
 
-impl DynamoWatermarks {
-    pub fn with_sdk_config(shared: &SdkConfig, table: &str) -> Self {
-        Self {
-            table: Table::ready(shared, table),
-        }
-    }
-
-    pub fn lazy(sdk: LazySdk, table: &str) -> Self {
-        Self {
-            table: Table::lazy(sdk, table),
-        }
-    }
-}
+on_table!(DynamoWatermarks);
 
 impl Watermarks for DynamoWatermarks {
     async fn watermark(&self, scope: &str) -> Result<Option<String>, AdapterError> {

@@ -40,6 +40,15 @@ impl Default for BreakerSettings {
     }
 }
 
+/// An opening of a breaker: until `until_ms`, for `period_ms`, made on the state read
+/// with `expected_until_ms` (a store refuses it if another worker changed that since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    pub expected_until_ms: u64,
+    pub until_ms: u64,
+    pub period_ms: u64,
+}
+
 /// A breaker's state, as kept in the store. `open_until_ms` 0 is closed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BreakerState {
@@ -234,10 +243,12 @@ impl Breakers {
         let now = now_ms();
         let mut learnt = state;
         if let Some(period) = state.next_opening(now, pass == Pass::Probe, &self.settings) {
-            match store
-                .open(destination, state.open_until_ms, now + period, period)
-                .await
-            {
+            let opening = Opening {
+                expected_until_ms: state.open_until_ms,
+                until_ms: now + period,
+                period_ms: period,
+            };
+            match store.open(destination, opening).await {
                 Ok(true) => {
                     learnt.open_until_ms = now + period;
                     learnt.period_ms = period;

@@ -16,8 +16,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use breaker::{BreakerSettings, BreakerState, Breakers, LastFailure};
-pub use pace::{Lease, Pacer};
+pub use breaker::{BreakerSettings, BreakerState, Breakers, LastFailure, Opening};
+pub use pace::{Lease, Pacer, SlotAsk};
 
 use super::router::{FailureKind, HandlerError};
 use crate::adapter::AdapterError;
@@ -30,15 +30,9 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, AdapterError
 pub trait DestinationStore: Send + Sync + 'static {
     /// One more consecutive failure; the state after it.
     fn add_failure<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, BreakerState>;
-    /// Opens the breaker until `open_until_ms` for `period_ms`, if nobody changed its
-    /// opening since it read `expected_open_until_ms`; whether it did.
-    fn open<'a>(
-        &'a self,
-        destination: &'a str,
-        expected_open_until_ms: u64,
-        open_until_ms: u64,
-        period_ms: u64,
-    ) -> StoreFuture<'a, bool>;
+    /// Opens the breaker as `opening` says, if nobody changed its opening since it was
+    /// read; whether it did.
+    fn open<'a>(&'a self, destination: &'a str, opening: Opening) -> StoreFuture<'a, bool>;
     /// Closes the breaker: no failures, not open.
     fn reset<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, ()>;
     /// Takes the one probe of a breaker whose opening has run out, until `until_ms`:
@@ -50,16 +44,8 @@ pub trait DestinationStore: Send + Sync + 'static {
         now_ms: u64,
         until_ms: u64,
     ) -> StoreFuture<'a, Result<BreakerState, BreakerState>>;
-    /// Leases `count` send slots `interval_us` apart, starting at the earliest free one,
-    /// if that is no later than `latest_start_us`.
-    fn lease_slots<'a>(
-        &'a self,
-        destination: &'a str,
-        now_us: u64,
-        count: u32,
-        interval_us: u64,
-        latest_start_us: u64,
-    ) -> StoreFuture<'a, Lease>;
+    /// Leases the send slots `ask` wants, if the earliest free one is soon enough.
+    fn lease_slots<'a>(&'a self, destination: &'a str, ask: SlotAsk) -> StoreFuture<'a, Lease>;
 }
 
 /// The state in this process alone: what each instance keeps when there is no table.
@@ -84,19 +70,13 @@ impl DestinationStore for LocalStore {
         Box::pin(async move { Ok(state) })
     }
 
-    fn open<'a>(
-        &'a self,
-        destination: &'a str,
-        expected_open_until_ms: u64,
-        open_until_ms: u64,
-        period_ms: u64,
-    ) -> StoreFuture<'a, bool> {
+    fn open<'a>(&'a self, destination: &'a str, opening: Opening) -> StoreFuture<'a, bool> {
         let opened = self.with(destination, |(s, _)| {
-            if s.open_until_ms != expected_open_until_ms {
+            if s.open_until_ms != opening.expected_until_ms {
                 return false;
             }
-            s.open_until_ms = open_until_ms;
-            s.period_ms = period_ms;
+            s.open_until_ms = opening.until_ms;
+            s.period_ms = opening.period_ms;
             s.probe_until_ms = 0;
             true
         });
@@ -124,17 +104,9 @@ impl DestinationStore for LocalStore {
         Box::pin(async move { Ok(granted) })
     }
 
-    fn lease_slots<'a>(
-        &'a self,
-        destination: &'a str,
-        now_us: u64,
-        count: u32,
-        interval_us: u64,
-        latest_start_us: u64,
-    ) -> StoreFuture<'a, Lease> {
+    fn lease_slots<'a>(&'a self, destination: &'a str, ask: SlotAsk) -> StoreFuture<'a, Lease> {
         let lease = self.with(destination, |(_, next_free_us)| {
-            let (lease, next) =
-                pace::lease_at(*next_free_us, now_us, count, interval_us, latest_start_us);
+            let (lease, next) = ask.lease_at(*next_free_us);
             *next_free_us = next.unwrap_or(*next_free_us);
             lease
         });

@@ -24,21 +24,27 @@ pub enum Lease {
     Later { at_us: u64 },
 }
 
-/// The lease a store grants when its next free slot is `next_free_us`: the lease, and the
-/// next free slot after it (None: unchanged). One rule for every store.
-pub fn lease_at(
-    next_free_us: u64,
-    now_us: u64,
-    count: u32,
-    interval_us: u64,
-    latest_start_us: u64,
-) -> (Lease, Option<u64>) {
-    let start = next_free_us.max(now_us);
-    if start > latest_start_us {
-        return (Lease::Later { at_us: start }, None);
+/// A request for send slots, at `now_us`: `count` slots `interval_us` apart, from the
+/// earliest free one, if that is no later than `latest_start_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotAsk {
+    pub now_us: u64,
+    pub count: u32,
+    pub interval_us: u64,
+    pub latest_start_us: u64,
+}
+
+impl SlotAsk {
+    /// The lease a store grants when its next free slot is `next_free_us`: the lease, and
+    /// the next free slot after it (None: unchanged). One rule for every store.
+    pub fn lease_at(self, next_free_us: u64) -> (Lease, Option<u64>) {
+        let start = next_free_us.max(self.now_us);
+        if start > self.latest_start_us {
+            return (Lease::Later { at_us: start }, None);
+        }
+        let next = start + u64::from(self.count) * self.interval_us;
+        (Lease::Granted { start_us: start }, Some(next))
     }
-    let next = start + u64::from(count) * interval_us;
-    (Lease::Granted { start_us: start }, Some(next))
 }
 
 /// Slots leased by this instance for one destination.
@@ -118,16 +124,18 @@ impl Pacer {
                     return Err(Duration::from_micros(slots.busy_until_us - now));
                 }
                 let block = self.block(per_second);
-                let lease = match self
-                    .store
-                    .lease_slots(destination, now, block, interval, latest)
-                    .await
-                {
+                let ask = SlotAsk {
+                    now_us: now,
+                    count: block,
+                    interval_us: interval,
+                    latest_start_us: latest,
+                };
+                let lease = match self.store.lease_slots(destination, ask).await {
                     Ok(lease) => lease,
                     Err(e) => {
                         warn!(destination, error = %e, "rate limit not read; this worker paces alone");
                         self.fallback
-                            .lease_slots(destination, now, block, interval, latest)
+                            .lease_slots(destination, ask)
                             .await
                             .unwrap_or(Lease::Later { at_us: latest })
                     }
