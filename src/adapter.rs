@@ -3,9 +3,15 @@
 //! (not found, denied, refused). Plain code: the AWS adapters make these from SDK errors
 //! (`aws::sdk_error`), and tests can make them by hand.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use thiserror::Error;
 
 use crate::retry::Failure;
+
+/// An adapter call's answer, boxed so that the adapter can be a trait object.
+pub type AdapterFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, AdapterError>> + Send + 'a>>;
 
 /// A failed adapter call. The text is a short reason for the log: never a secret, a body
 /// or a record.

@@ -13,9 +13,9 @@ use support::destination::{Answer, Destination};
 use support::*;
 use twenty_webhook::aws::{DynamoLedger, PayloadStore, SqsVisibility};
 use twenty_webhook::envelope::{Destination as Target, Message};
-use twenty_webhook::worker::forward::parse_rules;
-use twenty_webhook::worker::forwarder::Forwarder;
 use twenty_webhook::worker::handling::Worker;
+use twenty_webhook::worker::rules::parse_rules;
+use twenty_webhook::worker::targets::Forwarder;
 use twenty_webhook::worker::{Ledger, NoLedger};
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -404,7 +404,7 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
     use twenty_webhook::aws::AwsSecretStore;
     use twenty_webhook::secrets::{Location, Refresh, Rotating, StoredSecret};
     use twenty_webhook::worker::Router;
-    use twenty_webhook::worker::routes::{Routes, parse_stored_rules};
+    use twenty_webhook::worker::rules::stored::{Routes, parse_stored_rules};
 
     let (first, second) = (Destination::ok().await, Destination::ok().await);
     let rule =

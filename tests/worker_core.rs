@@ -12,8 +12,9 @@ use twenty_webhook::adapter::AdapterError;
 
 use twenty_webhook::metrics::Tally;
 use twenty_webhook::worker::batch::{self, Bounds, Item, Process};
-use twenty_webhook::worker::forward::{self, RulesError, parse_rules};
+use twenty_webhook::worker::rules::{self as forward, RulesError, Target, parse_rules};
 use twenty_webhook::worker::standard_webhooks::WebhookKey;
+use twenty_webhook::worker::targets::http;
 use twenty_webhook::worker::{
     Begin, Event, HandlerError, Ledger, NoLedger, Outcome, Pattern, Queued, Router,
 };
@@ -67,7 +68,7 @@ fn event(id: &str, name: &str) -> Arc<Event> {
         r#"{{"version":1,"id":"{id}","eventName":"{name}","objectName":"{object}","action":"{action}","recordId":"r","record":{{"id":"r","emails":{{"primaryEmail":"a@b.c"}}}},"updatedFields":["emails"],"claimCheck":null}}"#
     );
     match Event::parse(body).unwrap() {
-        Queued::Event(e) => Arc::new(e),
+        Queued::Event(e) => Arc::new(*e),
         Queued::Claim(_) => unreachable!(),
     }
 }
@@ -313,7 +314,7 @@ fn the_change_key_is_the_same_for_a_delivered_and_a_reconciled_change() {
             r#"{{"version":{version},"id":"{version}{updated}","eventName":"person.updated","objectName":"person","action":"updated","recordId":"r-1","record":{{"id":"r-1","createdAt":"2026-11-01T00:00:00.000Z","updatedAt":"{updated}","deletedAt":null}}{origin}}}"#
         );
         match Event::parse(body).unwrap() {
-            twenty_webhook::worker::Queued::Event(e) => e,
+            twenty_webhook::worker::Queued::Event(e) => *e,
             _ => panic!("an event"),
         }
     };
@@ -350,7 +351,7 @@ fn the_change_key_is_the_same_for_a_delivered_and_a_reconciled_change() {
             r#"{{"version":1,"id":"{action}","eventName":"person.{action}","objectName":"person","action":"{action}","recordId":"r-1","record":{{"id":"r-1","updatedAt":"U","deletedAt":"D"}}}}"#
         );
         match Event::parse(body).unwrap() {
-            twenty_webhook::worker::Queued::Event(e) => e,
+            twenty_webhook::worker::Queued::Event(e) => *e,
             _ => panic!("an event"),
         }
     };
@@ -370,7 +371,7 @@ fn the_change_key_is_the_same_for_a_delivered_and_a_reconciled_change() {
             r#"{{"version":1,"id":"b-{action}","eventName":"person.{action}","objectName":"person","action":"{action}","recordId":"r-1","record":{{"id":"r-1","updatedAt":"U","deletedAt":null}}}}"#
         );
         match Event::parse(body).unwrap() {
-            twenty_webhook::worker::Queued::Event(e) => e,
+            twenty_webhook::worker::Queued::Event(e) => *e,
             _ => panic!("an event"),
         }
     };
@@ -440,11 +441,11 @@ fn forwarding_rules_are_checked_and_errors_never_show_a_value() {
     .unwrap();
     assert_eq!(paced[0].max_per_second, Some(0.5));
     assert!(paced[0].retry_all_errors && !rules[0].retry_all_errors);
-    assert!(forward::is_permanent(400, false) && forward::is_permanent(404, false));
+    assert!(http::is_permanent(400, false) && http::is_permanent(404, false));
     for status in [408, 425, 429, 500, 503, 302] {
-        assert!(!forward::is_permanent(status, false), "{status}");
+        assert!(!http::is_permanent(status, false), "{status}");
     }
-    assert!(!forward::is_permanent(404, true), "retryAllErrors");
+    assert!(!http::is_permanent(404, true), "retryAllErrors");
     for (text, expected) in bad {
         let err = parse_rules(&text).unwrap_err();
         let message = err.to_string();
@@ -469,7 +470,10 @@ fn signatures_verify_with_the_standardwebhooks_package() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let headers = forward::headers(&rules[0], "abc", timestamp, body.as_bytes());
+    let Target::Http(target) = &rules[0].target else {
+        panic!("an HTTP rule")
+    };
+    let headers = http::headers(target, "abc", timestamp, body.as_bytes());
     let map: HashMap<String, String> = headers.into_iter().collect();
     assert_eq!(map["webhook-id"], "abc");
     assert_eq!(map["x-extra"], "1");
@@ -484,8 +488,8 @@ fn signatures_verify_with_the_standardwebhooks_package() {
 #[test]
 fn destinations_are_logged_by_host_alone() {
     assert_eq!(
-        forward::origin("https://user:pa55@n8n.example.com:8443/webhook/abc?token=t"),
+        http::origin("https://user:pa55@n8n.example.com:8443/webhook/abc?token=t"),
         "n8n.example.com:8443"
     );
-    assert_eq!(forward::origin("http://127.0.0.1:9/hook"), "127.0.0.1:9");
+    assert_eq!(http::origin("http://127.0.0.1:9/hook"), "127.0.0.1:9");
 }

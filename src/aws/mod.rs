@@ -1,17 +1,21 @@
 //! The AWS adapters: SQS (the queue transport, and visibility for the worker's back-off),
 //! S3 (claim checks), DynamoDB (the worker's idempotency ledger), SSM and Secrets Manager
-//! (secret settings), and how SDK errors are
-//! read for the retry policy. Everything AWS-typed lives here.
+//! (secret settings), the targets' Step Functions, EventBridge and SQS clients, and how SDK
+//! errors are read for the retry policy. Everything AWS-typed lives here.
 
 pub mod dead_letters;
 #[cfg(feature = "worker")]
 pub mod dynamodb;
+#[cfg(feature = "worker")]
+pub mod eventbridge;
 mod lazy;
 pub mod redrive;
 pub mod s3;
 mod sdk_error;
 pub mod secret_store;
 pub mod sqs;
+#[cfg(feature = "worker")]
+pub mod step_functions;
 
 pub use dead_letters::SqsDeadLetters;
 #[cfg(feature = "worker")]
@@ -21,7 +25,9 @@ pub use dynamodb::{DynamoSeen, DynamoWatermarks};
 pub use lazy::LazySdk;
 pub use s3::{PayloadStore, ResolveError};
 pub use secret_store::AwsSecretStore;
-pub use sqs::{SqsTransport, SqsVisibility};
+pub use sqs::{SqsSender, SqsTransport, SqsVisibility};
+#[cfg(feature = "worker")]
+pub use {eventbridge::EventBridgePublisher, step_functions::SfnExecutions};
 
 /// Installs aws-lc as the process's TLS crypto provider, once: the AWS SDK brings rustls
 /// with it, and the other HTTP clients (forwarding, Twenty's API) use the same.

@@ -250,3 +250,56 @@ pub fn queue_url_of(arn: &str) -> Option<String> {
     };
     Some(format!("https://sqs.{region}.{domain}/{account}/{name}"))
 }
+
+/// Sends messages for SQS targets, as they are (attributes and FIFO ids kept).
+pub struct SqsSender {
+    client: Source<Client>,
+}
+
+impl SqsSender {
+    pub fn with_sdk_config(shared: &SdkConfig) -> Self {
+        Self {
+            client: Source::Ready(Client::new(shared)),
+        }
+    }
+
+    /// The client is made on the first message.
+    pub fn lazy(sdk: LazySdk) -> Self {
+        Self {
+            client: Source::lazy(sdk, Client::new),
+        }
+    }
+}
+
+#[cfg(feature = "worker")]
+impl crate::worker::targets::queue::QueueSender for SqsSender {
+    fn send<'a>(
+        &'a self,
+        queue_url: &'a str,
+        message: crate::worker::targets::queue::QueueMessage<'a>,
+        timeout: Duration,
+    ) -> crate::adapter::AdapterFuture<'a, ()> {
+        Box::pin(async move {
+            let fifo = (
+                message.group_id.map(str::to_owned),
+                message.deduplication_id.map(str::to_owned),
+            );
+            let client = self.client.get().await;
+            let send = super::dead_letters::send_as_is(
+                client,
+                queue_url,
+                message.body,
+                message.attributes,
+                fifo,
+            );
+            tokio::time::timeout(timeout, send)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AdapterError::Unavailable(format!(
+                        "SQS: no answer within {} ms",
+                        timeout.as_millis()
+                    )))
+                })
+        })
+    }
+}

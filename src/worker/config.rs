@@ -6,9 +6,9 @@ use crate::settings::{ConfigError, invalid, whole_number};
 
 use std::time::Duration;
 
-use super::forward::{Rule, parse_rules};
 use super::guard::BreakerSettings;
 use super::retry_policy::RetryPolicy;
+use super::rules::{Rule, parse_rules};
 
 pub const FORWARD_RULES: &str = "FORWARD_RULES";
 pub const FORWARD_RULES_PARAMETER: &str = "FORWARD_RULES_PARAMETER";

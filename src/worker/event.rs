@@ -2,6 +2,7 @@
 //! exact bytes, which are what gets forwarded.
 
 use std::ops::Range;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -45,9 +46,24 @@ pub struct Event {
     pub message_id: Option<String>,
     /// When the invocation handling it must be done with it, if it is handled in one.
     pub deadline: Option<tokio::time::Instant>,
+    /// The SQS message as it came, for targets that pass it on (an SQS target keeps its
+    /// attributes and FIFO ids; a target too small for the envelope takes the pointer).
+    pub received: Option<Arc<Received>>,
     /// Where `record` and `updatedFields` are in `body`, found by the one parse.
     record: Option<Range<usize>>,
     updated_fields: Option<Range<usize>>,
+    /// The whole envelope as JSON, parsed when a content filter first asks.
+    json: OnceLock<Option<serde_json::Value>>,
+}
+
+/// What the worker knows of the SQS message an event came in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    pub attributes: Vec<crate::dead_letter::Attribute>,
+    pub group_id: Option<String>,
+    pub deduplication_id: Option<String>,
+    /// The message's body when it was a claim-check pointer to the envelope.
+    pub pointer: Option<String>,
 }
 
 /// A claim-check pointer found in a queued message.
@@ -82,7 +98,7 @@ struct Version {
 /// What a queued message holds: an event, or a pointer to one stored in S3.
 #[derive(Debug)]
 pub enum Queued {
-    Event(Event),
+    Event(Box<Event>),
     Claim(ClaimCheck),
 }
 
@@ -134,7 +150,7 @@ impl Event {
             });
         let record = wire.record.map(|raw| span(&body, raw));
         let updated_fields = wire.updated_fields.map(|raw| span(&body, raw));
-        Ok(Queued::Event(Event {
+        Ok(Queued::Event(Box::new(Event {
             change,
             id,
             event_name,
@@ -148,9 +164,11 @@ impl Event {
             body,
             message_id: None,
             deadline: None,
+            received: None,
             record,
             updated_fields,
-        }))
+            json: OnceLock::new(),
+        })))
     }
 
     /// The time left for handling it, when it has a deadline.
@@ -169,11 +187,18 @@ impl Event {
         let body = String::from_utf8(bytes)
             .map_err(|_| EventError::ClaimCheck("the stored envelope is not UTF-8".into()))?;
         match Self::parse(body)? {
-            Queued::Event(event) => Ok(event),
+            Queued::Event(event) => Ok(*event),
             Queued::Claim(_) => Err(EventError::ClaimCheck(
                 "the stored envelope is itself a pointer".into(),
             )),
         }
+    }
+
+    /// The envelope as JSON (for content filters), parsed once, when first asked for.
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        self.json
+            .get_or_init(|| serde_json::from_str(&self.body).ok())
+            .as_ref()
     }
 
     /// The record, as Twenty sent it, read into `T`.
@@ -203,7 +228,7 @@ mod tests {
 
     fn event(body: &str) -> Event {
         match Event::parse(body.to_owned()) {
-            Ok(Queued::Event(e)) => e,
+            Ok(Queued::Event(e)) => *e,
             other => panic!("{other:?}"),
         }
     }

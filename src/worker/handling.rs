@@ -12,11 +12,11 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::batch::{self, Bounds, Item, Process};
-use super::event::{Event, EventError, Queued};
+use super::event::{Event, EventError, Queued, Received};
 use super::idempotency::{self, Ledger};
 use super::retry_policy::{Failed, Plan, RetryPolicy};
 use super::router::{FailureKind, Outcome, ledger_key};
-use super::routes::Routes;
+use super::rules::stored::Routes;
 use crate::aws::{PayloadStore, SqsVisibility};
 use crate::dead_letter::{Attribute, DeadLetter, DeadLetters, Why};
 use crate::metrics::Tally;
@@ -340,6 +340,12 @@ impl<L: Ledger> Handling<L> {
     fn prepare(&self, mut event: Event, item: &Item, bounds: Bounds) -> Event {
         event.message_id = Some(item.message_id.clone());
         event.deadline = bounds.start_by;
+        event.received = Some(Arc::new(Received {
+            attributes: item.attributes.clone(),
+            group_id: item.group.clone(),
+            deduplication_id: item.deduplication_id.clone(),
+            pointer: (item.body != event.body).then(|| item.body.clone()),
+        }));
         event
     }
 
@@ -420,7 +426,7 @@ impl<L: Ledger> Handling<L> {
     async fn read(&self, body: &str) -> Result<Event, Failed> {
         let permanent = FailureKind::Permanent;
         let check = match Event::parse(body.to_owned()) {
-            Ok(Queued::Event(event)) => return Ok(event),
+            Ok(Queued::Event(event)) => return Ok(*event),
             Ok(Queued::Claim(check)) => check,
             Err(e @ EventError::UnknownVersion(_)) => {
                 return Err(message_failure("unknown_version", permanent, e.to_string()));

@@ -30,19 +30,20 @@
 pub mod batch;
 pub mod config;
 pub mod event;
-pub mod forward;
-pub mod forwarder;
+pub mod filter;
 pub mod guard;
 pub mod handling;
 pub mod idempotency;
 pub mod lambda;
+pub mod patterns;
 pub mod retry_policy;
-pub mod route;
 pub mod router;
-pub mod routes;
+pub mod rules;
 pub mod standard_webhooks;
+pub mod targets;
 
 pub use event::{Event, EventError, Queued};
+pub use filter::{Filter, FilterError};
 pub use idempotency::{Begin, Ledger, NoLedger};
-pub use route::Pattern;
+pub use patterns::Pattern;
 pub use router::{FailureKind, HandlerError, Outcome, RouteError, Router};

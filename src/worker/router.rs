@@ -11,9 +11,10 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, warn};
 
 use super::event::Event;
+use super::filter::Filter;
 use super::guard::Gate;
 use super::idempotency::{self, Begin, Ledger};
-use super::route::{Pattern, PatternError};
+use super::patterns::{Pattern, PatternError};
 
 /// Why a handler did not take an event: what happened, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +89,46 @@ struct Route {
     name: String,
     patterns: Vec<Pattern>,
     handle: Handle,
+    /// What the envelope must also hold, past its name.
+    filter: Option<Arc<Filter>>,
     /// The destination's breaker and pace, asked before anything else.
     gate: Option<Arc<Gate>>,
+}
+
+/// Which events a handler takes: event-name patterns (`person.*`), and, optionally, a
+/// content filter (an EventBridge event pattern over the envelope), as a rule's `events`
+/// and `filter` say.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    patterns: Vec<String>,
+    filter: Option<Filter>,
+}
+
+impl Selection {
+    pub fn events<S: AsRef<str>>(patterns: &[S]) -> Self {
+        Self {
+            patterns: patterns.iter().map(|p| p.as_ref().to_owned()).collect(),
+            filter: None,
+        }
+    }
+
+    /// Only events whose envelope also matches `filter`.
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+}
+
+impl<S: AsRef<str>> From<&[S]> for Selection {
+    fn from(patterns: &[S]) -> Self {
+        Self::events(patterns)
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> From<&[S; N]> for Selection {
+    fn from(patterns: &[S; N]) -> Self {
+        Self::events(patterns)
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -102,6 +141,8 @@ pub enum RouteError {
     BadName,
     #[error("handler {0:?} has no pattern")]
     NoPattern(String),
+    #[error("rule {name:?} needs {service}, and the worker has no client for it")]
+    NoClient { name: String, service: String },
 }
 
 /// Handlers and the patterns they listen to. Cheap to clone.
@@ -138,21 +179,27 @@ impl Router {
         Self::default()
     }
 
-    /// Registers `handler` under `name` for events matching any of `patterns` (`person.created`,
-    /// `person.*`, `*.deleted`, `*`). The name keys idempotency: keep it stable.
-    pub fn on<F, Fut>(self, name: &str, patterns: &[&str], handler: F) -> Result<Self, RouteError>
+    /// Registers `handler` under `name` for events matching any of the patterns
+    /// (`person.created`, `person.*`, `*.deleted`, `*`) and, given a `Selection` with one,
+    /// the content filter. The name keys idempotency: keep it stable.
+    pub fn on<F, Fut>(
+        self,
+        name: &str,
+        selection: impl Into<Selection>,
+        handler: F,
+    ) -> Result<Self, RouteError>
     where
         F: Fn(Arc<Event>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        self.on_gated(name, patterns, None, handler)
+        self.on_gated(name, selection, None, handler)
     }
 
     /// `on`, with a destination's breaker and pace in front of the handler.
     pub fn on_gated<F, Fut>(
         mut self,
         name: &str,
-        patterns: &[&str],
+        selection: impl Into<Selection>,
         gate: Option<Arc<Gate>>,
         handler: F,
     ) -> Result<Self, RouteError>
@@ -166,10 +213,12 @@ impl Router {
         if self.routes.iter().any(|r| r.name == name) {
             return Err(RouteError::DuplicateName(name.to_owned()));
         }
-        if patterns.is_empty() {
+        let selection = selection.into();
+        if selection.patterns.is_empty() {
             return Err(RouteError::NoPattern(name.to_owned()));
         }
-        let patterns = patterns
+        let patterns = selection
+            .patterns
             .iter()
             .map(|p| Pattern::parse(p))
             .collect::<Result<Vec<_>, _>>()?;
@@ -177,24 +226,34 @@ impl Router {
         self.routes.push(Route {
             name: name.to_owned(),
             patterns,
+            filter: selection.filter.map(Arc::new),
             handle,
             gate,
         });
         Ok(self)
     }
 
-    /// The names of the handlers `event_name` goes to.
+    /// The names of the handlers whose patterns `event_name` matches (content filters
+    /// aside: they need the event).
     pub fn matching(&self, event_name: &str) -> Vec<&str> {
-        self.routes_for(event_name)
-            .into_iter()
+        self.routes
+            .iter()
+            .filter(|r| r.patterns.iter().any(|p| p.matches(event_name)))
             .map(|r| r.name.as_str())
             .collect()
     }
 
-    fn routes_for(&self, event_name: &str) -> Vec<&Route> {
+    /// The handlers `event` goes to: its name matches a pattern, and its envelope the
+    /// filter, if there is one (an envelope that is not JSON matches no filter).
+    fn routes_for(&self, event: &Event) -> Vec<&Route> {
         self.routes
             .iter()
-            .filter(|r| r.patterns.iter().any(|p| p.matches(event_name)))
+            .filter(|r| r.patterns.iter().any(|p| p.matches(&event.event_name)))
+            .filter(|r| {
+                r.filter
+                    .as_ref()
+                    .is_none_or(|f| event.json().is_some_and(|json| f.matches(json)))
+            })
             .collect()
     }
 
@@ -210,11 +269,7 @@ impl Router {
         event: Arc<Event>,
         ledger: Arc<L>,
     ) -> (Outcome, Vec<Run>) {
-        let routes: Vec<Route> = self
-            .routes_for(&event.event_name)
-            .into_iter()
-            .cloned()
-            .collect();
+        let routes: Vec<Route> = self.routes_for(&event).into_iter().cloned().collect();
         if routes.is_empty() {
             return (Outcome::Unrouted, Vec::new());
         }

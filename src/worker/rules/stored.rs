@@ -4,10 +4,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::forward::{Rule, parse_rules};
-use super::forwarder::Forwarder;
-use super::router::Router;
+use super::{Rule, parse_rules};
 use crate::secrets::Rotating;
+use crate::worker::router::Router;
+use crate::worker::targets::Forwarder;
 
 /// Routers are shared, not copied: each message takes an `Arc`, not a copy of the routes.
 pub struct Routes {

@@ -1,0 +1,82 @@
+//! SQS targets: `SendMessage` of the envelope bytes with the message attributes it was
+//! queued with, and, for a FIFO queue, the group and deduplication ids it came with (or,
+//! from a standard queue, the record's group and the envelope's id).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{DeliverFuture, Delivery, Target, failed, within};
+use crate::adapter::AdapterFuture;
+use crate::dead_letter::Attribute;
+
+/// SQS takes messages of at most 1 MiB (attributes included; the envelope's are small).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024 - 16 * 1024;
+
+/// One message for a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage<'a> {
+    pub body: &'a str,
+    pub attributes: &'a [Attribute],
+    pub group_id: Option<&'a str>,
+    pub deduplication_id: Option<&'a str>,
+}
+
+/// Sends messages (`crate::aws::SqsSender`).
+pub trait QueueSender: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        queue_url: &'a str,
+        message: QueueMessage<'a>,
+        timeout: Duration,
+    ) -> AdapterFuture<'a, ()>;
+}
+
+pub struct Queue {
+    pub sender: Arc<dyn QueueSender>,
+    pub url: String,
+    pub fifo: bool,
+}
+
+impl Target for Queue {
+    fn deliver(&self, delivery: Delivery) -> DeliverFuture<'_> {
+        Box::pin(async move {
+            let event = &delivery.event;
+            let Some(body) = within(event, MAX_BODY_BYTES) else {
+                return Err(crate::worker::router::HandlerError::permanent(
+                    "the envelope is over SQS's 1 MiB and was not queued as a claim check",
+                ));
+            };
+            let received = event.received.as_deref();
+            let fallback_group;
+            let (group_id, deduplication_id) = if self.fifo {
+                let group = match received.and_then(|r| r.group_id.as_deref()) {
+                    Some(g) => g,
+                    None => {
+                        fallback_group = format!(
+                            "{}:{}",
+                            event.object_name,
+                            event.record_id.as_deref().unwrap_or(&event.id)
+                        );
+                        &fallback_group
+                    }
+                };
+                let dedup = received
+                    .and_then(|r| r.deduplication_id.as_deref())
+                    .unwrap_or(&event.id);
+                (Some(group), Some(dedup))
+            } else {
+                (None, None)
+            };
+            let message = QueueMessage {
+                body,
+                attributes: received.map_or(&[], |r| r.attributes.as_slice()),
+                group_id,
+                deduplication_id,
+            };
+            self.sender
+                .send(&self.url, message, delivery.timeout)
+                .await
+                .map_err(|e| failed("SQS", &e, delivery.retry_all_errors))
+        })
+    }
+}
