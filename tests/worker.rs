@@ -397,6 +397,27 @@ fn the_worker_refuses_to_start_on_bad_rules_and_says_which() {
     );
     assert!(text.contains("rule 2 (n8n): `secret`"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
+
+    // A content filter that is not an event pattern: the rule and the problem, at start-up.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-worker"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env(
+            "FORWARD_RULES",
+            r#"[{"name":"won","events":["opportunity.updated"],"filter":{"record":{"stage":[{"regex":"W.N"}]}},"url":"https://x"}]"#,
+        )
+        .output()
+        .expect("run twenty-worker");
+    assert_eq!(out.status.code(), Some(1));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("rule 1 (won): filter at `record.stage`: unknown operator `regex`"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

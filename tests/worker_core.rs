@@ -493,3 +493,49 @@ fn destinations_are_logged_by_host_alone() {
     );
     assert_eq!(http::origin("http://127.0.0.1:9/hook"), "127.0.0.1:9");
 }
+
+/// A Rust handler selects events as a JSON rule does: names, then a content filter.
+#[tokio::test]
+async fn a_rust_handler_takes_a_content_filter_as_rules_do() {
+    use twenty_webhook::worker::Filter;
+    use twenty_webhook::worker::router::Selection;
+    let filter = Filter::parse(r#"{"updatedFields": ["emails"], "record": {"emails": {"primaryEmail": [{"suffix": "@b.c"}]}}}"#).unwrap();
+    let other = Filter::parse(r#"{"updatedFields": ["name"]}"#).unwrap();
+    let router = Router::new()
+        .on(
+            "emails",
+            Selection::events(&["person.updated"]).filter(filter),
+            |_| async { Ok(()) },
+        )
+        .unwrap()
+        .on(
+            "names",
+            Selection::events(&["person.*"]).filter(other),
+            |_| async { Ok(()) },
+        )
+        .unwrap()
+        .on("all", &["*"], |_| async { Ok(()) })
+        .unwrap();
+    let outcome = router
+        .dispatch(event("e1", "person.updated"), Arc::new(NoLedger))
+        .await;
+    assert_eq!(
+        outcome,
+        Outcome::Done {
+            handled: 2,
+            skipped: 0
+        },
+        "emails and all, not names"
+    );
+    let outcome = router
+        .dispatch(event("e2", "company.updated"), Arc::new(NoLedger))
+        .await;
+    assert_eq!(
+        outcome,
+        Outcome::Done {
+            handled: 1,
+            skipped: 0
+        },
+        "all only"
+    );
+}

@@ -1,6 +1,7 @@
 //! An HTTP proxy in front of moto that counts what passes: each request is read whole,
 //! sent on with reqwest, and its answer passed back. For the cost figures: how many
-//! DynamoDB writes of each kind the worker makes.
+//! DynamoDB writes of each kind the worker makes. It can also rewrite answers, to play a
+//! service that refuses part of a call (moto never does).
 
 use std::sync::{Arc, Mutex};
 
@@ -8,6 +9,9 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::lambda_api::read_request;
+
+/// Rewrites an answer: (the request's `x-amz-target`, its body, the answer's body).
+pub type Rewrite = fn(&str, &[u8], Vec<u8>) -> Vec<u8>;
 
 pub struct CountingProxy {
     pub url: String,
@@ -17,6 +21,10 @@ pub struct CountingProxy {
 
 impl CountingProxy {
     pub async fn start(upstream: &str) -> Self {
+        Self::rewriting(upstream, |_, _, answer| answer).await
+    }
+
+    pub async fn rewriting(upstream: &str, rewrite: Rewrite) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -33,7 +41,7 @@ impl CountingProxy {
                         let target = headers.get("x-amz-target").cloned().unwrap_or(path.clone());
                         log.lock()
                             .unwrap()
-                            .push((target, String::from_utf8_lossy(&body).into_owned()));
+                            .push((target.clone(), String::from_utf8_lossy(&body).into_owned()));
                         let mut request = client.request(
                             method.parse().unwrap_or(reqwest::Method::POST),
                             format!("{upstream}{path}"),
@@ -46,7 +54,7 @@ impl CountingProxy {
                                 request = request.header(k, v);
                             }
                         }
-                        let Ok(answer) = request.body(body).send().await else {
+                        let Ok(answer) = request.body(body.clone()).send().await else {
                             return;
                         };
                         let status = answer.status().as_u16();
@@ -58,7 +66,11 @@ impl CountingProxy {
                                 head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or("")));
                             }
                         }
-                        let bytes = answer.bytes().await.unwrap_or_default();
+                        let bytes = rewrite(
+                            &target,
+                            &body,
+                            answer.bytes().await.unwrap_or_default().to_vec(),
+                        );
                         head.push_str(&format!("content-length: {}\r\n\r\n", bytes.len()));
                         if write.write_all(head.as_bytes()).await.is_err()
                             || write.write_all(&bytes).await.is_err()
