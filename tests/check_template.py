@@ -53,6 +53,9 @@ class Resolver:
             name: str(params.get(name, spec.get("Default", "")))
             for name, spec in template.get("Parameters", {}).items()
         }
+        for name, spec in template.get("Parameters", {}).items():
+            if spec.get("Type") == "CommaDelimitedList":
+                self.params[name] = [x.strip() for x in self.params[name].split(",")]
         self.conditions = {}
 
     def condition(self, name):
@@ -95,13 +98,17 @@ class Resolver:
             if fn == "Fn::If":
                 name, yes, no = args
                 return self.value(yes if self.condition(name) else no)
+            if fn == "Fn::Join":
+                sep, items = args
+                return sep.join(str(x) for x in self.value(items))
             if fn == "Fn::FindInMap":
                 m, k1, k2 = (self.value(x) for x in args)
                 return self.template["Mappings"][m][str(k1)][k2]
             if fn == "Fn::Sub" and isinstance(args, str):
                 text = args
                 for name, v in {**self.params, **PSEUDO}.items():
-                    text = text.replace("${" + name + "}", v)
+                    if isinstance(v, str):
+                        text = text.replace("${" + name + "}", v)
                 return text
         out = {k: self.value(v) for k, v in node.items()}
         return {k: v for k, v in out.items() if v is not NO_VALUE}
@@ -115,7 +122,11 @@ class Resolver:
         return live
 
 
+TRANSLATED = []
+
+
 def translate(params):
+    TRANSLATED.append(params)
     template = yaml_parse(TEMPLATE.read_text())
     packaged = copy.deepcopy(template)
     # What `sam build` and `sam deploy` do first: the code uploaded, its S3 address in place.
@@ -229,6 +240,26 @@ def check_stored_secrets_with_email():
     expect(len(url) == 1 and url[0]["Properties"]["AuthType"] == "NONE", "a public Function URL")
     for rule in template["Rules"]:
         expect(rule_holds(template, r, rule), f"rule {rule} holds")
+
+
+def check_targets_get_exactly_their_grants():
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:won-deals"
+    buses = [f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default", f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/crm"]
+    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:copies.fifo"
+    template, r = translate({
+        "WebhookSecret": "s", "ForwardRules": "[]",
+        "TargetStateMachineArns": machine, "TargetEventBusArns": ",".join(buses),
+        "TargetQueueArns": queue,
+    })
+    worker = actions(statements(r.resources(), "WorkerFunctionRole"))
+    expect(worker.get("states:StartExecution") == [[machine]], f"StartExecution on the machine only: {worker.get('states:StartExecution')}")
+    expect(worker.get("events:PutEvents") == [buses], f"PutEvents on the buses only: {worker.get('events:PutEvents')}")
+    expect(worker.get("sqs:SendMessage") == [{"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}, [queue]],
+           f"SendMessage on the DLQ and the target queue only: {worker.get('sqs:SendMessage')}")
+    template, r = translate({"WebhookSecret": "s", "ForwardRules": "[]"})
+    worker = actions(statements(r.resources(), "WorkerFunctionRole"))
+    expect("states:StartExecution" not in worker and "events:PutEvents" not in worker,
+           "no target grants without targets")
 
 
 def check_secrets_manager_kms_fifo_bucket_topic():
@@ -359,10 +390,11 @@ def main():
     check_stored_secrets_with_email()
     check_secrets_manager_kms_fifo_bucket_topic()
     check_rules_refuse_missing_or_double_sources()
+    check_targets_get_exactly_their_grants()
     if FAILURES:
         print("template checks failed:\n  " + "\n  ".join(FAILURES), file=sys.stderr)
         sys.exit(1)
-    print("template.yaml: translated for 12 parameter sets; roles, event source, alarms, retention and rules as expected")
+    print(f"template.yaml: translated for {len(TRANSLATED)} parameter sets; roles, event source, alarms, retention and rules as expected")
 
 
 if __name__ == "__main__":
