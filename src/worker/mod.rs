@@ -1,14 +1,16 @@
 //! The worker side: from the queue to workflows.
 //!
-//! Plain code, no AWS types: `event` reads a queued envelope, `route` and `router` send it
-//! to the handlers whose patterns match its name, `batch` runs a batch of messages (FIFO
-//! groups in order, within the deadline), `idempotency` keeps a handler from acting twice
-//! on one event, `retry_policy` decides what becomes of a failure (back-off, horizon,
-//! dead-letter queue), `guard` holds a destination's breaker and pace, `forward` and `standard_webhooks` are the built-in workflow
-//! (signed POSTs). The adapters: `forwarder` (HTTP), `routes` (rules kept in a store),
-//! `handling` (one SQS batch), `lambda` (the function's start), and `crate::aws` (S3 for
-//! claim checks, DynamoDB for idempotency and destination state, SQS for back-off and the
-//! dead-letter queue).
+//! Plain code, no AWS types: `event` reads a queued envelope, `patterns` (event names) and
+//! `filter` (content filters, EventBridge patterns) select, `router` sends it to the
+//! handlers that select it, `batch` runs a batch of messages (FIFO groups in order, within
+//! the deadline), `idempotency` keeps a handler from acting twice on one event,
+//! `retry_policy` decides what becomes of a failure (back-off, horizon, dead-letter queue),
+//! `guard` holds a destination's breaker and pace, `rules` reads `FORWARD_RULES` (and
+//! `rules::stored`, rules kept in a store), `targets` delivers (one module per kind: HTTP
+//! signed per `standard_webhooks`, Step Functions, EventBridge, SQS, behind one trait). The
+//! adapters: `handling` (one SQS batch), `lambda` (the function's start), and `crate::aws`
+//! (S3 for claim checks, DynamoDB for idempotency and destination state, SQS for back-off
+//! and the dead-letter queue, and the targets' clients).
 //!
 //! A handler in Rust is one async function registered on a pattern:
 //!
@@ -46,4 +48,4 @@ pub use event::{Event, EventError, Queued};
 pub use filter::{Filter, FilterError};
 pub use idempotency::{Begin, Ledger, NoLedger};
 pub use patterns::Pattern;
-pub use router::{FailureKind, HandlerError, Outcome, RouteError, Router};
+pub use router::{FailureKind, HandlerError, Outcome, RouteError, Router, Selection};
