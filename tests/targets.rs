@@ -8,7 +8,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsBatchResponse;
 use serde_json::{Value, json};
 use support::counting_proxy::CountingProxy;
 use support::*;
@@ -19,14 +18,6 @@ use twenty_webhook::worker::handling::Worker;
 use twenty_webhook::worker::rules::parse_rules;
 use twenty_webhook::worker::targets::state_machine::execution_name;
 use twenty_webhook::worker::targets::{AwsTargets, Forwarder};
-
-fn failed(response: &SqsBatchResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
-}
 
 /// An opportunity update as Twenty sends it, queued as the ingest function queues it.
 fn opportunity(id: &str, stage: &str) -> Message {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsBatchResponse;
 use support::destination::{Answer, Destination};
 use support::*;
 use twenty_webhook::aws::{DynamoLedger, PayloadStore, SqsVisibility};
@@ -28,14 +27,6 @@ fn twenty(event: &str, record_id: &str) -> String {
 
 fn one(event: &str, record_id: &str) -> Message {
     ingest_messages(&twenty(event, record_id), Target::default()).remove(0)
-}
-
-fn failed(response: &SqsBatchResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect()
 }
 
 async fn worker_with<L: Ledger>(rules: &str, ledger: L) -> Worker<L> {
@@ -380,39 +371,30 @@ async fn a_back_off_that_cannot_be_set_still_reports_the_failure() {
 
 #[test]
 fn the_worker_refuses_to_start_on_bad_rules_and_says_which() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-worker"))
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-        .env(
-            "FORWARD_RULES",
-            r#"[{"name":"ok","events":["*"],"url":"https://x"},{"name":"n8n","events":["*"],"url":"https://y","secret":"hunter2"}]"#,
+    // Exits 1, and what it printed.
+    let start = |rules: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-worker"))
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+            .env("FORWARD_RULES", rules)
+            .output()
+            .expect("run twenty-worker");
+        assert_eq!(out.status.code(), Some(1));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         )
-        .output()
-        .expect("run twenty-worker");
-    assert_eq!(out.status.code(), Some(1));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    };
+    let text = start(
+        r#"[{"name":"ok","events":["*"],"url":"https://x"},{"name":"n8n","events":["*"],"url":"https://y","secret":"hunter2"}]"#,
     );
     assert!(text.contains("rule 2 (n8n): `secret`"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 
     // A content filter that is not an event pattern: the rule and the problem, at start-up.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-worker"))
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-        .env(
-            "FORWARD_RULES",
-            r#"[{"name":"won","events":["opportunity.updated"],"filter":{"record":{"stage":[{"regex":"W.N"}]}},"url":"https://x"}]"#,
-        )
-        .output()
-        .expect("run twenty-worker");
-    assert_eq!(out.status.code(), Some(1));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let text = start(
+        r#"[{"name":"won","events":["opportunity.updated"],"filter":{"record":{"stage":[{"regex":"W.N"}]}},"url":"https://x"}]"#,
     );
     assert!(
         text.contains("rule 1 (won): filter at `record.stage`: unknown operator `regex`"),

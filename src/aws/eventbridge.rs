@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
-use super::lazy::{LazySdk, Source};
+use super::lazy::{Source, one_client};
 use super::sdk_error::{adapter_error, kind_of};
 use crate::adapter::{AdapterError, AdapterFuture};
 use crate::worker::targets::event_bus::{BusEntry, Publisher};
@@ -16,20 +15,7 @@ pub struct EventBridgePublisher {
     client: Source<Client>,
 }
 
-impl EventBridgePublisher {
-    pub fn with_sdk_config(shared: &SdkConfig) -> Self {
-        Self {
-            client: Source::Ready(Client::new(shared)),
-        }
-    }
-
-    /// The client is made on the first call.
-    pub fn lazy(sdk: LazySdk) -> Self {
-        Self {
-            client: Source::lazy(sdk, Client::new),
-        }
-    }
-}
+one_client!(EventBridgePublisher, Client);
 
 impl Publisher for EventBridgePublisher {
     fn put<'a>(

@@ -62,3 +62,25 @@ impl<C> Source<C> {
         }
     }
 }
+
+/// `with_sdk_config` and `lazy` for an adapter that holds one client alone
+/// (`client: Source<$client>`).
+macro_rules! one_client {
+    ($adapter:ident, $client:ty) => {
+        impl $adapter {
+            pub fn with_sdk_config(shared: &aws_config::SdkConfig) -> Self {
+                Self {
+                    client: $crate::aws::lazy::Source::Ready(<$client>::new(shared)),
+                }
+            }
+
+            /// The client is made on the first call.
+            pub fn lazy(sdk: $crate::aws::LazySdk) -> Self {
+                Self {
+                    client: $crate::aws::lazy::Source::lazy(sdk, <$client>::new),
+                }
+            }
+        }
+    };
+}
+pub(crate) use one_client;

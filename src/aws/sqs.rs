@@ -12,7 +12,7 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
 };
 
-use super::lazy::{LazySdk, Source};
+use super::lazy::{LazySdk, Source, one_client};
 use super::s3::PayloadStore;
 use super::sdk_error::{adapter_error, classify_sdk_error, kind_of};
 use crate::adapter::AdapterError;
@@ -256,20 +256,7 @@ pub struct SqsSender {
     client: Source<Client>,
 }
 
-impl SqsSender {
-    pub fn with_sdk_config(shared: &SdkConfig) -> Self {
-        Self {
-            client: Source::Ready(Client::new(shared)),
-        }
-    }
-
-    /// The client is made on the first message.
-    pub fn lazy(sdk: LazySdk) -> Self {
-        Self {
-            client: Source::lazy(sdk, Client::new),
-        }
-    }
-}
+one_client!(SqsSender, Client);
 
 #[cfg(feature = "worker")]
 impl crate::worker::targets::queue::QueueSender for SqsSender {

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use aws_sdk_sfn::Client;
 
-use super::lazy::{LazySdk, Source};
+use super::lazy::{Source, one_client};
 use super::sdk_error::adapter_error;
 use crate::adapter::{AdapterError, AdapterFuture};
 use crate::worker::targets::state_machine::Executions;
@@ -15,20 +14,7 @@ pub struct SfnExecutions {
     client: Source<Client>,
 }
 
-impl SfnExecutions {
-    pub fn with_sdk_config(shared: &SdkConfig) -> Self {
-        Self {
-            client: Source::Ready(Client::new(shared)),
-        }
-    }
-
-    /// The client is made on the first execution.
-    pub fn lazy(sdk: LazySdk) -> Self {
-        Self {
-            client: Source::lazy(sdk, Client::new),
-        }
-    }
-}
+one_client!(SfnExecutions, Client);
 
 impl Executions for SfnExecutions {
     fn start<'a>(

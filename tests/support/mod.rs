@@ -488,6 +488,15 @@ pub async fn new_table() -> String {
     name
 }
 
+/// The message ids a batch response reports failed.
+pub fn failed(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
 /// An SQS event as Lambda's event source delivers it: (messageId, body, group).
 pub fn sqs_event(
     records: &[(&str, &str, Option<&str>)],
