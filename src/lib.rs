@@ -37,7 +37,11 @@ pub mod delivery;
 pub mod replay;
 
 #[cfg(feature = "reconcile")]
+pub mod admin;
+#[cfg(feature = "reconcile")]
 pub mod reconcile;
+#[cfg(feature = "reconcile")]
+pub mod twenty_api;
 #[cfg(feature = "worker")]
 pub mod worker;
 

@@ -4,6 +4,8 @@ use aws_config::SdkConfig;
 use aws_sdk_sqs::error::DisplayErrorContext;
 
 use super::lazy::{LazySdk, Source};
+use super::sdk_error::adapter_error;
+use crate::adapter::AdapterError;
 use crate::secrets::{Location, SecretStore, StoreError, StoreRead, StoredSecret};
 
 /// Both clients are made on first need, from the shared SDK configuration.
@@ -67,8 +69,159 @@ impl AwsSecretStore {
     }
 }
 
+impl AwsSecretStore {
+    /// Writes `value` where `location` says: an SSM SecureString (made or overwritten), or
+    /// a Secrets Manager secret's new current value (the secret made if it does not exist).
+    pub async fn write(&self, location: &Location, value: &str) -> Result<(), AdapterError> {
+        match location {
+            Location::Parameter(name) => self
+                .ssm
+                .get()
+                .await
+                .put_parameter()
+                .name(name)
+                .value(value)
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .overwrite(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| adapter_error("SSM", &e)),
+            Location::SecretId(id) => {
+                let client = self.secrets_manager.get().await;
+                let put = client
+                    .put_secret_value()
+                    .secret_id(id)
+                    .secret_string(value)
+                    .send()
+                    .await;
+                match put {
+                    Ok(_) => Ok(()),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                    {
+                        client
+                            .create_secret()
+                            .name(id)
+                            .secret_string(value)
+                            .send()
+                            .await
+                            .map(drop)
+                            .map_err(|e| adapter_error("Secrets Manager", &e))
+                    }
+                    Err(e) => Err(adapter_error("Secrets Manager", &e)),
+                }
+            }
+        }
+    }
+
+    /// Reads what `location` holds now, None when it does not exist.
+    pub async fn current(&self, location: &Location) -> Result<Option<String>, AdapterError> {
+        match location {
+            Location::Parameter(name) => {
+                let got = self
+                    .ssm
+                    .get()
+                    .await
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await;
+                match got {
+                    Ok(out) => Ok(out.parameter.and_then(|p| p.value)),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_parameter_not_found()) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(adapter_error("SSM", &e)),
+                }
+            }
+            Location::SecretId(id) => {
+                let got = self
+                    .secrets_manager
+                    .get()
+                    .await
+                    .get_secret_value()
+                    .secret_id(id)
+                    .send()
+                    .await;
+                match got {
+                    Ok(out) => Ok(out.secret_string),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(adapter_error("Secrets Manager", &e)),
+                }
+            }
+        }
+    }
+
+    /// Removes what `location` holds (a parameter deleted; a secret's value cannot be
+    /// taken back: it is deleted with a 7-day recovery window).
+    pub async fn remove(&self, location: &Location) -> Result<(), AdapterError> {
+        match location {
+            Location::Parameter(name) => self
+                .ssm
+                .get()
+                .await
+                .delete_parameter()
+                .name(name)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| adapter_error("SSM", &e)),
+            Location::SecretId(id) => self
+                .secrets_manager
+                .get()
+                .await
+                .delete_secret()
+                .secret_id(id)
+                .recovery_window_in_days(7)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| adapter_error("Secrets Manager", &e)),
+        }
+    }
+}
+
 impl SecretStore for AwsSecretStore {
     fn read<'a>(&'a self, secret: &'a StoredSecret) -> StoreRead<'a> {
         Box::pin(self.read_stored(secret))
+    }
+}
+
+/// One parameter or secret, as `twenty-admin` writes the webhook secret.
+#[cfg(feature = "reconcile")]
+pub struct StoreSlot {
+    pub store: AwsSecretStore,
+    pub location: Location,
+}
+
+#[cfg(feature = "reconcile")]
+impl crate::admin::SecretSlot for StoreSlot {
+    async fn current(&self) -> Result<Option<String>, AdapterError> {
+        self.store.current(&self.location).await
+    }
+
+    async fn write(&self, value: &str) -> Result<(), AdapterError> {
+        self.store.write(&self.location, value).await
+    }
+
+    async fn remove(&self) -> Result<(), AdapterError> {
+        self.store.remove(&self.location).await
+    }
+
+    fn name(&self) -> &str {
+        match &self.location {
+            Location::Parameter(name) | Location::SecretId(name) => name,
+        }
     }
 }

@@ -8,14 +8,7 @@ use thiserror::Error;
 use crate::envelope::{self, Destination, Message, Receipt};
 use crate::twenty::change::{self, Stamps};
 use crate::twenty::event;
-
-/// An object as the metadata API names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Object {
-    pub singular: String,
-    pub plural: String,
-    pub metadata_id: Option<String>,
-}
+pub use crate::twenty_api::Object;
 
 /// Why a row is not queued. Either way it is skipped: the run goes on past it.
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use super::config::ReconcileConfig;
 use super::report::Summary;
 use super::run::{Mode, ObjectReport, Verdict};
 use super::setup::Setup;
-use super::twenty_api::ApiError;
 use super::window::{self, Window};
+use crate::twenty_api::ApiError;
 
 const USAGE: &str = "usage: twenty-reconcile --since <RFC 3339 time> [--until <time>] \
 [--objects people,companies] [--dry-run]

@@ -3,23 +3,14 @@
 
 use std::time::Duration;
 
-use crate::secrets::{Refresh, SecretSetting, SecretSource};
-use crate::settings::{ConfigError, invalid, queue_url, whole_number};
-
-pub const API_URL: &str = "TWENTY_API_URL";
-pub const API_KEY: &str = "TWENTY_API_KEY";
-const API_KEY_SETTING: SecretSetting = SecretSetting::named(
-    API_KEY,
-    "TWENTY_API_KEY_PARAMETER",
-    "TWENTY_API_KEY_SECRET_ID",
-);
 pub use crate::settings::QUEUE_URL;
+use crate::settings::{ConfigError, invalid, queue_url, whole_number};
+pub use crate::twenty_api::settings::{API_KEY, API_URL, ApiSettings, RATE};
 pub const OBJECTS: &str = "RECONCILE_OBJECTS";
 pub const TABLE: &str = "IDEMPOTENCY_TABLE";
 pub const OVERLAP: &str = "RECONCILE_OVERLAP_SECS";
 pub const SETTLE: &str = "RECONCILE_SETTLE_SECS";
 pub const LOOKBACK: &str = "RECONCILE_FIRST_LOOKBACK_SECS";
-pub const RATE: &str = "TWENTY_API_REQUESTS_PER_MINUTE";
 pub const WORKSPACE: &str = "TWENTY_WORKSPACE_ID";
 pub const PAYLOAD_BUCKET: &str = "PAYLOAD_BUCKET";
 pub const TIME_LIMIT: &str = "RECONCILE_TIME_LIMIT_SECS";
@@ -28,10 +19,8 @@ const NO_LIMIT: Duration = Duration::from_secs(7 * 86_400);
 
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
-    /// Twenty's base URL, without a trailing slash.
-    pub api_url: String,
-    pub api_key: SecretSource,
-    pub secret_refresh: Refresh,
+    /// How to reach Twenty's REST API.
+    pub api: ApiSettings,
     pub queue_url: String,
     pub fifo: bool,
     /// Plural object names; empty: every active object that is not a system one.
@@ -45,7 +34,6 @@ pub struct ReconcileConfig {
     pub settle: Duration,
     /// The first scheduled run, with no watermark yet, looks back this far.
     pub first_lookback: Duration,
-    pub requests_per_minute: u32,
     pub workspace_id: Option<String>,
     pub payload_bucket: Option<String>,
     /// How long one run may take: a backfill has no limit by default, the scheduled
@@ -60,16 +48,7 @@ impl ReconcileConfig {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
-        let api_url = get(API_URL).ok_or(ConfigError::Missing(API_URL))?;
-        if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
-            return Err(invalid(
-                API_URL,
-                "must be an http(s) URL, e.g. https://api.twenty.com",
-            ));
-        }
-        let api_key = API_KEY_SETTING
-            .source(&lookup)?
-            .ok_or(ConfigError::Missing(API_KEY))?;
+        let api = ApiSettings::from_lookup(&lookup)?;
         let (queue_url, fifo) = queue_url(QUEUE_URL, get(QUEUE_URL))?;
         let objects = match get(OBJECTS) {
             None => Vec::new(),
@@ -78,11 +57,8 @@ impl ReconcileConfig {
         let secs = |name: &'static str, default: u64, max: u64| {
             whole_number(name, get(name), default, 0..=max, "seconds").map(Duration::from_secs)
         };
-        let rate = whole_number(RATE, get(RATE), 90, 1..=6_000, "requests a minute")?;
         Ok(Self {
-            api_url: api_url.trim_end_matches('/').to_owned(),
-            api_key,
-            secret_refresh: Refresh::from_lookup(&lookup)?,
+            api,
             fifo,
             queue_url,
             objects,
@@ -90,7 +66,6 @@ impl ReconcileConfig {
             overlap: secs(OVERLAP, 300, 86_400)?,
             settle: secs(SETTLE, 60, 3_600)?,
             first_lookback: secs(LOOKBACK, 3_600, 90 * 86_400)?,
-            requests_per_minute: rate as u32,
             workspace_id: get(WORKSPACE),
             payload_bucket: get(PAYLOAD_BUCKET),
             time_limit: Duration::from_secs(whole_number(
@@ -142,10 +117,10 @@ mod tests {
     #[test]
     fn defaults_and_refusals_name_the_variable() {
         let c = config(&BASE).unwrap();
-        assert_eq!(c.api_url, "https://api.twenty.com");
+        assert_eq!(c.api.url, "https://api.twenty.com");
         assert!(c.fifo && c.objects.is_empty() && c.table.is_none());
         assert_eq!(c.overlap, Duration::from_secs(300));
-        assert_eq!(c.requests_per_minute, 90);
+        assert_eq!(c.api.requests_per_minute, 90);
         assert!(!format!("{c:?}").contains("\"k\""));
         for (name, value) in [
             (API_URL, "api.twenty.com"),
@@ -173,7 +148,7 @@ mod tests {
             ("TWENTY_API_KEY_PARAMETER", "/twenty/api-key"),
         ])
         .unwrap();
-        assert!(matches!(c.api_key, SecretSource::Stored(_)));
+        assert!(matches!(c.api.key, crate::secrets::SecretSource::Stored(_)));
         assert_eq!(
             parse_objects(" people , companies").unwrap(),
             ["people", "companies"]

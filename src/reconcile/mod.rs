@@ -9,7 +9,7 @@
 //!
 //! Plain code: `change` (a row as an envelope), `window` (which span a run reads), `run`
 //! (the pages, the skipping, the queuing, the watermarks; over traits for the table). The
-//! adapters: `twenty_api` (HTTP), `crate::aws` (SQS, DynamoDB); `setup` builds them from the
+//! adapters: `crate::twenty_api` (Twenty's REST API), `crate::aws` (SQS, DynamoDB); `setup` builds them from the
 //! settings, `report` sums a run up (a line and EMF metrics), and `cli` (the command) and
 //! `lambda` (the scheduled function) drive it.
 
@@ -20,9 +20,8 @@ mod lambda;
 pub mod report;
 pub mod run;
 pub mod setup;
-pub mod twenty_api;
 pub mod window;
 
+pub use crate::twenty_api::{ApiError, ApiKey, TwentyApi};
 pub use change::Object;
 pub use run::{Mode, NoTable, ObjectReport, Reconciler, RunError, Verdict};
-pub use twenty_api::{ApiError, ApiKey, TwentyApi};

@@ -15,11 +15,11 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use super::change::{ChangeError, Context, Object, change};
-use super::twenty_api::{ApiError, Query, TwentyApi};
 use super::window::{self, Window};
 use crate::adapter::AdapterError;
 use crate::delivery::{Pending, Transport, send_all};
 use crate::retry::{Backoff, jitter_unit};
+use crate::twenty_api::{ApiError, Query, TwentyApi};
 
 /// Which record changes the worker has taken already (`seen#` items of the idempotency
 /// table).

@@ -10,14 +10,13 @@ use tokio::time::Instant;
 use super::change::{Context, Object};
 use super::config::ReconcileConfig;
 use super::run::{Mode, NoTable, ObjectReport, Reconciler, SeenIndex, Watermarks};
-use super::twenty_api::{ApiError, ApiKey, TwentyApi};
 use super::window;
 use crate::adapter::AdapterError;
 use crate::aws::{
     AwsSecretStore, DynamoSeen, DynamoWatermarks, LazySdk, PayloadStore, SqsTransport,
 };
 use crate::envelope::Destination;
-use crate::secrets::Rotating;
+use crate::twenty_api::{ApiError, TwentyApi};
 
 /// Twenty clamps larger pages to its own cap.
 const PAGE_LIMIT: u32 = 1000;
@@ -75,14 +74,9 @@ pub struct Setup {
 impl Setup {
     pub async fn from_config(config: ReconcileConfig) -> Result<Self, String> {
         let sdk = LazySdk::default();
-        let key = Rotating::from_source(
-            &config.api_key,
-            ApiKey::parse,
-            config.secret_refresh,
-            || Arc::new(AwsSecretStore::lazy(sdk.clone())),
-        )
-        .map_err(|why| format!("TWENTY_API_KEY: {why}"))?;
-        let api = TwentyApi::new(&config.api_url, key, config.requests_per_minute)?;
+        let api = config
+            .api
+            .client(|| Arc::new(AwsSecretStore::lazy(sdk.clone())))?;
         let mut transport = SqsTransport::connect(&config.queue_url).await;
         if config.payload_bucket.is_some() {
             transport = transport.with_payload_store(PayloadStore::lazy(sdk.clone()));

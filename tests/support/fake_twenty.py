@@ -17,7 +17,18 @@ upserts a record (stamping `createdAt`/`updatedAt` unless given); `POST bulk`
 list request once that many were served, 0 for never), `always` (a status answered to
 every request, 429 with `retry-after: 1`; 0 for none), `forbidden` (plurals whose lists
 answer 403, as to a key whose role may not read them), `hang_lists_secs` (list requests
-answer only after that long); `GET stats` gives request counts.
+answer only after that long), `webhook_api` ("current": both `/rest/metadata/webhooks`
+and the deprecated `/rest/webhooks` answer bare JSON; "legacy": only `/rest/webhooks`, in
+the record envelope of servers before webhooks moved to core; "none"),
+`refuse_webhook_secret` (a PATCH that sets `secret` gets 400), `refuse_webhook_create` (a
+POST gets 400); `GET stats` gives request
+counts; `POST webhooks` seeds a webhook, `GET webhooks` lists them with their secrets.
+
+Webhook management, from the same notes: `GET` (list, by `createdAt`), `GET /{id}`, `POST`
+(201; `targetUrl` stored normalised as `new URL(u).toString()` does, non-http(s) refused
+with `INVALID_TARGET_URL`; `operations` default `["*.*"]`; a secret made when none is
+given), `PATCH /{id}` (merges `targetUrl`, `operations`, `description`, `secret`),
+`DELETE /{id}`; the secret is returned in clear on every read.
 
 Prints its endpoint on its first line, then serves until its standard input closes.
 """
@@ -25,6 +36,8 @@ Prints its endpoint on its first line, then serves until its standard input clos
 import base64
 import json
 import re
+import secrets
+import uuid
 import sys
 import threading
 import time
@@ -53,7 +66,11 @@ CONFIG = {
     "always": 0,
     "forbidden": [],
     "hang_lists_secs": 0,
+    "webhook_api": "current",
+    "refuse_webhook_secret": False,
+    "refuse_webhook_create": False,
 }
+WEBHOOKS = {}
 STATS = {"requests": 0, "lists": 0, "throttled": 0}
 RECENT = []
 
@@ -187,6 +204,36 @@ def id_of(cursor):
         raise ValueError("invalid cursor")
 
 
+def normalise_url(text):
+    """As `new URL(text).toString()`: scheme and host lower-cased, the default port dropped,
+    a bare origin given `/`. None when it is no http(s) URL."""
+    from urllib.parse import urlsplit as split, urlunsplit
+    try:
+        u = split(text.strip())
+        port = u.port
+    except ValueError:
+        return None
+    if u.scheme.lower() not in ("http", "https") or not u.hostname:
+        return None
+    scheme = u.scheme.lower()
+    host = u.hostname.lower()
+    if port and not (scheme == "http" and port == 80) and not (scheme == "https" and port == 443):
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, u.path or "/", u.query, u.fragment))
+
+
+def new_webhook(body):
+    target = normalise_url(body.get("targetUrl") or "")
+    if target is None:
+        return None
+    stamp = now_iso()
+    return {"id": str(uuid.uuid4()), "targetUrl": target,
+            "operations": body.get("operations") or ["*.*"],
+            "description": body.get("description"),
+            "secret": body.get("secret") or secrets.token_hex(32),
+            "workspaceId": "ws-1", "createdAt": stamp, "updatedAt": stamp, "deletedAt": None}
+
+
 # --- HTTP ---------------------------------------------------------------------------
 
 class Handler(BaseHTTPRequestHandler):
@@ -244,13 +291,86 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_control/config":
                 CONFIG.update(body)
                 return self.send_json(200, CONFIG)
+            if path == "/_control/webhooks":
+                hook = new_webhook(body)
+                WEBHOOKS[hook["id"]] = hook
+                return self.send_json(200, hook)
+        if path.startswith("/rest/"):
+            return self.webhook_api("POST", path, body)
         self.send_json(404, {"error": "not found"})
+
+    def do_PATCH(self):
+        path = urlsplit(self.path).path
+        return self.webhook_api("PATCH", path, self.read_json())
+
+    def do_DELETE(self):
+        return self.webhook_api("DELETE", urlsplit(self.path).path, None)
+
+    def webhook_api(self, method, path, body):
+        """The webhook endpoints; False when `path` is not one of them."""
+        with LOCK:
+            STATS["requests"] += 1
+        if self.headers.get("authorization") != f"Bearer {API_KEY}":
+            return self.send_json(401, {"statusCode": 401, "messages": ["Token invalid."], "error": "UNAUTHENTICATED"})
+        m = re.match(r"^/rest/(metadata/webhooks|webhooks)(?:/([^/]+))?$", path)
+        api = CONFIG["webhook_api"]
+        if not m or api == "none" or (api == "legacy" and m.group(1) != "webhooks"):
+            return self.send_json(404, {"statusCode": 404, "message": f"Cannot {method} {path}", "error": "Not Found"})
+        legacy = api == "legacy"
+        hook_id = m.group(2)
+        with LOCK:
+            if method == "GET" and hook_id is None:
+                hooks = sorted(WEBHOOKS.values(), key=lambda h: h["createdAt"])
+                if legacy:
+                    return self.send_json(200, {"data": {"webhooks": hooks}, "pageInfo": {}, "totalCount": len(hooks)})
+                return self.send_json(200, hooks)
+            if method == "GET":
+                hook = WEBHOOKS.get(hook_id)
+                if hook is None:
+                    self.send_response(200)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return None
+                return self.send_json(200, hook)
+            if method == "POST" and hook_id is None:
+                if CONFIG["refuse_webhook_create"]:
+                    return self.send_json(400, {"statusCode": 400, "error": "BadRequestException", "messages": ["injected: create refused"]})
+                hook = new_webhook(body)
+                if hook is None:
+                    return self.send_json(400, {"statusCode": 400, "error": "BadRequestException", "code": "INVALID_TARGET_URL", "messages": ["Invalid target URL"]})
+                WEBHOOKS[hook["id"]] = hook
+                return self.send_json(201, {"data": {"createWebhook": hook}} if legacy else hook)
+            if method == "PATCH" and hook_id is not None:
+                hook = WEBHOOKS.get(hook_id)
+                if hook is None:
+                    return self.send_json(404, {"statusCode": 404, "error": "NotFoundException", "code": "WEBHOOK_NOT_FOUND", "messages": ["Webhook not found"]})
+                if "secret" in body and CONFIG["refuse_webhook_secret"]:
+                    return self.send_json(400, {"statusCode": 400, "error": "BadRequestException", "messages": ["injected: secret refused"]})
+                if "targetUrl" in body:
+                    target = normalise_url(body["targetUrl"] or "")
+                    if target is None:
+                        return self.send_json(400, {"statusCode": 400, "error": "BadRequestException", "code": "INVALID_TARGET_URL", "messages": ["Invalid target URL"]})
+                    hook["targetUrl"] = target
+                for key in ("operations", "description", "secret"):
+                    if key in body:
+                        hook[key] = body[key]
+                hook["updatedAt"] = now_iso()
+                return self.send_json(200, {"data": {"updateWebhook": hook}} if legacy else hook)
+            if method == "DELETE" and hook_id is not None:
+                WEBHOOKS.pop(hook_id, None)
+                return self.send_json(200, True)
+        return self.send_json(404, {"statusCode": 404, "message": "Cannot " + method})
 
     def do_GET(self):
         url = urlsplit(self.path)
         if url.path == "/_control/stats":
             with LOCK:
                 return self.send_json(200, STATS)
+        if url.path == "/_control/webhooks":
+            with LOCK:
+                return self.send_json(200, sorted(WEBHOOKS.values(), key=lambda h: h["createdAt"]))
+        if url.path.startswith("/rest/metadata/webhooks") or url.path.startswith("/rest/webhooks"):
+            return self.webhook_api("GET", url.path, None)
         with LOCK:
             STATS["requests"] += 1
             if CONFIG["fail_next"] or CONFIG["always"]:

@@ -39,6 +39,7 @@ impl Watch {
 
     /// With extra `cargo lambda watch` arguments (`--concurrency N`, say).
     pub async fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        build_binaries_once();
         let venv_bin = project_dir().join(".venv/bin");
         assert!(
             venv_bin.join("cargo-lambda").exists(),
@@ -135,4 +136,19 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `cargo lambda watch` runs `cargo run`, whose features are not the ones `cargo test`
+/// unifies with the dev-dependencies: without this, the first request would wait for a
+/// build of minutes, and a signed one would be refused as stale by then. Built once, here.
+fn build_binaries_once() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new("cargo")
+            .args(["build", "--bins"])
+            .current_dir(project_dir())
+            .status()
+            .expect("run cargo build --bins");
+        assert!(status.success(), "cargo build --bins failed");
+    });
 }

@@ -1,20 +1,25 @@
-//! The HTTP side of reconciliation: Twenty's REST API (`../shared/twenty-rest-api.md`).
-//! Requests are paced under the workspace's limit, and 429s, 5xx answers and broken
-//! connections are retried with a growing back-off from the same cursor until the deadline;
-//! no request starts after it or runs past it.
+//! Twenty's REST API (`../shared/twenty-rest-api.md`), one client for reconciliation (the
+//! records, `records`) and for `twenty-admin` (the webhooks, `webhooks`). Requests are
+//! paced under the workspace's limit; 429s, 5xx answers and broken connections are retried
+//! with a growing back-off until the deadline (writes only on 429, which Twenty answers
+//! before doing anything); no request starts after the deadline or runs past it. Errors
+//! name the setting at fault (`TWENTY_API_KEY`, `TWENTY_API_URL`), never the key.
 
-use std::collections::HashMap;
+pub mod records;
+pub mod settings;
+pub mod webhooks;
+
+pub use records::{Object, Page, Query};
+pub use webhooks::{Webhook, WebhookApi, WebhookChange};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use thiserror::Error;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::change::Object;
 use crate::retry::{Backoff, jitter_unit};
 use crate::secrets::Rotating;
 
@@ -58,6 +63,12 @@ pub enum ApiError {
         what: String,
         message: String,
     },
+    #[error(
+        "TWENTY_API_URL answers webhooks as Twenty servers did before webhooks moved to its core (July 2025): upgrade Twenty, or set the webhook up by hand"
+    )]
+    TooOld,
+    #[error("TWENTY_API_URL has no webhook endpoint (/rest/metadata/webhooks nor /rest/webhooks)")]
+    NoWebhookApi,
     #[error("out of time after {attempts} attempts at {what}; last: {last}")]
     OutOfTime {
         attempts: u32,
@@ -66,24 +77,13 @@ pub enum ApiError {
     },
 }
 
-/// One page of rows, and where the next one starts.
-#[derive(Debug)]
-pub struct Page {
-    pub rows: Vec<Box<RawValue>>,
-    /// How many rows the filter matches in all, when Twenty says.
-    pub total: Option<u64>,
-    pub end_cursor: Option<String>,
-    pub has_next: bool,
-}
-
-/// A list request: `filter` and `order_by` in Twenty's syntax.
-#[derive(Debug, Clone)]
-pub struct Query<'a> {
-    pub plural: &'a str,
-    pub filter: String,
-    pub order_by: &'a str,
-    pub limit: u32,
-    pub cursor: Option<&'a str>,
+/// One request to Twenty: what it is, and, for errors, what it was for.
+pub(crate) struct Call<'a> {
+    pub method: reqwest::Method,
+    pub path: &'a str,
+    pub params: &'a [(&'a str, &'a str)],
+    pub body: Option<&'a serde_json::Value>,
+    pub what: &'a str,
 }
 
 #[derive(Clone)]
@@ -96,45 +96,6 @@ pub struct TwentyApi {
     interval: Duration,
     requests: Arc<AtomicU64>,
     throttled: Arc<AtomicU64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListBody {
-    data: HashMap<String, Vec<Box<RawValue>>>,
-    page_info: Option<PageInfo>,
-    total_count: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageInfo {
-    end_cursor: Option<String>,
-    #[serde(default)]
-    has_next_page: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum MetadataData {
-    Wrapped { objects: Vec<ObjectMeta> },
-    List(Vec<ObjectMeta>),
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ObjectMeta {
-    id: Option<String>,
-    name_singular: String,
-    name_plural: String,
-    #[serde(default = "yes")]
-    is_active: bool,
-    #[serde(default)]
-    is_system: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Transient failures wait up to 0.5 s first, doubling to 30 s (full jitter).
@@ -180,83 +141,41 @@ impl TwentyApi {
         self.throttled.load(Ordering::Relaxed)
     }
 
-    /// The workspace's objects, each with whether it is reconciled by default (active,
-    /// and not a system object).
-    pub async fn objects(&self, deadline: Instant) -> Result<Vec<(Object, bool)>, ApiError> {
-        #[derive(Deserialize)]
-        struct Body {
-            data: MetadataData,
-        }
-        let text = self
-            .get("/rest/metadata/objects", &[], "the object list", deadline)
-            .await?;
-        let body: Body = serde_json::from_str(&text)
-            .map_err(|e| ApiError::NotTwenty(format!("the object list: {e}")))?;
-        let objects = match body.data {
-            MetadataData::Wrapped { objects } | MetadataData::List(objects) => objects,
-        };
-        Ok(objects
-            .into_iter()
-            .map(|o| {
-                let default = o.is_active && !o.is_system;
-                let object = Object {
-                    singular: o.name_singular,
-                    plural: o.name_plural,
-                    metadata_id: o.id,
-                };
-                (object, default)
-            })
-            .collect())
-    }
-
-    pub async fn page(&self, query: &Query<'_>, deadline: Instant) -> Result<Page, ApiError> {
-        let limit = query.limit.to_string();
-        let mut params = vec![
-            ("filter", query.filter.as_str()),
-            ("order_by", query.order_by),
-            ("limit", limit.as_str()),
-        ];
-        if let Some(cursor) = query.cursor {
-            params.push(("starting_after", cursor));
-        }
-        let path = format!("/rest/{}", query.plural);
-        let what = format!("the list of {}", query.plural);
-        let text = match self.get(&path, &params, &what, deadline).await {
-            Err(ApiError::Refused {
-                status: 400,
-                message,
-                ..
-            }) if message.contains("not found") => {
-                return Err(ApiError::UnknownObject(query.plural.to_owned()));
-            }
-            other => other?,
-        };
-        let mut body: ListBody =
-            serde_json::from_str(&text).map_err(|e| ApiError::NotTwenty(format!("{what}: {e}")))?;
-        let rows = body.data.remove(query.plural).ok_or_else(|| {
-            ApiError::NotTwenty(format!("{what}: no `data.{}` in the answer", query.plural))
-        })?;
-        let info = body.page_info.unwrap_or(PageInfo {
-            end_cursor: None,
-            has_next_page: false,
-        });
-        Ok(Page {
-            rows,
-            total: body.total_count,
-            has_next: info.has_next_page && info.end_cursor.is_some(),
-            end_cursor: info.end_cursor,
-        })
-    }
-
-    /// A paced GET, retried on 429, 5xx and broken connections until `deadline`. No
-    /// request starts after it, and none may outlast it.
-    async fn get(
+    /// A paced GET, retried on 429, 5xx and broken connections until `deadline`; the body
+    /// of a 2xx answer.
+    pub(crate) async fn get(
         &self,
         path: &str,
         params: &[(&str, &str)],
         what: &str,
         deadline: Instant,
     ) -> Result<String, ApiError> {
+        let call = Call {
+            method: reqwest::Method::GET,
+            path,
+            params,
+            body: None,
+            what,
+        };
+        self.call(call, deadline).await.map(|(_, body)| body)
+    }
+
+    /// One call, paced and retried: a GET on 429, 5xx and broken connections; a write only
+    /// on 429 (refused before anything was done), so it is never made twice. The status and
+    /// body of a 2xx answer.
+    pub(crate) async fn call(
+        &self,
+        call: Call<'_>,
+        deadline: Instant,
+    ) -> Result<(u16, String), ApiError> {
+        let Call {
+            method,
+            path,
+            params,
+            body,
+            what,
+        } = call;
+        let idempotent = method == reqwest::Method::GET;
         let key = self
             .key
             .current()
@@ -276,18 +195,22 @@ impl TwentyApi {
             };
             attempts += 1;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let sent = self
+            let mut request = self
                 .client
-                .get(&url)
+                .request(method.clone(), &url)
                 .query(params)
                 .bearer_auth(&key.0)
-                .timeout(timeout)
-                .send()
-                .await;
-            let retry_after = match sent {
+                .timeout(timeout);
+            if let Some(body) = body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string());
+            }
+            let retry_after = match request.send().await {
                 Ok(answer) if answer.status().is_success() => {
+                    let status = answer.status().as_u16();
                     // The body is bounded by the same time-out as the request.
-                    return answer.text().await.map_err(|e| {
+                    return answer.text().await.map(|text| (status, text)).map_err(|e| {
                         ApiError::NotTwenty(format!("{what}: the answer was cut: {e}"))
                     });
                 }
@@ -308,7 +231,8 @@ impl TwentyApi {
                         .chars()
                         .take(300)
                         .collect();
-                    if status != 429 && status < 500 {
+                    let retried = status == 429 || (idempotent && status >= 500);
+                    if !retried {
                         return Err(ApiError::Refused {
                             status,
                             what: what.to_owned(),
@@ -323,6 +247,13 @@ impl TwentyApi {
                 }
                 Err(e) if e.is_connect() && attempts == 1 => {
                     return Err(ApiError::Unreachable(e.without_url().to_string()));
+                }
+                // A write that may have reached Twenty is not made again.
+                Err(e) if !idempotent && !e.is_connect() => {
+                    return Err(ApiError::Unreachable(format!(
+                        "{what}: no answer ({}); check whether it was done",
+                        e.without_url()
+                    )));
                 }
                 Err(e) => {
                     last = e.without_url().to_string();
