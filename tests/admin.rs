@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::destination::Destination;
 use support::twenty::{API_KEY, FakeTwenty};
-use support::watch::Watch;
+use support::watch::{Watch, http_client};
 use support::*;
 
 fn admin(twenty: &FakeTwenty, key: &str, args: &[&str]) -> Output {
@@ -249,4 +249,128 @@ async fn refusals_name_the_cause_and_leave_nothing_half_done() {
     );
     assert!(webhooks(&twenty).await.is_empty());
     assert!(destination.requests().is_empty(), "no test delivery");
+}
+
+/// Twenty's secret now (what it signs with at this moment).
+async fn twenty_secret(twenty: &FakeTwenty) -> String {
+    webhooks(twenty).await[0]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A POST to the function signed as Twenty signs with `secret`; its status.
+async fn signed_post(url: &str, secret: &str, id: &str) -> u16 {
+    let body = person_created(id);
+    let mut request = http_client().post(url).body(body.clone());
+    for (k, v) in headers_signed_with(secret, &body) {
+        request = request.header(k, v);
+    }
+    request
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// A rotation against the real ingest function, its secret re-read every second: every
+/// delivery signed with whatever secret Twenty has at that moment is accepted all through
+/// it; after `--finish` the old secret is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_refuses_no_delivery_and_finish_drops_the_old_secret() {
+    let twenty = std::sync::Arc::new(FakeTwenty::start());
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let name = unique("rotated");
+    let watch = Watch::local(
+        &queue,
+        moto_endpoint(),
+        &[
+            ("TWENTY_WEBHOOK_SECRET", ""),
+            ("TWENTY_WEBHOOK_SECRET_PARAMETER", name.as_str()),
+            ("AWS_ENDPOINT_URL_SSM", moto_endpoint()),
+            ("SECRET_REFRESH_SECS", "1"),
+            ("SECRET_REREAD_FLOOR_SECS", "1"),
+        ],
+    )
+    .await;
+    let url = watch.url.clone();
+    let common = [
+        "--webhook-url",
+        url.as_str(),
+        "--secret-parameter",
+        name.as_str(),
+    ];
+    let connect = admin(&twenty, API_KEY, &[&["connect"][..], &common[..]].concat());
+    assert_eq!(connect.status.code(), Some(0), "{}", text(&connect));
+    let old = twenty_secret(&twenty).await;
+
+    // Deliveries all through the rotation, each signed with Twenty's secret of the moment.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (twenty, url, stop) = (twenty.clone(), url.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let secret = twenty_secret(&twenty).await;
+                statuses.push(signed_post(&url, &secret, &format!("rot-{n}")).await);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            statuses
+        })
+    };
+    let rotate_args: Vec<String> = [
+        &["rotate-secret", "--propagation-secs", "3", "--no-wait"][..],
+        &common,
+    ]
+    .concat()
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let twenty_for_run = twenty.clone();
+    let rotated = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = rotate_args.iter().map(String::as_str).collect();
+        admin(&twenty_for_run, API_KEY, &args)
+    })
+    .await
+    .unwrap();
+    assert_eq!(rotated.status.code(), Some(0), "{}", text(&rotated));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let statuses = sender.await.unwrap();
+    assert!(statuses.len() > 10, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "none refused: {statuses:?}\n{}",
+        watch.logs()
+    );
+    let new = twenty_secret(&twenty).await;
+    assert_ne!(new, old);
+    assert_eq!(parameter(&name).await, Some(format!("{new},{old}")));
+    assert!(!text(&rotated).contains(&new) && !text(&rotated).contains(&old));
+
+    let finish = admin(
+        &twenty,
+        API_KEY,
+        &[&["rotate-secret", "--finish"][..], &common[..]].concat(),
+    );
+    assert_eq!(finish.status.code(), Some(0), "{}", text(&finish));
+    assert_eq!(parameter(&name).await.as_deref(), Some(new.as_str()));
+    // Once the function has re-read it, the old secret is refused, the new one taken.
+    let mut refused = false;
+    for n in 0..50 {
+        if signed_post(&url, &old, &format!("old-{n}")).await == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        refused,
+        "the old secret is refused after --finish\n{}",
+        watch.logs()
+    );
+    assert_eq!(signed_post(&url, &new, "new-1").await, 200);
 }

@@ -11,17 +11,28 @@ use tokio::time::Instant;
 
 use super::SecretSlot;
 use super::connect::{Outcome, Wanted, connect};
+use super::rotate::{self, Waits};
 use super::sample;
 use crate::aws::secret_store::StoreSlot;
 use crate::aws::{AwsSecretStore, LazySdk};
 use crate::secrets::Location;
+use crate::twenty_api::TwentyApi;
 use crate::twenty_api::settings::ApiSettings;
 
 const USAGE: &str = "usage:
   twenty-admin connect --webhook-url URL (--secret-parameter NAME | --secret-id ID)
                        [--events person.*,company.*] [--description TEXT] [--show-secret]
+                       [--new-secret [--propagation-secs N] [--overlap-secs N | --no-wait]]
+  twenty-admin rotate-secret --webhook-url URL (--secret-parameter NAME | --secret-id ID)
+                       [--propagation-secs N] [--overlap-secs N | --no-wait] [--finish]
   twenty-admin send-test --webhook-url URL (--secret-parameter NAME | --secret-id ID)
 settings from the environment: TWENTY_API_URL, TWENTY_API_KEY (or _PARAMETER, _SECRET_ID)";
+
+/// The ingest function re-reads its secret every `SecretRefreshSeconds` (300 by default):
+/// the new secret is given to Twenty after that, and a margin.
+const PROPAGATION: Duration = Duration::from_secs(330);
+/// Deliveries signed with the old secret may still be on their way this long.
+const OVERLAP: Duration = Duration::from_secs(900);
 
 /// How long the whole command may take, and one test delivery.
 const TIME_LIMIT: Duration = Duration::from_secs(120);
@@ -32,6 +43,14 @@ enum Command {
     Connect {
         wanted: WantedArgs,
         show_secret: bool,
+        /// Rotate the secret of a webhook that exists, with these waits.
+        new_secret: Option<Waits>,
+    },
+    Rotate {
+        webhook_url: String,
+        secret: Location,
+        waits: Waits,
+        finish: bool,
     },
     SendTest {
         webhook_url: String,
@@ -54,6 +73,17 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         .ok_or("a subcommand is needed: connect or send-test")?;
     let (mut url, mut secret, mut events, mut description, mut show) =
         (None, None, None, None, false);
+    let (mut new_secret, mut finish, mut no_wait) = (false, false, false);
+    let (mut propagation, mut overlap) = (PROPAGATION, Some(OVERLAP));
+    let rotates = sub == "rotate-secret" || sub == "connect";
+    let secs = |flag: &str, value: Result<String, String>| -> Result<Duration, String> {
+        value?
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= 86_400)
+            .map(Duration::from_secs)
+            .ok_or(format!("{flag} needs whole seconds, at most 86400"))
+    };
     while let Some(arg) = args.next() {
         let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
         match arg.as_str() {
@@ -75,10 +105,22 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             }
             "--description" if sub == "connect" => description = Some(value("a text")?),
             "--show-secret" if sub == "connect" => show = true,
+            "--new-secret" if sub == "connect" => new_secret = true,
+            "--finish" if sub == "rotate-secret" => finish = true,
+            "--no-wait" if rotates => no_wait = true,
+            "--propagation-secs" if rotates => propagation = secs(&arg, value("seconds"))?,
+            "--overlap-secs" if rotates => overlap = Some(secs(&arg, value("seconds"))?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    if no_wait {
+        overlap = None;
+    }
+    let waits = Waits {
+        propagation,
+        overlap,
+    };
     let webhook_url = url.ok_or("--webhook-url is required (the ingest function's URL)")?;
     let secret = secret
         .ok_or("--secret-parameter or --secret-id is required (where ingest reads its secret)")?;
@@ -91,6 +133,13 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
                 description,
             },
             show_secret: show,
+            new_secret: new_secret.then_some(waits),
+        }),
+        "rotate-secret" => Ok(Command::Rotate {
+            webhook_url,
+            secret,
+            waits,
+            finish,
         }),
         "send-test" => Ok(Command::SendTest {
             webhook_url,
@@ -129,23 +178,43 @@ pub async fn main() -> ExitCode {
             webhook_url,
             secret,
         } => send_test(&slot(secret), &webhook_url).await,
+        Command::Rotate {
+            webhook_url,
+            secret,
+            waits,
+            finish,
+        } => {
+            let api = match api(&sdk) {
+                Ok(api) => api,
+                Err(code) => return code,
+            };
+            let slot = slot(secret);
+            let done = if finish {
+                rotate::finish(&api, &slot, &webhook_url)
+                    .await
+                    .map(|()| "the store holds the new secret alone".to_owned())
+            } else {
+                rotated(&api, &slot, &webhook_url, waits).await
+            };
+            match done {
+                Ok(said) => {
+                    println!("{said}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("twenty-admin: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Connect {
             wanted,
             show_secret,
+            new_secret,
         } => {
-            let settings = match ApiSettings::from_lookup(&|name| std::env::var(name).ok()) {
-                Ok(settings) => settings,
-                Err(e) => {
-                    eprintln!("twenty-admin: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let api = match settings.client(|| Arc::new(AwsSecretStore::lazy(sdk.clone()))) {
+            let api = match api(&sdk) {
                 Ok(api) => api,
-                Err(e) => {
-                    eprintln!("twenty-admin: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let slot = slot(wanted.secret.clone());
             let want = Wanted {
@@ -175,12 +244,54 @@ pub async fn main() -> ExitCode {
             if connected.secret_stored {
                 println!("the secret Twenty signs with is now in {}", slot.name());
             }
+            if let (Some(waits), false) = (new_secret, connected.outcome == Outcome::Created) {
+                match rotated(&api, &slot, &wanted.webhook_url, waits).await {
+                    Ok(said) => println!("{said}"),
+                    Err(e) => {
+                        eprintln!("twenty-admin: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             if show_secret && let Some(secret) = hook.secret() {
                 println!("secret (keep it out of logs): {secret}");
             }
             send_test(&slot, &wanted.webhook_url).await
         }
     }
+}
+
+/// The API client, from the settings; exit 2 naming the setting when they are wrong.
+fn api(sdk: &LazySdk) -> Result<TwentyApi, ExitCode> {
+    let settings = ApiSettings::from_lookup(&|name| std::env::var(name).ok()).map_err(|e| {
+        eprintln!("twenty-admin: {e}");
+        ExitCode::from(2)
+    })?;
+    settings
+        .client(|| Arc::new(AwsSecretStore::lazy(sdk.clone())))
+        .map_err(|e| {
+            eprintln!("twenty-admin: {e}");
+            ExitCode::from(2)
+        })
+}
+
+/// A rotation, each step said as it starts; what it ended with.
+async fn rotated(
+    api: &TwentyApi,
+    slot: &StoreSlot,
+    url: &str,
+    waits: Waits,
+) -> Result<String, rotate::RotateError> {
+    let step = |what: &str| eprintln!("twenty-admin: {what}");
+    Ok(match rotate::rotate(api, slot, url, waits, step).await? {
+        rotate::Rotated::Done => {
+            "secret rotated: Twenty signs with the new one, the store holds it alone".into()
+        }
+        rotate::Rotated::BothKept => format!(
+            "secret rotated: Twenty signs with the new one; {} holds both until rotate-secret --finish",
+            slot.name()
+        ),
+    })
 }
 
 /// The signed test delivery, and what the Function URL answered.
@@ -246,6 +357,7 @@ mod tests {
         let Command::Connect {
             wanted,
             show_secret,
+            ..
         } = c
         else {
             panic!("connect")

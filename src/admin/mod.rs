@@ -6,6 +6,8 @@
 //!   secret Twenty signs with, or for a new webhook makes one and stores it before Twenty
 //!   has it; sets the operations; ends with a signed test delivery. Run twice, it changes
 //!   nothing.
+//! - `rotate-secret`: a new secret with no delivery refused: the store holds `new,old`,
+//!   then Twenty gets the new one, then the store drops the old one (`--finish` later).
 //! - `send-test`: a signed sample event to the Function URL with the stored secret.
 //!
 //! Plain steps over two adapters: `crate::twenty_api` (Twenty's REST API) and a
@@ -13,6 +15,7 @@
 
 pub mod cli;
 pub mod connect;
+pub mod rotate;
 pub mod sample;
 
 use std::future::Future;

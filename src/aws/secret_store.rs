@@ -1,7 +1,6 @@
 //! Secrets from SSM Parameter Store (decrypted) or Secrets Manager (`AWSCURRENT`).
 
 use aws_config::SdkConfig;
-use aws_sdk_sqs::error::DisplayErrorContext;
 
 use super::lazy::{LazySdk, Source};
 use super::sdk_error::adapter_error;
@@ -36,35 +35,15 @@ impl AwsSecretStore {
             setting: secret.setting,
             why,
         };
-        match &secret.location {
-            Location::Parameter(name) => {
-                let out = self
-                    .ssm
-                    .get()
-                    .await
-                    .get_parameter()
-                    .name(name)
-                    .with_decryption(true)
-                    .send()
-                    .await
-                    .map_err(|e| fail(format!("SSM: {}", DisplayErrorContext(&e))))?;
-                out.parameter
-                    .and_then(|p| p.value)
-                    .ok_or_else(|| fail("SSM returned no value".into()))
-            }
-            Location::SecretId(id) => {
-                let out = self
-                    .secrets_manager
-                    .get()
-                    .await
-                    .get_secret_value()
-                    .secret_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| fail(format!("Secrets Manager: {}", DisplayErrorContext(&e))))?;
-                out.secret_string
-                    .ok_or_else(|| fail("the secret has no string value".into()))
-            }
+        match self.current(&secret.location).await {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => Err(fail(match secret.location {
+                Location::Parameter(_) => "SSM: the parameter does not exist".into(),
+                Location::SecretId(_) => {
+                    "Secrets Manager: the secret does not exist or holds no text".into()
+                }
+            })),
+            Err(e) => Err(fail(e.to_string())),
         }
     }
 }

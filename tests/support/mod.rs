@@ -441,13 +441,11 @@ impl Harness {
 
 /// Stores `value` as an SSM SecureString parameter `name` in moto (overwriting).
 pub async fn put_secure_string(name: &str, value: &str) {
-    aws_sdk_ssm::Client::new(&sdk_config(moto_endpoint()).await)
-        .put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
+    twenty_webhook::aws::AwsSecretStore::with_sdk_config(&sdk_config(moto_endpoint()).await)
+        .write(
+            &twenty_webhook::secrets::Location::Parameter(name.to_owned()),
+            value,
+        )
         .await
         .expect("moto stores the parameter");
 }
