@@ -673,3 +673,41 @@ async fn no_request_outlasts_the_run() {
     // Far below the hang (25 s) and the request time-out (30 s).
     assert!(took < Duration::from_secs(15), "{took:?}");
 }
+
+/// A change the worker took whose seen mark was lost (a write that failed): reconciliation
+/// reads the records of the handlers that listen to it, finds them done, and does not queue
+/// it again. Without the worker's published handlers it would.
+#[tokio::test]
+async fn a_lost_seen_mark_is_made_up_for_by_the_handlers_records() {
+    let twenty = FakeTwenty::start();
+    let row = twenty.upsert("people", json!({"id": "p0"})).await;
+    let h = Harness::new(false, AckMode::AfterEnqueue).await;
+    let body = webhook("person.created", "person", &row);
+    let (status, answer) = h.post(&twenty_headers(&body), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let name = new_table().await;
+    let destination = Destination::ok().await;
+    let w = worker(&name, &destination).await;
+    assert_eq!(work_off(&w, &h.url).await, 1);
+
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk_config(moto_endpoint()).await);
+    let delete = |id: String| {
+        dynamodb
+            .delete_item()
+            .table_name(&name)
+            .key("id", aws_sdk_dynamodb::types::AttributeValue::S(id))
+            .send()
+    };
+    let change = format!("person:p0@{}", row["updatedAt"].as_str().unwrap());
+    delete(format!("seen#{change}")).await.unwrap();
+    let table = table(&name).await;
+    let (reports, _) = reconcile(&twenty, &h.url, &table, backfill(), far()).await;
+    assert_eq!((reports[0].seen, reports[0].queued), (1, 0), "{reports:?}");
+
+    delete("routes#worker".into()).await.unwrap();
+    let (reports, _) = reconcile(&twenty, &h.url, &table, backfill(), far()).await;
+    assert_eq!((reports[0].seen, reports[0].queued), (0, 1), "{reports:?}");
+    // The worker still acts on it once: its handler's record says done.
+    assert_eq!(work_off(&w, &h.url).await, 1);
+    assert_eq!(destination.requests().len(), 1);
+}

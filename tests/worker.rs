@@ -537,7 +537,7 @@ async fn a_deadline_shorter_than_the_margin_still_leaves_time_to_work() {
 #[tokio::test]
 async fn a_dead_lettered_change_is_not_reconciled_again() {
     use twenty_webhook::aws::{DynamoSeen, SqsDeadLetters};
-    use twenty_webhook::reconcile::run::SeenIndex;
+    use twenty_webhook::reconcile::run::{Probe, SeenIndex};
     let table = new_table().await;
     let refusing = Destination::start(|_| Answer::status(400)).await;
     let rules = format!(
@@ -560,7 +560,10 @@ async fn a_dead_lettered_change_is_not_reconciled_again() {
     assert_eq!(drain(&sqs, &dlq, Duration::from_secs(1)).await.len(), 1);
     let change = "person:p1@2026-11-02T00:00:00.000Z".to_owned();
     let seen = DynamoSeen::with_sdk_config(&sdk, &table)
-        .seen_among(std::slice::from_ref(&change))
+        .seen_among(&[Probe {
+            key: change.clone(),
+            event_name: "person.updated".into(),
+        }])
         .await
         .unwrap();
     assert!(seen.contains(&change), "{seen:?}");

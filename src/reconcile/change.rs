@@ -39,6 +39,8 @@ struct Head {
 pub struct Change {
     pub key: String,
     pub at: String,
+    /// `<object>.<action>`, as the event's `eventName`.
+    pub event_name: String,
     pub message: Message,
 }
 
@@ -80,10 +82,11 @@ pub fn change(
     )
     .ok_or_else(no_change)?;
     let at = head.stamps.changed_at().ok_or_else(no_change)?;
+    let event_name = format!("{}.{}", object.singular, head.stamps.action().as_str());
     // The payload a webhook for this change would have carried, read by the same parser.
     // The row is spliced in as text: a `Value` would reorder its keys.
     let fields = serde_json::json!({
-        "eventName": format!("{}.{}", object.singular, head.stamps.action().as_str()),
+        "eventName": event_name,
         "objectMetadata": {"id": object.metadata_id, "nameSingular": object.singular},
         "workspaceId": context.workspace_id,
         "eventDate": at,
@@ -104,7 +107,12 @@ pub fn change(
     };
     let message = envelope::reconciled(&payload, receipt, context.destination)
         .map_err(|e| unqueueable(e.to_string()))?;
-    Ok(Change { key, at, message })
+    Ok(Change {
+        key,
+        at,
+        event_name,
+        message,
+    })
 }
 
 #[cfg(test)]

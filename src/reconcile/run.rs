@@ -21,12 +21,21 @@ use crate::delivery::{Pending, Transport, send_all};
 use crate::retry::{Backoff, jitter_unit};
 use crate::twenty_api::{ApiError, Query, TwentyApi};
 
-/// Which record changes the worker has taken already (`seen#` items of the idempotency
-/// table).
+/// One change to look up: its key, and the event it would be (for which handlers take it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub key: String,
+    pub event_name: String,
+}
+
+/// Which record changes the worker has taken already: marked seen (`seen#` items of the
+/// idempotency table), or taken by every handler that listens to them (its per-handler
+/// records), when a seen mark was lost.
 pub trait SeenIndex: Send + Sync {
+    /// The keys of `changes` that need no queuing.
     fn seen_among(
         &self,
-        changes: &[String],
+        changes: &[Probe],
     ) -> impl Future<Output = Result<HashSet<String>, AdapterError>> + Send;
 }
 
@@ -47,7 +56,7 @@ pub trait Watermarks: Send + Sync {
 pub struct NoTable;
 
 impl SeenIndex for NoTable {
-    async fn seen_among(&self, _: &[String]) -> Result<HashSet<String>, AdapterError> {
+    async fn seen_among(&self, _: &[Probe]) -> Result<HashSet<String>, AdapterError> {
         Ok(HashSet::new())
     }
 }
@@ -327,17 +336,23 @@ impl<T: Transport, I: SeenIndex + Watermarks> Reconciler<'_, T, I> {
                 }
             }
             let last_at = changes.last().map(|c| c.at.clone());
-            let keys: Vec<String> = changes.iter().map(|c| c.key.clone()).collect();
+            let probes: Vec<Probe> = changes
+                .iter()
+                .map(|c| Probe {
+                    key: c.key.clone(),
+                    event_name: c.event_name.clone(),
+                })
+                .collect();
             let seen = self
                 .table
-                .seen_among(&keys)
+                .seen_among(&probes)
                 .await
                 .map_err(RunError::Table)?;
             let fresh: Vec<_> = changes
                 .into_iter()
                 .filter(|c| !seen.contains(&c.key))
                 .collect();
-            report.seen += (keys.len() - fresh.len()) as u64;
+            report.seen += (probes.len() - fresh.len()) as u64;
             if !self.dry_run && !fresh.is_empty() {
                 let total = fresh.len();
                 let keys: HashMap<String, String> = fresh

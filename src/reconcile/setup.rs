@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::change::{Context, Object};
 use super::config::ReconcileConfig;
-use super::run::{Mode, NoTable, ObjectReport, Reconciler, SeenIndex, Watermarks};
+use super::run::{Mode, NoTable, ObjectReport, Probe, Reconciler, SeenIndex, Watermarks};
 use super::window;
 use crate::adapter::AdapterError;
 use crate::aws::{
@@ -40,7 +40,7 @@ impl Table {
 }
 
 impl SeenIndex for Table {
-    async fn seen_among(&self, changes: &[String]) -> Result<HashSet<String>, AdapterError> {
+    async fn seen_among(&self, changes: &[Probe]) -> Result<HashSet<String>, AdapterError> {
         match self {
             Self::Dynamo { seen, .. } => seen.seen_among(changes).await,
             Self::None(t) => t.seen_among(changes).await,

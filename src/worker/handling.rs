@@ -15,7 +15,7 @@ use super::batch::{self, Bounds, Item, Process};
 use super::event::{Event, EventError, Queued, Received};
 use super::idempotency::{self, Ledger};
 use super::retry_policy::{Failed, Plan, RetryPolicy};
-use super::router::{FailureKind, Outcome, ledger_key};
+use super::router::{FailureKind, Outcome, Router, ledger_key};
 use super::rules::stored::Routes;
 use crate::aws::{PayloadStore, SqsVisibility};
 use crate::dead_letter::{Attribute, DeadLetter, DeadLetters, Why};
@@ -37,6 +37,8 @@ struct Handling<L: Ledger> {
     ledger: Arc<L>,
     retry: RetryPolicy,
     dead_letters: Option<Box<dyn DeadLetters>>,
+    /// The router whose handlers were last published to the ledger (for reconciliation).
+    published: std::sync::Mutex<Option<Arc<Router>>>,
 }
 
 impl<L: Ledger> Worker<L> {
@@ -54,6 +56,7 @@ impl<L: Ledger> Worker<L> {
                 ledger,
                 retry: RetryPolicy::default(),
                 dead_letters: None,
+                published: std::sync::Mutex::new(None),
             }),
             concurrency,
             visibility: None,
@@ -363,6 +366,7 @@ impl<L: Ledger> Handling<L> {
                 return vec![message_failure("no_routes", FailureKind::Transient, reason)];
             }
         };
+        self.publish(&router).await;
         let change = event.change.clone();
         let (outcome, runs) = router
             .dispatch_timed(event.clone(), self.ledger.clone())
@@ -410,6 +414,30 @@ impl<L: Ledger> Handling<L> {
                     attempts: e.attempts,
                 })
                 .collect(),
+        }
+    }
+
+    /// Tells the ledger which handlers are in force, once per router (at the first message,
+    /// and when stored rules change): reconciliation reads it to consult their records.
+    async fn publish(&self, router: &Arc<Router>) {
+        let fresh = {
+            let mut published = self
+                .published
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let fresh = published.as_ref().is_none_or(|p| !Arc::ptr_eq(p, router));
+            if fresh {
+                *published = Some(Arc::clone(router));
+            }
+            fresh
+        };
+        if fresh && let Err(e) = self.ledger.routes(&router.selectors()).await {
+            // Reconciliation relies on seen marks alone meanwhile; the next message tries again.
+            warn!(error = %e, "the handlers in force were not published for reconciliation");
+            *self
+                .published
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         }
     }
 

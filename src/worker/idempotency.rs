@@ -43,6 +43,16 @@ pub trait Ledger: Send + Sync + 'static {
         key: &str,
         message_id: &str,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send;
+    /// Publishes the handlers in force (name and event-name patterns), so that
+    /// reconciliation can read each one's record of a change whose seen mark was lost.
+    /// Nothing by default.
+    fn routes(
+        &self,
+        routes: &[(String, Vec<String>)],
+    ) -> impl Future<Output = Result<(), AdapterError>> + Send {
+        let _ = routes;
+        async { Ok(()) }
+    }
     /// Records that every handler has taken the record change `change`, so that
     /// reconciliation can skip it. Nothing by default.
     fn seen(&self, change: &str) -> impl Future<Output = Result<(), AdapterError>> + Send {

@@ -233,6 +233,20 @@ impl Router {
         Ok(self)
     }
 
+    /// Each handler's name and event-name patterns (as `*.*`, `person.*`...), for what
+    /// reconciliation must know of them.
+    pub fn selectors(&self) -> Vec<(String, Vec<String>)> {
+        self.routes
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.patterns.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect()
+    }
+
     /// The names of the handlers whose patterns `event_name` matches (content filters
     /// aside: they need the event).
     pub fn matching(&self, event_name: &str) -> Vec<&str> {

@@ -18,7 +18,7 @@ use crate::worker::idempotency::{Begin, Ledger};
 const IN_PROGRESS: &str = "INPROGRESS";
 pub(super) const COMPLETED: &str = "COMPLETED";
 const FAILED: &str = "FAILED";
-const DEAD_LETTERED: &str = "DEADLETTERED";
+pub(super) const DEAD_LETTERED: &str = "DEADLETTERED";
 /// How long a done key is remembered (the TTL): past SQS's longest retention (14 days),
 /// so past the retry horizon (7 days at most) plus the time to redrive.
 pub(super) const KEEP: Duration = Duration::from_secs(15 * 86_400);
@@ -108,6 +108,10 @@ impl Ledger for DynamoLedger {
 
     async fn seen(&self, change: &str) -> Result<(), AdapterError> {
         super::seen::mark(&self.table, change).await
+    }
+
+    async fn routes(&self, routes: &[(String, Vec<String>)]) -> Result<(), AdapterError> {
+        super::seen::publish_routes(&self.table, routes).await
     }
 
     async fn failed(&self, key: &str) -> Result<Option<u32>, AdapterError> {
