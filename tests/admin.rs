@@ -59,6 +59,17 @@ async fn parameter(name: &str) -> Option<String> {
         .and_then(|p| p.value)
 }
 
+/// The real ingest function, reading its secret from the SSM parameter `name`.
+async fn ingest_reading(queue: &str, name: &str, extra: &[(&str, &str)]) -> Watch {
+    let mut env = vec![
+        ("TWENTY_WEBHOOK_SECRET", ""),
+        ("TWENTY_WEBHOOK_SECRET_PARAMETER", name),
+        ("AWS_ENDPOINT_URL_SSM", moto_endpoint()),
+    ];
+    env.extend_from_slice(extra);
+    Watch::local(queue, moto_endpoint(), &env).await
+}
+
 fn unique(name: &str) -> String {
     format!("/twenty/admin-{}-{}-{name}", std::process::id(), now_ms())
 }
@@ -71,16 +82,7 @@ async fn connect_makes_one_webhook_and_a_second_run_changes_nothing() {
     let sqs = sqs().await;
     let queue = new_queue(&sqs, false).await;
     let name = unique("secret");
-    let watch = Watch::local(
-        &queue,
-        moto_endpoint(),
-        &[
-            ("TWENTY_WEBHOOK_SECRET", ""),
-            ("TWENTY_WEBHOOK_SECRET_PARAMETER", name.as_str()),
-            ("AWS_ENDPOINT_URL_SSM", moto_endpoint()),
-        ],
-    )
-    .await;
+    let watch = ingest_reading(&queue, &name, &[]).await;
     let args = [
         "connect",
         "--webhook-url",
@@ -282,13 +284,10 @@ async fn a_rotation_refuses_no_delivery_and_finish_drops_the_old_secret() {
     let sqs = sqs().await;
     let queue = new_queue(&sqs, false).await;
     let name = unique("rotated");
-    let watch = Watch::local(
+    let watch = ingest_reading(
         &queue,
-        moto_endpoint(),
+        &name,
         &[
-            ("TWENTY_WEBHOOK_SECRET", ""),
-            ("TWENTY_WEBHOOK_SECRET_PARAMETER", name.as_str()),
-            ("AWS_ENDPOINT_URL_SSM", moto_endpoint()),
             ("SECRET_REFRESH_SECS", "1"),
             ("SECRET_REREAD_FLOOR_SECS", "1"),
         ],

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{SecretSlot, new_secret};
 use crate::adapter::AdapterError;
-use crate::twenty_api::webhooks::{normalise_url, same_target};
+use crate::twenty_api::webhooks::normalise_url;
 use crate::twenty_api::{ApiError, TwentyApi, Webhook, WebhookChange};
 
 /// What the webhook should be.
@@ -71,12 +71,9 @@ pub async fn connect<S: SecretSlot>(
         name: slot.name().to_owned(),
         error,
     };
-    let (kind, hooks) = api.webhooks(deadline).await?;
+    let (kind, found) = api.webhook_for(&target, deadline).await?;
     let stored = slot.current().await.map_err(store_error)?;
-    let Some(hook) = hooks
-        .into_iter()
-        .find(|h| same_target(&h.target_url, &target))
-    else {
+    let Some(hook) = found else {
         return create(api, slot, wanted, target, stored, kind, deadline).await;
     };
 

@@ -11,7 +11,6 @@ use tokio::time::Instant;
 
 use super::{SecretSlot, new_secret};
 use crate::adapter::AdapterError;
-use crate::twenty_api::webhooks::same_target;
 use crate::twenty_api::{ApiError, TwentyApi, WebhookChange};
 
 /// How long each step waits.
@@ -66,11 +65,8 @@ pub async fn rotate<S: SecretSlot>(
         name: slot.name().to_owned(),
         error,
     };
-    let (kind, hooks) = api.webhooks(deadline()).await?;
-    let hook = hooks
-        .into_iter()
-        .find(|h| same_target(&h.target_url, webhook_url))
-        .ok_or_else(|| RotateError::NoWebhook(webhook_url.to_owned()))?;
+    let (kind, found) = api.webhook_for(webhook_url, deadline()).await?;
+    let hook = found.ok_or_else(|| RotateError::NoWebhook(webhook_url.to_owned()))?;
     let before = slot.current().await.map_err(store_error)?;
     // What Twenty signs with now, or else what the store holds first.
     let old = hook
@@ -152,11 +148,8 @@ pub async fn finish<S: SecretSlot>(
         name: slot.name().to_owned(),
         error,
     };
-    let (_, hooks) = api.webhooks(deadline).await?;
-    let hook = hooks
-        .into_iter()
-        .find(|h| same_target(&h.target_url, webhook_url))
-        .ok_or_else(|| RotateError::NoWebhook(webhook_url.to_owned()))?;
+    let (_, found) = api.webhook_for(webhook_url, deadline).await?;
+    let hook = found.ok_or_else(|| RotateError::NoWebhook(webhook_url.to_owned()))?;
     let stored = slot
         .current()
         .await

@@ -150,6 +150,18 @@ impl TwentyApi {
         Err(ApiError::NoWebhookApi)
     }
 
+    /// The path that answers, and the webhook whose target is `url` (compared as
+    /// `same_target` does), if there is one.
+    pub async fn webhook_for(
+        &self,
+        url: &str,
+        deadline: Instant,
+    ) -> Result<(WebhookApi, Option<Webhook>), ApiError> {
+        let (api, hooks) = self.webhooks(deadline).await?;
+        let hook = hooks.into_iter().find(|h| same_target(&h.target_url, url));
+        Ok((api, hook))
+    }
+
     /// Creates a webhook (`change.target_url` is required).
     pub async fn create_webhook(
         &self,

@@ -4,7 +4,7 @@
 //! connection error is retried.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::OnceCell;
 
@@ -139,14 +139,4 @@ pub fn origin(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
     authority.rsplit('@').next().unwrap_or(authority)
-}
-
-/// The time a call may take: the rule's, or less when the invocation has less left.
-/// None when nothing is left.
-pub(super) fn time_for(event: &Event, rule_timeout: Duration) -> Option<Duration> {
-    let timeout = match event.time_left() {
-        Some(left) if left < rule_timeout => left,
-        _ => rule_timeout,
-    };
-    (!timeout.is_zero()).then_some(timeout)
 }

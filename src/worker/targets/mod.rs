@@ -114,7 +114,7 @@ impl Forwarder {
             router.on_gated(&rule.name, selection, Some(gate), move |event| {
                 let (target, rule) = (target.clone(), name.clone());
                 async move {
-                    let Some(timeout) = http::time_for(&event, timeout) else {
+                    let Some(timeout) = time_for(&event, timeout) else {
                         return Err(HandlerError::deferred(
                             "no time left in this invocation",
                             Duration::ZERO,
@@ -186,4 +186,14 @@ pub(crate) fn within(event: &Event, limit: usize) -> Option<&str> {
         .as_ref()
         .and_then(|r| r.pointer.as_deref())
         .filter(|p| p.len() <= limit)
+}
+
+/// The time a call may take: the rule's, or less when the invocation has less left.
+/// None when nothing is left.
+fn time_for(event: &Event, rule_timeout: Duration) -> Option<Duration> {
+    let timeout = match event.time_left() {
+        Some(left) if left < rule_timeout => left,
+        _ => rule_timeout,
+    };
+    (!timeout.is_zero()).then_some(timeout)
 }
