@@ -36,6 +36,42 @@ impl Attribute {
     }
 }
 
+/// The text of attribute `name`, if the message has it.
+fn text_of<'a>(attributes: &'a [Attribute], name: &str) -> Option<&'a str> {
+    attributes
+        .iter()
+        .find(|a| a.name == name)
+        .and_then(|a| a.string.as_deref())
+}
+
+/// What the dead-letter queue holds, counted by `failedDestination` (each of a message's
+/// destinations) and by the `failureReason` code, for `twenty-admin status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Census {
+    /// Messages looked at.
+    pub counted: u64,
+    #[serde(rename = "byDestination")]
+    pub by_destination: std::collections::BTreeMap<String, u64>,
+    #[serde(rename = "byReason")]
+    pub by_reason: std::collections::BTreeMap<String, u64>,
+}
+
+impl Census {
+    pub fn add(&mut self, attributes: &[Attribute]) {
+        let text = |name| text_of(attributes, name);
+        self.counted += 1;
+        // A message moved before it reached a handler (unreadable) names none.
+        let destinations = text(FAILED_DESTINATION).unwrap_or("(none)");
+        for d in destinations.split(',') {
+            *self.by_destination.entry(d.to_owned()).or_default() += 1;
+        }
+        let code = text(FAILURE_REASON)
+            .and_then(|r| r.split(':').next())
+            .unwrap_or("(none)");
+        *self.by_reason.entry(code.to_owned()).or_default() += 1;
+    }
+}
+
 /// The attributes the worker adds to what it moves.
 pub const FAILURE_REASON: &str = "failureReason";
 pub const FAILED_DESTINATION: &str = "failedDestination";
@@ -117,12 +153,7 @@ pub struct Filter {
 impl Filter {
     /// Whether a message with these attributes, dead-lettered at `sent_ms`, is taken.
     pub fn matches(&self, attributes: &[Attribute], sent_ms: Option<u64>) -> bool {
-        let text = |name: &str| {
-            attributes
-                .iter()
-                .find(|a| a.name == name)
-                .and_then(|a| a.string.as_deref())
-        };
+        let text = |name| text_of(attributes, name);
         let destination_ok = self.destination.as_deref().is_none_or(|want| {
             text(FAILED_DESTINATION).is_some_and(|d| d.split(',').any(|d| d == want))
         });
@@ -175,6 +206,36 @@ pub trait DeadLetters: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_census_counts_each_destination_and_the_reason_code() {
+        let mut census = Census::default();
+        census.add(&[
+            Attribute::text(FAILURE_REASON, "destination_refused: crm: answered 400"),
+            Attribute::text(FAILED_DESTINATION, "crm,n8n"),
+        ]);
+        census.add(&[
+            Attribute::text(FAILURE_REASON, "horizon_passed: 24 h"),
+            Attribute::text(FAILED_DESTINATION, "crm"),
+        ]);
+        census.add(&[Attribute::text(FAILURE_REASON, "unreadable")]);
+        assert_eq!(census.counted, 3);
+        let pairs = |m: &std::collections::BTreeMap<String, u64>| {
+            m.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            pairs(&census.by_destination),
+            [("(none)".into(), 1), ("crm".into(), 2), ("n8n".into(), 1)]
+        );
+        assert_eq!(
+            pairs(&census.by_reason),
+            [
+                ("destination_refused".into(), 1),
+                ("horizon_passed".into(), 1),
+                ("unreadable".into(), 1)
+            ]
+        );
+    }
 
     #[test]
     fn a_filter_takes_a_destination_a_reason_a_time_range() {

@@ -36,7 +36,7 @@ pub mod delivery;
 #[cfg(feature = "aws")]
 pub mod replay;
 
-#[cfg(feature = "reconcile")]
+#[cfg(feature = "admin")]
 pub mod admin;
 #[cfg(feature = "reconcile")]
 pub mod reconcile;

@@ -373,3 +373,290 @@ async fn a_rotation_refuses_no_delivery_and_finish_drops_the_old_secret() {
     );
     assert_eq!(signed_post(&url, &new, "new-1").await, 200);
 }
+
+/// A small stack in moto's CloudFormation whose outputs are those of `template.yaml` that
+/// `--stack` reads, pointing at `url`, the parameter `secret`, and the queues and table.
+async fn stack_with_outputs(outputs: &[(&str, &str)]) -> String {
+    let name = format!("admin-{}-{}", std::process::id(), now_ms());
+    let mut template = String::from(
+        "AWSTemplateFormatVersion: '2010-09-09'\nResources:\n  Placeholder:\n    Type: AWS::SQS::Queue\nOutputs:\n",
+    );
+    for (key, value) in outputs {
+        template.push_str(&format!("  {key}:\n    Value: {value:?}\n"));
+    }
+    aws_sdk_cloudformation::Client::new(&sdk_config(moto_endpoint()).await)
+        .create_stack()
+        .stack_name(&name)
+        .template_body(template)
+        .send()
+        .await
+        .expect("moto creates the stack");
+    name
+}
+
+/// `connect --stack` reads the Function URL, the secret's parameter and the token
+/// requirement from the stack's outputs; `status --stack` then reads the whole chain:
+/// Twenty's webhook, the queues (the dead letters counted, and left visible), the open
+/// breakers, reconciliation's last run and watermarks, the alarms in ALARM. A part that
+/// cannot be read is shown as such, and the rest is still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_is_connected_by_name_and_status_shows_the_chain() {
+    let twenty = FakeTwenty::start();
+    let destination = Destination::ok().await;
+    let sqs = sqs().await;
+    let (queue, dead_letters, table) = (
+        new_queue(&sqs, false).await,
+        new_queue(&sqs, false).await,
+        new_table().await,
+    );
+    let secret_name = unique("stack");
+    let token = "tok_stack_0123456789abcdef";
+    let stack = stack_with_outputs(&[
+        ("WebhookUrl", destination.url.as_str()),
+        ("WebhookSecretParameterName", secret_name.as_str()),
+        ("SecretRefreshSeconds", "300"),
+        ("WebhookUrlTokenRequired", "true"),
+        ("QueueUrl", queue.as_str()),
+        ("DeadLetterQueueUrl", dead_letters.as_str()),
+        ("IdempotencyTableName", table.as_str()),
+    ])
+    .await;
+    let with_token = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-admin"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TWENTY_API_URL", &twenty.url)
+            .env("TWENTY_API_KEY", API_KEY)
+            .env("TWENTY_API_REQUESTS_PER_MINUTE", "6000")
+            .env("TWENTY_WEBHOOK_URL_TOKEN", token)
+            .env("AWS_ENDPOINT_URL", moto_endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .args(args);
+        command
+    };
+
+    // Without the token the stack requires: exit 2 naming the setting, nothing made.
+    let out = admin(&twenty, API_KEY, &["connect", "--stack", &stack]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("TWENTY_WEBHOOK_URL_TOKEN"),
+        "{}",
+        text(&out)
+    );
+    assert!(webhooks(&twenty).await.is_empty());
+    // A stack that does not exist: exit 1 naming it.
+    let out = admin(&twenty, API_KEY, &["send-test", "--stack", "no-such-stack"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no-such-stack"), "{}", text(&out));
+
+    let out = with_token(&["connect", "--stack", &stack])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains(token), "the token is never printed: {said}");
+    let hooks = webhooks(&twenty).await;
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(
+        hooks[0]["targetUrl"].as_str().unwrap(),
+        format!("{}?token={token}", destination.url)
+    );
+    let secret = hooks[0]["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        parameter(&secret_name).await.as_deref(),
+        Some(secret.as_str())
+    );
+    assert_eq!(destination.requests().len(), 1, "the test delivery");
+
+    // What status reads: dead letters, the worker's table, an alarm, the queue's age.
+    for (destination, reason) in [
+        ("crm", "destination_refused: crm: answered 400"),
+        ("crm,n8n", "horizon_passed: 24 h"),
+        ("n8n", "destination_refused: n8n: answered 410"),
+    ] {
+        let attribute = |v: &str| {
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .unwrap()
+        };
+        sqs.send_message()
+            .queue_url(&dead_letters)
+            .message_body("{}")
+            .message_attributes("failedDestination", attribute(destination))
+            .message_attributes("failureReason", attribute(reason))
+            .send()
+            .await
+            .unwrap();
+    }
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk_config(moto_endpoint()).await);
+    let in_an_hour = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let items = [
+        vec![
+            ("id", S("routes#worker".into())),
+            (
+                "routes",
+                S(r#"[["crm",["*.*"]],["n8n",["person.*"]]]"#.into()),
+            ),
+        ],
+        vec![
+            ("id", S("breaker#crm".into())),
+            ("openUntil", N(in_an_hour.to_string())),
+            ("failures", N("5".into())),
+        ],
+        vec![
+            ("id", S("breaker#n8n".into())),
+            ("openUntil", N("0".into())),
+            ("failures", N("1".into())),
+        ],
+        vec![
+            ("id", S("reconcile#run".into())),
+            (
+                "run",
+                S(
+                    json!({"finishedAt": "2026-11-30T01:00:05Z", "verdict": "complete",
+                    "failed": false, "read": 7, "queued": 2, "objects": ["people"]})
+                    .to_string(),
+                ),
+            ),
+        ],
+        vec![
+            ("id", S("reconcile#watermark#people".into())),
+            ("at", S("2026-11-30T00:55:00.000Z".into())),
+        ],
+    ];
+    for item in items {
+        let mut put = dynamo.put_item().table_name(&table);
+        for (k, v) in item {
+            put = put.item(k, v);
+        }
+        put.send().await.unwrap();
+    }
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk_config(moto_endpoint()).await);
+    let alarm = format!("{stack}-DeadLetterQueueNotEmptyAlarm-X1");
+    cloudwatch
+        .put_metric_alarm()
+        .alarm_name(&alarm)
+        .namespace("AWS/SQS")
+        .metric_name("ApproximateNumberOfMessagesVisible")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Maximum)
+        .period(300)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(
+            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+        )
+        .send()
+        .await
+        .unwrap();
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name(&alarm)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("3 dead letters")
+        .send()
+        .await
+        .unwrap();
+
+    let out = with_token(&["status", "--stack", &stack, "--json"])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains(token) && !said.contains(&secret), "{said}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let hook = &report["twenty"]["ok"]["webhook"];
+    assert_eq!(hook["id"], hooks[0]["id"], "{report:#}");
+    assert_eq!(hook["signed"], true);
+    assert!(
+        hook["targetUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with("token=%E2%80%A6")
+    );
+    assert_eq!(report["queue"]["ok"]["depth"]["visible"], 1, "{report:#}");
+    let dead = &report["deadLetters"]["ok"];
+    assert_eq!(dead["complete"], true, "{report:#}");
+    assert_eq!(dead["census"]["byDestination"], json!({"crm": 2, "n8n": 2}));
+    assert_eq!(
+        dead["census"]["byReason"],
+        json!({"destination_refused": 2, "horizon_passed": 1})
+    );
+    let open = report["openBreakers"]["ok"].as_array().expect("read");
+    assert_eq!(open.len(), 1, "{report:#}");
+    assert_eq!(
+        (
+            open[0]["destination"].as_str(),
+            open[0]["failures"].as_u64()
+        ),
+        (Some("crm"), Some(5))
+    );
+    let rec = &report["reconciliation"]["ok"];
+    assert_eq!(rec["lastRun"]["queued"], 2);
+    assert_eq!(
+        rec["watermarks"],
+        json!([["people", "2026-11-30T00:55:00.000Z"]])
+    );
+    let alarms = report["alarms"]["ok"].as_array().expect("read");
+    assert_eq!(alarms.len(), 1, "{report:#}");
+    assert_eq!(alarms[0]["name"], alarm);
+
+    // The screen: one line a part.
+    let out = with_token(&["status", "--stack", &stack]).output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    for part in [
+        "points at this stack",
+        "1 waiting",
+        "by reason destination_refused 2, horizon_passed 1",
+        "crm open until",
+        "last run 2026-11-30T01:00:05Z: complete",
+        "DeadLetterQueueNotEmptyAlarm",
+    ] {
+        assert!(screen.contains(part), "{part:?} in\n{screen}");
+    }
+
+    // Counting (twice) took nothing: the three dead letters are there to be received.
+    assert_eq!(
+        drain(&sqs, &dead_letters, Duration::from_secs(2))
+            .await
+            .len(),
+        3
+    );
+
+    // No Twenty settings and a table that does not exist: those parts say so, the rest is
+    // read, and the exit code is 1.
+    let out = with_token(&["status", "--stack", &stack, "--json", "--table", "missing"])
+        .env_remove("TWENTY_API_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(report["twenty"]["notConfigured"].is_string(), "{report:#}");
+    assert!(
+        report["reconciliation"]["unreadable"]
+            .as_str()
+            .unwrap()
+            .contains("not found"),
+        "{report:#}"
+    );
+    assert!(
+        report["openBreakers"]["unreadable"].is_string(),
+        "{report:#}"
+    );
+    assert_eq!(report["queue"]["ok"]["depth"]["visible"], 1, "{report:#}");
+    assert!(report["alarms"]["ok"].is_array(), "{report:#}");
+}

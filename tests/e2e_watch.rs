@@ -509,4 +509,29 @@ async fn the_scheduled_reconciliation_under_watch() {
     assert_eq!(total("ReconcileObjectsFailed"), 1.0, "{totals:?}");
     assert_eq!(total("ReconcileRunFailed"), 1.0, "{totals:?}");
     assert!(total("ReconcileRequests") >= 6.0, "{totals:?}");
+
+    // The last run is kept for `twenty-admin status`: the failed one, and its objects.
+    let kept = aws_sdk_dynamodb::Client::new(&sdk_config(moto_endpoint()).await)
+        .get_item()
+        .table_name(&table)
+        .key(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::S("reconcile#run".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the last run is recorded");
+    let run: serde_json::Value = serde_json::from_str(kept["run"].as_s().unwrap()).expect("JSON");
+    assert_eq!(run["failed"], true, "{run}");
+    assert_eq!(run["queued"], 1, "{run}");
+    assert!(
+        run["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "people"),
+        "{run}"
+    );
 }

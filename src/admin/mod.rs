@@ -9,6 +9,10 @@
 //! - `rotate-secret`: a new secret with no delivery refused: the store holds `new,old`,
 //!   then Twenty gets the new one, then the store drops the old one (`--finish` later).
 //! - `send-test`: a signed sample event to the Function URL with the stored secret.
+//! - `status`: the whole chain on one screen (`status`).
+//!
+//! Each takes the Function URL and the secret's place, or `--stack` to read them from the
+//! stack's outputs (`stack`).
 //!
 //! Plain steps over two adapters: `crate::twenty_api` (Twenty's REST API) and a
 //! `SecretSlot` (where the ingest function reads its secret; `crate::aws::AwsSecretStore`).
@@ -17,6 +21,8 @@ pub mod cli;
 pub mod connect;
 pub mod rotate;
 pub mod sample;
+pub mod stack;
+pub mod status;
 
 use std::future::Future;
 

@@ -3,12 +3,17 @@
 //! (secret settings), the targets' Step Functions, EventBridge and SQS clients, and how SDK
 //! errors are read for the retry policy. Everything AWS-typed lives here.
 
+#[cfg(feature = "admin")]
+pub mod cloudformation;
+#[cfg(feature = "admin")]
+pub mod cloudwatch;
 pub mod dead_letters;
 #[cfg(feature = "worker")]
 pub mod dynamodb;
 #[cfg(feature = "worker")]
 pub mod eventbridge;
 mod lazy;
+pub mod queues;
 pub mod redrive;
 pub mod s3;
 mod sdk_error;
@@ -25,7 +30,9 @@ pub use dynamodb::{DynamoSeen, DynamoWatermarks};
 pub use lazy::LazySdk;
 pub use s3::{PayloadStore, ResolveError};
 pub use secret_store::AwsSecretStore;
-pub use sqs::{SqsSender, SqsTransport, SqsVisibility};
+#[cfg(feature = "worker")]
+pub use sqs::SqsSender;
+pub use sqs::{SqsTransport, SqsVisibility};
 #[cfg(feature = "worker")]
 pub use {eventbridge::EventBridgePublisher, step_functions::SfnExecutions};
 

@@ -7,7 +7,7 @@
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 
 use super::dead_letters::send_as_is;
 use crate::dead_letter::{Attribute, Filter, redriven_attributes};
@@ -152,22 +152,10 @@ impl Redrive<'_> {
     }
 
     async fn depth(&self) -> Result<u64, String> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(self.from)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
+        super::queues::depth(self.client, self.from)
             .await
-            .map_err(|e| format!("reading the dead-letter queue: {}", DisplayErrorContext(e)))?;
-        Ok(out
-            .attributes
-            .and_then(|a| {
-                a.get(&QueueAttributeName::ApproximateNumberOfMessages)
-                    .cloned()
-            })
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+            .map(|d| d.visible)
+            .map_err(|e| format!("reading the dead-letter queue: {e}"))
     }
 
     async fn send_back(
@@ -193,7 +181,7 @@ fn redrive_deduplication_id(original: &str, dead_letter_id: &str) -> String {
     id
 }
 
-fn attributes_of(m: &aws_sdk_sqs::types::Message) -> Vec<Attribute> {
+pub(crate) fn attributes_of(m: &aws_sdk_sqs::types::Message) -> Vec<Attribute> {
     m.message_attributes()
         .map(|a| {
             a.iter()

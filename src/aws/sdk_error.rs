@@ -21,13 +21,29 @@ fn attempt<E: ProvideErrorMetadata>(err: &SdkError<E, Response>) -> Attempt<'_> 
     }
 }
 
+/// A short reason: the service's code and message when it answered (never its raw
+/// answer, which the SDK's full display includes), else what went wrong on the way.
+fn detail<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    service: &str,
+    err: &SdkError<E, Response>,
+) -> String {
+    match err {
+        SdkError::ServiceError(answer) if answer.err().code().is_some() => format!(
+            "{service}: {}: {} (HTTP {})",
+            answer.err().code().unwrap_or_default(),
+            answer.err().message().unwrap_or_default(),
+            answer.raw().status().as_u16()
+        ),
+        _ => format!("{service}: {}", DisplayErrorContext(err)),
+    }
+}
+
 /// Classifies an AWS SDK error for the retry policy; `service` prefixes the detail.
 pub(crate) fn classify_sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     service: &str,
     err: &SdkError<E, Response>,
 ) -> Failure {
-    let detail = format!("{service}: {}", DisplayErrorContext(err));
-    classify(attempt(err), detail)
+    classify(attempt(err), detail(service, err))
 }
 
 /// An AWS SDK error as an adapter's error: throttled, unavailable, not found, denied or
@@ -36,7 +52,7 @@ pub(crate) fn adapter_error<E: ProvideErrorMetadata + std::error::Error + 'stati
     service: &str,
     err: &SdkError<E, Response>,
 ) -> AdapterError {
-    let detail = format!("{service}: {}", DisplayErrorContext(err));
+    let detail = detail(service, err);
     let (status, code) = match attempt(err) {
         Attempt::NotSent => return AdapterError::Refused(detail),
         Attempt::NoAnswer | Attempt::Entry { .. } => return AdapterError::Unavailable(detail),

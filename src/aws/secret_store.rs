@@ -178,13 +178,13 @@ impl SecretStore for AwsSecretStore {
 }
 
 /// One parameter or secret, as `twenty-admin` writes the webhook secret.
-#[cfg(feature = "reconcile")]
+#[cfg(feature = "admin")]
 pub struct StoreSlot {
     pub store: AwsSecretStore,
     pub location: Location,
 }
 
-#[cfg(feature = "reconcile")]
+#[cfg(feature = "admin")]
 impl crate::admin::SecretSlot for StoreSlot {
     async fn current(&self) -> Result<Option<String>, AdapterError> {
         self.store.current(&self.location).await

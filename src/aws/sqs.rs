@@ -12,7 +12,9 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
 };
 
-use super::lazy::{LazySdk, Source, one_client};
+#[cfg(feature = "worker")]
+use super::lazy::one_client;
+use super::lazy::{LazySdk, Source};
 use super::s3::PayloadStore;
 use super::sdk_error::{adapter_error, classify_sdk_error, kind_of};
 use crate::adapter::AdapterError;
@@ -252,10 +254,12 @@ pub fn queue_url_of(arn: &str) -> Option<String> {
 }
 
 /// Sends messages for SQS targets, as they are (attributes and FIFO ids kept).
+#[cfg(feature = "worker")]
 pub struct SqsSender {
     client: Source<Client>,
 }
 
+#[cfg(feature = "worker")]
 one_client!(SqsSender, Client);
 
 #[cfg(feature = "worker")]

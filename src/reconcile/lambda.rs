@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::config::ReconcileConfig;
 use super::report::Summary;
-use super::run::Verdict;
+use super::run::{Verdict, Watermarks};
 use super::setup::Setup;
 
 /// Lambda stops the function at its deadline; the run stops reading this much before.
@@ -52,6 +52,7 @@ async fn scheduled_run(setup: &Setup, budget: Duration) -> Result<Value, Error> 
             let mut summary = Summary::new(&[], setup.api.requests() - requests, 0);
             summary.verdict = Verdict::Failed(vec![format!("the object list: {e}")]);
             summary.document().emit();
+            record(setup, &summary).await;
             return Err(e.into());
         }
     };
@@ -64,6 +65,7 @@ async fn scheduled_run(setup: &Setup, budget: Duration) -> Result<Value, Error> 
         setup.api.throttled() - throttled,
     );
     summary.document().emit();
+    record(setup, &summary).await;
     tracing::info!(summary = %summary.line(), verdict = %summary.verdict, "reconciled");
     if summary.verdict.failed() {
         return Err(summary.verdict.to_string().into());
@@ -75,4 +77,15 @@ async fn scheduled_run(setup: &Setup, budget: Duration) -> Result<Value, Error> 
             "seen": r.seen, "skipped": r.skipped, "complete": r.complete
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// Keeps the run for `twenty-admin status`; a failure to keep it fails nothing.
+async fn record(setup: &Setup, summary: &Summary<'_>) {
+    if let Err(e) = setup
+        .table
+        .record_run(&summary.last_run(SystemTime::now()))
+        .await
+    {
+        tracing::warn!(error = %e, "the run was not recorded for twenty-admin status");
+    }
 }

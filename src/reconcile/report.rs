@@ -1,6 +1,6 @@
 //! What a run did, for people (the summary line) and for CloudWatch (one EMF document).
 
-use super::run::{ObjectReport, Verdict};
+use super::run::{LastRun, ObjectReport, Verdict};
 use crate::metrics::{self, Unit};
 
 pub struct Summary<'a> {
@@ -53,6 +53,18 @@ impl<'a> Summary<'a> {
             self.requests,
             self.throttled
         )
+    }
+
+    /// What is kept of a scheduled run for `twenty-admin status`.
+    pub fn last_run(&self, finished_at: std::time::SystemTime) -> LastRun {
+        LastRun {
+            finished_at: humantime::format_rfc3339_seconds(finished_at).to_string(),
+            verdict: self.verdict.to_string(),
+            failed: self.verdict.failed(),
+            read: self.sum(|r| r.read),
+            queued: self.sum(|r| r.queued),
+            objects: self.reports.iter().map(|r| r.plural.clone()).collect(),
+        }
     }
 
     /// The run's metrics, `Reconcile`-prefixed, in one document.

@@ -50,6 +50,22 @@ pub trait Watermarks: Send + Sync {
         scope: &str,
         at: &str,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send;
+    /// Keeps what the last scheduled run did (one write a run).
+    fn record_run(&self, run: &LastRun) -> impl Future<Output = Result<(), AdapterError>> + Send;
+}
+
+/// The last scheduled run, as the table keeps it (`reconcile#run`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRun {
+    /// RFC 3339, to the second.
+    pub finished_at: String,
+    pub verdict: String,
+    pub failed: bool,
+    pub read: u64,
+    pub queued: u64,
+    /// The objects it read, whose watermarks it moved.
+    pub objects: Vec<String>,
 }
 
 /// No table: nothing is known to be seen, and there is no watermark.
@@ -67,6 +83,10 @@ impl Watermarks for NoTable {
     }
 
     async fn set_watermark(&self, _: &str, _: &str) -> Result<(), AdapterError> {
+        Ok(())
+    }
+
+    async fn record_run(&self, _: &LastRun) -> Result<(), AdapterError> {
         Ok(())
     }
 }

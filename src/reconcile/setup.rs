@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::change::{Context, Object};
 use super::config::ReconcileConfig;
+use super::run::LastRun;
 use super::run::{Mode, NoTable, ObjectReport, Probe, Reconciler, SeenIndex, Watermarks};
 use super::window;
 use crate::adapter::AdapterError;
@@ -60,6 +61,13 @@ impl Watermarks for Table {
         match self {
             Self::Dynamo { watermarks, .. } => watermarks.set_watermark(scope, at).await,
             Self::None(t) => t.set_watermark(scope, at).await,
+        }
+    }
+
+    async fn record_run(&self, run: &LastRun) -> Result<(), AdapterError> {
+        match self {
+            Self::Dynamo { watermarks, .. } => watermarks.record_run(run).await,
+            Self::None(t) => t.record_run(run).await,
         }
     }
 }

@@ -102,6 +102,30 @@ pub fn normalise_url(text: &str) -> Option<String> {
         .map(|_| url.to_string())
 }
 
+/// `text` with the value of its `token` query parameter hidden, for printing (an
+/// unparseable URL is not printed at all).
+pub fn redact_token(text: &str) -> String {
+    let Ok(mut url) = reqwest::Url::parse(text.trim()) else {
+        return "<not a URL>".into();
+    };
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "token" {
+                "…".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.set_query(None);
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
 /// Whether two webhook URLs point at the same place: compared normalised, and without their
 /// `token` query parameter (the Function URL's token may be added or rotated).
 pub fn same_target(a: &str, b: &str) -> bool {

@@ -64,6 +64,7 @@ impl Watch {
                 // The function under test must not be rebuilt by an edit made meanwhile.
                 "--ignore-changes",
             ])
+            .args(FEATURES)
             .args(args)
             .current_dir(project_dir())
             .env("PATH", path)
@@ -138,6 +139,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The functions' features, and no more: `twenty-admin`'s SDK crates are not built twice.
+const FEATURES: [&str; 3] = ["--no-default-features", "--features", "ingest,reconcile"];
+
 /// `cargo lambda watch` runs `cargo run`, whose features are not the ones `cargo test`
 /// unifies with the dev-dependencies: without this, the first request would wait for a
 /// build of minutes, and a signed one would be refused as stale by then. Built once, here.
@@ -146,6 +150,7 @@ fn build_binaries_once() {
     BUILT.get_or_init(|| {
         let status = std::process::Command::new("cargo")
             .args(["build", "--bins"])
+            .args(FEATURES)
             .current_dir(project_dir())
             .status()
             .expect("run cargo build --bins");

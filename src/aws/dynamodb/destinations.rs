@@ -12,7 +12,7 @@ use super::{Item, Table, condition_failed, error, now, number, number_of};
 use crate::adapter::AdapterError;
 use crate::worker::guard::{BreakerState, DestinationStore, Lease, Opening, SlotAsk, StoreFuture};
 
-const BREAKER: &str = "breaker#";
+pub(super) const BREAKER: &str = "breaker#";
 const PACE: &str = "pace#";
 /// State untouched this long is swept by the table's TTL.
 const KEEP: Duration = Duration::from_secs(7 * 86_400);

@@ -26,6 +26,8 @@ macro_rules! on_table {
 
 mod destinations;
 mod ledger;
+#[cfg(feature = "admin")]
+mod overview;
 mod seen;
 #[cfg(feature = "reconcile")]
 mod watermarks;
@@ -39,6 +41,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use destinations::DynamoDestinations;
 pub use ledger::DynamoLedger;
+#[cfg(feature = "admin")]
+pub use overview::{OpenBreaker, Reconciliation, TableOverview};
 #[cfg(feature = "reconcile")]
 pub use seen::DynamoSeen;
 #[cfg(feature = "reconcile")]
@@ -86,6 +90,89 @@ impl Table {
             .await
             .map_err(error)?
             .item)
+    }
+}
+
+#[cfg(feature = "reconcile")]
+mod batch {
+    use std::collections::{BTreeSet, HashMap};
+
+    use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+
+    use super::{Item, Table, error};
+    use crate::adapter::AdapterError;
+    use crate::retry::{Backoff, jitter_unit};
+
+    /// BatchGetItem's limit.
+    const BATCH_GET: usize = 100;
+    /// Keys DynamoDB leaves unprocessed (under load) are asked for again this often, with
+    /// the shared back-off between.
+    const TRIES: u32 = 6;
+    const BACKOFF: Backoff = Backoff {
+        base: std::time::Duration::from_millis(50),
+        cap: std::time::Duration::from_secs(2),
+    };
+
+    impl Table {
+        /// The items of `ids` that exist, read consistently; only the attributes of
+        /// `projection` if given (`#status` stands for `status`, a reserved word).
+        pub(super) async fn items(
+            &self,
+            ids: &[String],
+            projection: Option<&str>,
+        ) -> Result<Vec<Item>, AdapterError> {
+            let mut found = Vec::new();
+            let client = self.client().await;
+            let names = projection
+                .filter(|p| p.contains("#status"))
+                .map(|_| HashMap::from([("#status".to_owned(), "status".to_owned())]));
+            for chunk in ids.chunks(BATCH_GET) {
+                let mut keys: Vec<_> = chunk
+                    .iter()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .map(|id| HashMap::from([("id".to_owned(), AttributeValue::S(id.clone()))]))
+                    .collect();
+                for attempt in 0..TRIES {
+                    if keys.is_empty() {
+                        break;
+                    }
+                    if attempt > 0 {
+                        tokio::time::sleep(BACKOFF.delay(attempt - 1, jitter_unit())).await;
+                    }
+                    let request = KeysAndAttributes::builder()
+                        .set_keys(Some(keys))
+                        .set_projection_expression(projection.map(str::to_owned))
+                        .set_expression_attribute_names(names.clone())
+                        .consistent_read(true)
+                        .build()
+                        .map_err(|e| AdapterError::Refused(e.to_string()))?;
+                    let out = client
+                        .batch_get_item()
+                        .request_items(&self.name, request)
+                        .send()
+                        .await
+                        .map_err(error)?;
+                    found.extend(
+                        out.responses
+                            .and_then(|mut r| r.remove(&self.name))
+                            .unwrap_or_default(),
+                    );
+                    keys = out
+                        .unprocessed_keys
+                        .and_then(|mut u| u.remove(&self.name))
+                        .map(|k| k.keys)
+                        .unwrap_or_default();
+                }
+                if !keys.is_empty() {
+                    return Err(AdapterError::Throttled(format!(
+                        "DynamoDB left {} keys unprocessed {TRIES} times",
+                        keys.len()
+                    )));
+                }
+            }
+            Ok(found)
+        }
     }
 }
 

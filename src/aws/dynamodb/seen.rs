@@ -13,6 +13,17 @@ use crate::adapter::AdapterError;
 const SEEN: &str = "seen#";
 const ROUTES: &str = "routes#worker";
 
+/// The worker's handlers as it published them (names and event-name patterns); None when
+/// it has not (yet).
+#[cfg(feature = "reconcile")]
+pub(super) async fn published_routes(
+    table: &Table,
+) -> Result<Option<Vec<(String, Vec<String>)>>, AdapterError> {
+    let item = table.item(ROUTES.to_owned()).await?;
+    let text = item.as_ref().and_then(|i| super::text_of(i, "routes"));
+    Ok(text.and_then(|t| serde_json::from_str(t).ok()))
+}
+
 /// Records that every handler has taken `change`.
 pub(super) async fn mark(table: &Table, change: &str) -> Result<(), AdapterError> {
     table
@@ -54,27 +65,14 @@ pub use index::DynamoSeen;
 
 #[cfg(feature = "reconcile")]
 mod index {
-    use std::collections::{BTreeSet, HashMap, HashSet};
-
-    use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+    use std::collections::HashSet;
 
     use super::super::ledger::{COMPLETED, DEAD_LETTERED};
-    use super::super::{Item, Table, error, text_of};
-    use super::{ROUTES, SEEN};
+    use super::super::{Table, text_of};
+    use super::SEEN;
     use crate::adapter::AdapterError;
     use crate::reconcile::run::{Probe, SeenIndex};
-    use crate::retry::{Backoff, jitter_unit};
     use crate::worker::Pattern;
-
-    /// BatchGetItem's limit.
-    const BATCH_GET: usize = 100;
-    /// Keys DynamoDB leaves unprocessed (under load) are asked for again this often, with
-    /// the shared back-off between.
-    const TRIES: u32 = 6;
-    const BACKOFF: Backoff = Backoff {
-        base: std::time::Duration::from_millis(50),
-        cap: std::time::Duration::from_secs(2),
-    };
 
     /// Which changes the worker has taken, as reconciliation asks.
     pub struct DynamoSeen {
@@ -84,75 +82,11 @@ mod index {
     on_table!(DynamoSeen);
 
     impl DynamoSeen {
-        /// The items of `ids` that exist, read consistently: their `id`, and their `status`
-        /// when `with_status`.
-        async fn items(
-            &self,
-            ids: &[String],
-            with_status: bool,
-        ) -> Result<Vec<Item>, AdapterError> {
-            let mut found = Vec::new();
-            let client = self.table.client().await;
-            for chunk in ids.chunks(BATCH_GET) {
-                let mut keys: Vec<_> = chunk
-                    .iter()
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .map(|id| HashMap::from([("id".to_owned(), AttributeValue::S(id.clone()))]))
-                    .collect();
-                for attempt in 0..TRIES {
-                    if keys.is_empty() {
-                        break;
-                    }
-                    if attempt > 0 {
-                        tokio::time::sleep(BACKOFF.delay(attempt - 1, jitter_unit())).await;
-                    }
-                    // `status` is a reserved word: named through a placeholder.
-                    let request =
-                        KeysAndAttributes::builder()
-                            .set_keys(Some(keys))
-                            .projection_expression(if with_status { "id, #status" } else { "id" })
-                            .set_expression_attribute_names(with_status.then(|| {
-                                HashMap::from([("#status".to_owned(), "status".to_owned())])
-                            }))
-                            .consistent_read(true)
-                            .build()
-                            .map_err(|e| AdapterError::Refused(e.to_string()))?;
-                    let out = client
-                        .batch_get_item()
-                        .request_items(&self.table.name, request)
-                        .send()
-                        .await
-                        .map_err(error)?;
-                    found.extend(
-                        out.responses
-                            .and_then(|mut r| r.remove(&self.table.name))
-                            .unwrap_or_default(),
-                    );
-                    keys = out
-                        .unprocessed_keys
-                        .and_then(|mut u| u.remove(&self.table.name))
-                        .map(|k| k.keys)
-                        .unwrap_or_default();
-                }
-                if !keys.is_empty() {
-                    return Err(AdapterError::Throttled(format!(
-                        "DynamoDB left {} keys unprocessed {TRIES} times",
-                        keys.len()
-                    )));
-                }
-            }
-            Ok(found)
-        }
-
         /// The worker's handlers as it published them; none when it has not (yet).
         async fn routes(&self) -> Result<Vec<(String, Vec<Pattern>)>, AdapterError> {
-            let item = self.table.item(ROUTES.to_owned()).await?;
-            let text = item.as_ref().and_then(|i| text_of(i, "routes"));
-            let routes: Vec<(String, Vec<String>)> = text
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or_default();
+            let routes = super::published_routes(&self.table).await?;
             Ok(routes
+                .unwrap_or_default()
                 .into_iter()
                 .map(|(name, patterns)| {
                     let parsed = patterns
@@ -169,7 +103,8 @@ mod index {
         async fn seen_among(&self, changes: &[Probe]) -> Result<HashSet<String>, AdapterError> {
             let ids: Vec<String> = changes.iter().map(|c| format!("{SEEN}{}", c.key)).collect();
             let mut found: HashSet<String> = self
-                .items(&ids, false)
+                .table
+                .items(&ids, Some("id"))
                 .await?
                 .iter()
                 .filter_map(|item| text_of(item, "id"))
@@ -204,7 +139,8 @@ mod index {
                 return Ok(found);
             }
             let done: HashSet<String> = self
-                .items(&ids, true)
+                .table
+                .items(&ids, Some("id, #status"))
                 .await?
                 .iter()
                 .filter(|item| {

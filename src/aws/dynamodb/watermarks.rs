@@ -1,13 +1,17 @@
 //! `reconcile#watermark#<scope>`: how far scheduled reconciliation got, per object and
-//! pass (the end of the last window read whole, or of the last page queued).
+//! pass (the end of the last window read whole, or of the last page queued); and
+//! `reconcile#run`, what the last scheduled run did.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{Table, condition_failed, error, text_of};
 use crate::adapter::AdapterError;
+use crate::reconcile::run::LastRun;
 use crate::reconcile::run::Watermarks;
 
-const WATERMARK: &str = "reconcile#watermark#";
+pub(super) const WATERMARK: &str = "reconcile#watermark#";
+/// The last scheduled run, as JSON in `run`.
+pub(super) const LAST_RUN: &str = "reconcile#run";
 
 pub struct DynamoWatermarks {
     table: Table,
@@ -42,5 +46,20 @@ impl Watermarks for DynamoWatermarks {
             Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(error(e)),
         }
+    }
+
+    async fn record_run(&self, run: &LastRun) -> Result<(), AdapterError> {
+        let text = serde_json::to_string(run).map_err(|e| AdapterError::Refused(e.to_string()))?;
+        self.table
+            .client()
+            .await
+            .put_item()
+            .table_name(&self.table.name)
+            .item("id", AttributeValue::S(LAST_RUN.into()))
+            .item("run", AttributeValue::S(text))
+            .send()
+            .await
+            .map(drop)
+            .map_err(error)
     }
 }

@@ -1,0 +1,129 @@
+//! What a queue holds, read without taking anything from it: its depth (SQS's approximate
+//! counts), and for `twenty-admin status` the dead letters counted by destination and
+//! reason. Counting has to receive: each message looked at is held for `HOLD` and made
+//! visible again at the end, so a redrive running meanwhile only finds it later.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, QueueAttributeName};
+use serde::Serialize;
+
+use super::lazy::{Source, one_client};
+use super::redrive::attributes_of;
+use super::sdk_error::adapter_error;
+use crate::adapter::AdapterError;
+use crate::dead_letter::Census;
+
+/// SQS's approximate counts of a queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Depth {
+    /// Waiting to be received.
+    pub visible: u64,
+    /// Received and not yet deleted (being handled, or held back for a retry).
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed.
+    pub delayed: u64,
+}
+
+/// Looked-at messages stay invisible this long at most, if the release fails.
+const HOLD: Duration = Duration::from_secs(30);
+
+pub struct Queues {
+    client: Source<Client>,
+}
+
+one_client!(Queues, Client);
+
+impl Queues {
+    pub async fn depth(&self, url: &str) -> Result<Depth, AdapterError> {
+        depth(self.client.get().await, url).await
+    }
+
+    /// Up to `limit` messages of the queue counted with `Census`, and whether that was all
+    /// of them. Each is made visible again before this returns.
+    pub async fn census(&self, url: &str, limit: u64) -> Result<(Census, bool), AdapterError> {
+        let client = self.client.get().await;
+        let mut census = Census::default();
+        let mut held = Vec::new();
+        let mut all = false;
+        let received = loop {
+            if census.counted >= limit {
+                break Ok(());
+            }
+            let out = client
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .visibility_timeout(HOLD.as_secs() as i32)
+                .message_attribute_names("All")
+                .send()
+                .await;
+            let messages = match out {
+                Ok(out) => out.messages.unwrap_or_default(),
+                Err(e) => break Err(adapter_error("SQS", &e)),
+            };
+            if messages.is_empty() {
+                all = true;
+                break Ok(());
+            }
+            for m in &messages {
+                census.add(&attributes_of(m));
+                held.extend(m.receipt_handle().map(str::to_owned));
+            }
+        };
+        release(client, url, &held).await;
+        received.map(|()| (census, all))
+    }
+}
+
+/// The messages behind `handles` visible again at once; if this fails, they come back
+/// after `HOLD` anyway.
+async fn release(client: &Client, url: &str, handles: &[String]) {
+    for chunk in handles.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, handle)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let _ = client
+            .change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+    }
+}
+
+/// The queue's approximate counts.
+pub(crate) async fn depth(client: &Client, url: &str) -> Result<Depth, AdapterError> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .map_err(|e| adapter_error("SQS", &e))?;
+    let count = |name: QueueAttributeName| {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Depth {
+        visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+    })
+}
