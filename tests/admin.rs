@@ -582,6 +582,7 @@ async fn a_stack_is_connected_by_name_and_status_shows_the_chain() {
     let hook = &report["twenty"]["ok"]["webhook"];
     assert_eq!(hook["id"], hooks[0]["id"], "{report:#}");
     assert_eq!(hook["signed"], true);
+    assert_eq!(hook["sameUrl"], true, "the token too");
     assert!(
         hook["targetUrl"]
             .as_str()
@@ -659,4 +660,60 @@ async fn a_stack_is_connected_by_name_and_status_shows_the_chain() {
     );
     assert_eq!(report["queue"]["ok"]["depth"]["visible"], 1, "{report:#}");
     assert!(report["alarms"]["ok"].is_array(), "{report:#}");
+}
+
+async fn secret_value(id: &str) -> Option<String> {
+    aws_sdk_secretsmanager::Client::new(&sdk_config(moto_endpoint()).await)
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.secret_string)
+}
+
+/// A stack whose secret is in Secrets Manager (`WebhookSecretId`): connect creates the
+/// secret with the fresh value before Twenty has it; a rotation through the stack ends with
+/// Twenty and the secret holding the same new value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_with_its_secret_in_secrets_manager() {
+    let twenty = FakeTwenty::start();
+    let destination = Destination::ok().await;
+    let id = format!("twenty-admin-{}-{}", std::process::id(), now_ms());
+    let stack = stack_with_outputs(&[
+        ("WebhookUrl", destination.url.as_str()),
+        ("WebhookSecretId", id.as_str()),
+        ("SecretRefreshSeconds", "300"),
+        ("WebhookUrlTokenRequired", "false"),
+    ])
+    .await;
+    let out = admin(&twenty, API_KEY, &["connect", "--stack", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let first = twenty_secret(&twenty).await;
+    assert_eq!(secret_value(&id).await.as_deref(), Some(first.as_str()));
+
+    let out = admin(
+        &twenty,
+        API_KEY,
+        &[
+            "rotate-secret",
+            "--stack",
+            &stack,
+            "--propagation-secs",
+            "0",
+            "--overlap-secs",
+            "0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let second = twenty_secret(&twenty).await;
+    assert_ne!(second, first);
+    assert_eq!(secret_value(&id).await.as_deref(), Some(second.as_str()));
+    let out = admin(&twenty, API_KEY, &["send-test", "--stack", &stack]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        destination.requests().len(),
+        2,
+        "connect's test delivery and this one"
+    );
 }

@@ -16,7 +16,7 @@ use crate::aws::dynamodb::{OpenBreaker, Reconciliation, TableOverview};
 use crate::aws::queues::{Depth, Queues};
 use crate::dead_letter::Census;
 use crate::twenty_api::TwentyApi;
-use crate::twenty_api::webhooks::{redact_token, same_target};
+use crate::twenty_api::webhooks::{normalise_url, redact_token, same_target};
 
 /// One part of the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,6 +58,9 @@ pub struct HookView {
     pub operations: Vec<String>,
     /// Whether Twenty signs its deliveries (the secret itself is never shown).
     pub signed: bool,
+    /// Its URL is this one exactly, token included (else deliveries may be refused for
+    /// a wrong or missing token).
+    pub same_url: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -161,6 +164,7 @@ async fn twenty(s: &Sources<'_>) -> Section<TwentyView> {
                 target_url: redact_token(&h.target_url),
                 operations: h.operations.clone(),
                 signed: h.secret().is_some(),
+                same_url: normalise_url(&h.target_url) == normalise_url(s.webhook_url),
             }),
         }
     }))
@@ -241,10 +245,15 @@ pub fn render(r: &Report) -> String {
         "Twenty",
         show(&r.twenty, |t| match &t.webhook {
             Some(h) => format!(
-                "webhook {} points at this stack, for {}{}{}",
+                "webhook {} points at this stack, for {}{}{}{}",
                 h.id,
                 h.operations.join(","),
                 if h.signed { ", signed" } else { ", UNSIGNED" },
+                if h.same_url {
+                    ""
+                } else {
+                    " (but with another token: run twenty-admin connect)"
+                },
                 others(t.others)
             ),
             None => format!(

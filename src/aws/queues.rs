@@ -29,6 +29,8 @@ pub struct Depth {
 
 /// Looked-at messages stay invisible this long at most, if the release fails.
 const HOLD: Duration = Duration::from_secs(30);
+/// Counting stops after this long, well within `HOLD`: a message is never counted twice.
+const COUNTING: Duration = Duration::from_secs(20);
 
 pub struct Queues {
     client: Source<Client>,
@@ -41,22 +43,25 @@ impl Queues {
         depth(self.client.get().await, url).await
     }
 
-    /// Up to `limit` messages of the queue counted with `Census`, and whether that was all
-    /// of them. Each is made visible again before this returns.
+    /// Up to `limit` messages of the queue (or as many as `COUNTING` allows) counted with
+    /// `Census`, and whether that was all of them. Each is made visible again before this
+    /// returns.
     pub async fn census(&self, url: &str, limit: u64) -> Result<(Census, bool), AdapterError> {
         let client = self.client.get().await;
         let mut census = Census::default();
         let mut held = Vec::new();
         let mut all = false;
+        let started = std::time::Instant::now();
         let received = loop {
-            if census.counted >= limit {
+            if census.counted >= limit || started.elapsed() > COUNTING {
                 break Ok(());
             }
             let out = client
                 .receive_message()
                 .queue_url(url)
                 .max_number_of_messages(10)
-                .wait_time_seconds(0)
+                // A long poll asks every SQS server: an empty answer means empty.
+                .wait_time_seconds(1)
                 .visibility_timeout(HOLD.as_secs() as i32)
                 .message_attribute_names("All")
                 .send()
