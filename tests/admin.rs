@@ -572,6 +572,29 @@ async fn a_stack_is_connected_by_name_and_status_shows_the_chain() {
         .await
         .unwrap();
 
+    // What CloudWatch would hold for the queue (SQS publishes it; moto does not).
+    cloudwatch
+        .put_metric_data()
+        .namespace("AWS/SQS")
+        .metric_data(
+            aws_sdk_cloudwatch::types::MetricDatum::builder()
+                .metric_name("ApproximateAgeOfOldestMessage")
+                .dimensions(
+                    aws_sdk_cloudwatch::types::Dimension::builder()
+                        .name("QueueName")
+                        .value(queue.rsplit('/').next().unwrap())
+                        .build(),
+                )
+                .value(41.0)
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from(
+                    std::time::SystemTime::now(),
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
     let out = with_token(&["status", "--stack", &stack, "--json"])
         .output()
         .unwrap();
@@ -590,6 +613,10 @@ async fn a_stack_is_connected_by_name_and_status_shows_the_chain() {
             .ends_with("token=%E2%80%A6")
     );
     assert_eq!(report["queue"]["ok"]["depth"]["visible"], 1, "{report:#}");
+    assert_eq!(
+        report["queue"]["ok"]["oldestAgeSecs"]["ok"], 41.0,
+        "{report:#}"
+    );
     let dead = &report["deadLetters"]["ok"];
     assert_eq!(dead["complete"], true, "{report:#}");
     assert_eq!(dead["census"]["byDestination"], json!({"crm": 2, "n8n": 2}));
@@ -621,7 +648,7 @@ async fn a_stack_is_connected_by_name_and_status_shows_the_chain() {
     let screen = String::from_utf8_lossy(&out.stdout).into_owned();
     for part in [
         "points at this stack",
-        "1 waiting",
+        "1 waiting, 0 in flight, 0 delayed; oldest 41 s",
         "by reason destination_refused 2, horizon_passed 1",
         "crm open until",
         "last run 2026-11-30T01:00:05Z: complete",

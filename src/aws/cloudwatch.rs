@@ -68,7 +68,9 @@ impl CloudWatch {
         dimension: (&str, &str),
         window: Duration,
     ) -> Result<Option<f64>, AdapterError> {
-        let end = SystemTime::now();
+        // A minute ahead: the current minute's period is whole, however the service
+        // rounds the end.
+        let end = SystemTime::now() + Duration::from_secs(60);
         let out = self
             .client
             .get()
@@ -82,7 +84,7 @@ impl CloudWatch {
                     .value(dimension.1)
                     .build(),
             )
-            .start_time(DateTime::from(end - window))
+            .start_time(DateTime::from(end - window - Duration::from_secs(60)))
             .end_time(DateTime::from(end))
             .period(60)
             .statistics(Statistic::Maximum)
