@@ -121,6 +121,13 @@ class Resolver:
             live[name] = self.value(res)
         return live
 
+    def outputs(self):
+        return {
+            name: self.value(out["Value"])
+            for name, out in self.template.get("Outputs", {}).items()
+            if "Condition" not in out or self.condition(out["Condition"])
+        }
+
 
 TRANSLATED = []
 
@@ -262,6 +269,23 @@ def check_targets_get_exactly_their_grants():
            "no target grants without targets")
 
 
+def check_outputs_give_twenty_admin_what_it_reads():
+    """`twenty-admin --stack` reads where the secret is, the refresh and whether a token is
+    needed from the outputs; the token itself must never be one."""
+    _, r = translate({**GIVEN_STORED, "WebhookUrlToken": "tok_0123456789abcdef", "SecretRefreshSeconds": "60"})
+    out = r.outputs()
+    expect(out.get("WebhookSecretParameterName") == "/twenty/webhook-secret", f"the parameter's name: {out}")
+    expect("WebhookSecretId" not in out, "no secret id without one")
+    expect(str(out.get("SecretRefreshSeconds")) == "60", f"the refresh: {out.get('SecretRefreshSeconds')}")
+    expect(out.get("WebhookUrlTokenRequired") == "true", "a token is required")
+    expect(not any("tok_0123456789abcdef" in str(v) for v in out.values()), "the token is no output")
+    _, r = translate({"WebhookSecretArn": SECRET_ARN, "ForwardRules": "[]"})
+    out = r.outputs()
+    expect(out.get("WebhookSecretId") == SECRET_ARN and "WebhookSecretParameterName" not in out,
+           f"the secret's ARN alone: {out}")
+    expect(out.get("WebhookUrlTokenRequired") == "false", "no token, none required")
+
+
 def check_secrets_manager_kms_fifo_bucket_topic():
     params = {
         "WebhookSecretArn": SECRET_ARN,
@@ -308,6 +332,7 @@ def check_secrets_manager_kms_fifo_bucket_topic():
 
 # A secret and rules, so that only the rule a case is about can refuse it.
 GIVEN = {"WebhookSecret": "s", "ForwardRules": "[]"}
+GIVEN_STORED = {"WebhookSecretParameter": "/twenty/webhook-secret", "ForwardRules": "[]"}
 
 
 def check_rules_refuse_missing_or_double_sources():
@@ -391,6 +416,7 @@ def main():
     check_secrets_manager_kms_fifo_bucket_topic()
     check_rules_refuse_missing_or_double_sources()
     check_targets_get_exactly_their_grants()
+    check_outputs_give_twenty_admin_what_it_reads()
     if FAILURES:
         print("template checks failed:\n  " + "\n  ".join(FAILURES), file=sys.stderr)
         sys.exit(1)
