@@ -373,3 +373,74 @@ fn others(n: usize) -> String {
         n => format!(" ({n} other webhooks)"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            webhook_url: "https://x.lambda-url.eu-west-1.on.aws/".into(),
+            twenty: Section::Ok(TwentyView {
+                webhook: None,
+                others: 2,
+            }),
+            queue: Section::Ok(QueueView {
+                depth: Depth::default(),
+                oldest_age_secs: Section::Unreadable("access denied: CloudWatch".into()),
+            }),
+            dead_letters: Section::Ok(DeadLetterView {
+                depth: Depth::default(),
+                census: Census::default(),
+                complete: true,
+            }),
+            open_breakers: Section::Ok(None),
+            reconciliation: Section::Ok(Reconciliation::default()),
+            alarms: Section::NotConfigured("give --stack or --alarm-prefix".into()),
+        }
+    }
+
+    #[test]
+    fn each_part_says_what_it_read_or_why_not() {
+        let r = report();
+        let screen = render(&r);
+        for part in [
+            "NO webhook points at this stack (2 other webhooks): run twenty-admin connect",
+            "0 waiting, 0 in flight, 0 delayed; oldest: unreadable (access denied: CloudWatch)",
+            "empty (0 waiting",
+            "unknown: the worker has not handled a message yet",
+            "no scheduled run recorded",
+            "not read: give --stack or --alarm-prefix",
+        ] {
+            assert!(screen.contains(part), "{part:?} in\n{screen}");
+        }
+        assert_eq!(screen.lines().count(), 7, "one line a part:\n{screen}");
+        // The age alone unreadable is enough to say the report is incomplete; a part
+        // nobody asked for is not.
+        assert!(r.incomplete());
+        let mut read = report();
+        read.queue = Section::Ok(QueueView {
+            depth: Depth::default(),
+            oldest_age_secs: Section::Ok(None),
+        });
+        assert!(!read.incomplete());
+        read.twenty = Section::Ok(TwentyView {
+            webhook: Some(HookView {
+                id: "w1".into(),
+                target_url: "https://x/?token=…".into(),
+                operations: vec!["*.*".into()],
+                signed: false,
+                same_url: false,
+            }),
+            others: 0,
+        });
+        let screen = render(&read);
+        assert!(
+            screen.contains("UNSIGNED (but with another token: run twenty-admin connect)"),
+            "{screen}"
+        );
+        read.reconciliation = Section::Unreadable("not found: DynamoDB".into());
+        assert!(read.incomplete());
+        assert!(render(&read).contains("UNREADABLE: not found: DynamoDB"));
+    }
+}

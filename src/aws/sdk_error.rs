@@ -128,4 +128,27 @@ mod tests {
             assert_eq!(kind(status, code), want, "{status} {code}");
         }
     }
+
+    #[test]
+    fn an_answer_is_reported_by_code_and_message_never_its_body() {
+        use aws_sdk_s3::primitives::SdkBody;
+        use aws_sdk_sqs::error::ErrorMetadata;
+        use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+
+        let err = GetQueueAttributesError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("not allowed")
+                .build(),
+        );
+        let raw = Response::new(
+            403u16.try_into().unwrap(),
+            SdkBody::from("<secret-body-text/>"),
+        );
+        let e = adapter_error("SQS", &SdkError::service_error(err, raw));
+        assert_eq!(
+            e,
+            AdapterError::Denied("SQS: AccessDenied: not allowed (HTTP 403)".into())
+        );
+    }
 }

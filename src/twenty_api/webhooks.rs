@@ -268,6 +268,16 @@ mod tests {
     }
 
     #[test]
+    fn a_token_is_hidden_for_printing_and_the_rest_kept() {
+        assert_eq!(
+            redact_token("https://x.on.aws/?a=1&token=s3cr3t-token-value"),
+            "https://x.on.aws/?a=1&token=%E2%80%A6"
+        );
+        assert_eq!(redact_token("https://x.on.aws/"), "https://x.on.aws/");
+        assert_eq!(redact_token("not a url ?token=s3cr3t"), "<not a URL>");
+    }
+
+    #[test]
     fn a_webhook_never_prints_its_secret() {
         let hook: Webhook = serde_json::from_str(
             r#"{"id":"w1","targetUrl":"https://x/","operations":["*.*"],"secret":"s3cr3t-value"}"#,
