@@ -743,4 +743,22 @@ async fn a_stack_with_its_secret_in_secrets_manager() {
         2,
         "connect's test delivery and this one"
     );
+
+    // A stack without a table or queues among its outputs: those parts say so, and that
+    // is no failure to read.
+    let out = admin(&twenty, API_KEY, &["status", "--stack", &stack, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let why = report["reconciliation"]["notConfigured"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("has no IdempotencyTableName output"),
+        "{report:#}"
+    );
+    assert!(report["queue"]["notConfigured"].is_string(), "{report:#}");
+    assert_eq!(
+        report["twenty"]["ok"]["webhook"]["sameUrl"], true,
+        "{report:#}"
+    );
 }

@@ -433,6 +433,7 @@ async fn status(place: Place, args: StatusArgs, sdk: &LazySdk) -> Result<ExitCod
         table: table.as_ref(),
         alarm_prefix: alarm_prefix.as_deref(),
         census_limit: args.census_limit,
+        stack: stack.map(|d| d.name.as_str()),
     })
     .await;
     if args.json {

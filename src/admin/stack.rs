@@ -11,6 +11,8 @@ use crate::secrets::Location;
 /// The stack as `twenty-admin` sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
+    /// The stack's name.
+    pub name: String,
     /// The Function URL, with `?token=` when the stack requires one.
     pub webhook_url: String,
     /// Where ingest reads its secret; None for a stack given the value itself (or none).
@@ -58,6 +60,7 @@ impl Deployment {
             (None, None) => None,
         };
         Ok(Self {
+            name: name.to_owned(),
             webhook_url,
             secret,
             refresh: output("SecretRefreshSeconds")

@@ -118,13 +118,14 @@ pub struct Sources<'a> {
     pub dead_letter_queue_url: Option<&'a str>,
     pub table: Option<&'a TableOverview>,
     pub alarm_prefix: Option<&'a str>,
+    /// The stack the places were read from, if any (for what a missing one means).
+    pub stack: Option<&'a str>,
     /// Dead letters counted at most.
     pub census_limit: u64,
 }
 
 const TWENTY_TIME: Duration = Duration::from_secs(30);
 const AGE_WINDOW: Duration = Duration::from_secs(15 * 60);
-const STACK_HINT: &str = "give --stack";
 
 /// Reads every part at once.
 pub async fn gather(s: &Sources<'_>) -> Report {
@@ -170,13 +171,18 @@ async fn twenty(s: &Sources<'_>) -> Section<TwentyView> {
     }))
 }
 
-fn not_configured<T>(what: &str) -> Section<T> {
-    Section::NotConfigured(format!("{STACK_HINT} or {what}"))
+/// A part nothing says where to read: the stack has no such output (an optional part it
+/// was deployed without), or no stack was given.
+fn not_configured<T>(s: &Sources<'_>, flag: &str, output: &str) -> Section<T> {
+    Section::NotConfigured(match s.stack {
+        Some(stack) => format!("stack {stack:?} has no {output} output (or give {flag})"),
+        None => format!("give --stack or {flag}"),
+    })
 }
 
 async fn queue(s: &Sources<'_>) -> Section<QueueView> {
     let Some(url) = s.queue_url else {
-        return not_configured("--queue-url");
+        return not_configured(s, "--queue-url", "QueueUrl");
     };
     let name = url.rsplit('/').next().unwrap_or(url);
     let (depth, age) = tokio::join!(
@@ -196,7 +202,7 @@ async fn queue(s: &Sources<'_>) -> Section<QueueView> {
 
 async fn dead_letters(s: &Sources<'_>) -> Section<DeadLetterView> {
     let Some(url) = s.dead_letter_queue_url else {
-        return not_configured("--dead-letter-queue-url");
+        return not_configured(s, "--dead-letter-queue-url", "DeadLetterQueueUrl");
     };
     let read = async {
         let depth = s.queues.depth(url).await?;
@@ -212,7 +218,7 @@ async fn dead_letters(s: &Sources<'_>) -> Section<DeadLetterView> {
 
 async fn breakers(s: &Sources<'_>) -> Section<Option<Vec<OpenBreaker>>> {
     let Some(table) = s.table else {
-        return not_configured("--table");
+        return not_configured(s, "--table", "IdempotencyTableName");
     };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -222,14 +228,14 @@ async fn breakers(s: &Sources<'_>) -> Section<Option<Vec<OpenBreaker>>> {
 
 async fn reconciliation(s: &Sources<'_>) -> Section<Reconciliation> {
     let Some(table) = s.table else {
-        return not_configured("--table");
+        return not_configured(s, "--table", "IdempotencyTableName");
     };
     Section::of(table.reconciliation().await)
 }
 
 async fn alarms(s: &Sources<'_>) -> Section<Vec<Firing>> {
     let Some(prefix) = s.alarm_prefix else {
-        return not_configured("--alarm-prefix");
+        return not_configured(s, "--alarm-prefix", "alarm");
     };
     Section::of(s.cloudwatch.firing(prefix).await)
 }
