@@ -251,6 +251,53 @@ async fn refusals_name_the_cause_and_leave_nothing_half_done() {
     );
     assert!(webhooks(&twenty).await.is_empty());
     assert!(destination.requests().is_empty(), "no test delivery");
+
+    // A parameter SSM will not write (names under /aws are reserved): no webhook is made.
+    twenty
+        .configure(json!({"webhook_api": "current", "refuse_webhook_create": false}))
+        .await;
+    let out = admin(
+        &twenty,
+        API_KEY,
+        &[
+            "connect",
+            "--webhook-url",
+            &destination.url,
+            "--secret-parameter",
+            "/aws/reserved-name",
+        ],
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("/aws/reserved-name"), "{said}");
+    assert!(webhooks(&twenty).await.is_empty(), "nothing made: {said}");
+
+    // Twenty unreachable: exit 1 naming TWENTY_API_URL, nothing stored.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-admin"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TWENTY_API_URL", "http://127.0.0.1:9")
+        .env("TWENTY_API_KEY", API_KEY)
+        .env("AWS_ENDPOINT_URL", moto_endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .args([
+            "connect",
+            "--webhook-url",
+            &destination.url,
+            "--secret-parameter",
+            &name,
+        ])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("TWENTY_API_URL could not be reached"),
+        "{said}"
+    );
+    assert_eq!(parameter(&name).await, None);
 }
 
 /// Twenty's secret now (what it signs with at this moment).
