@@ -14,18 +14,25 @@ use support::twenty::{API_KEY, FakeTwenty};
 use support::watch::{Watch, http_client};
 use support::*;
 
-fn admin(twenty: &FakeTwenty, key: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_twenty-admin"))
+/// The command with Twenty at `api_url` and every AWS service in moto.
+fn admin_command(api_url: &str, key: &str, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-admin"));
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TWENTY_API_URL", &twenty.url)
+        .env("TWENTY_API_URL", api_url)
         .env("TWENTY_API_KEY", key)
         .env("TWENTY_API_REQUESTS_PER_MINUTE", "6000")
         .env("AWS_ENDPOINT_URL", moto_endpoint())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .args(args)
+        .args(args);
+    command
+}
+
+fn admin(twenty: &FakeTwenty, key: &str, args: &[&str]) -> Output {
+    admin_command(&twenty.url, key, args)
         .output()
         .expect("run twenty-admin")
 }
@@ -273,24 +280,19 @@ async fn refusals_name_the_cause_and_leave_nothing_half_done() {
     assert!(webhooks(&twenty).await.is_empty(), "nothing made: {said}");
 
     // Twenty unreachable: exit 1 naming TWENTY_API_URL, nothing stored.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-admin"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TWENTY_API_URL", "http://127.0.0.1:9")
-        .env("TWENTY_API_KEY", API_KEY)
-        .env("AWS_ENDPOINT_URL", moto_endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .args([
+    let out = admin_command(
+        "http://127.0.0.1:9",
+        API_KEY,
+        &[
             "connect",
             "--webhook-url",
             &destination.url,
             "--secret-parameter",
             &name,
-        ])
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(
@@ -469,19 +471,8 @@ async fn a_stack_is_connected_by_name_and_status_shows_the_chain() {
     ])
     .await;
     let with_token = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-admin"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TWENTY_API_URL", &twenty.url)
-            .env("TWENTY_API_KEY", API_KEY)
-            .env("TWENTY_API_REQUESTS_PER_MINUTE", "6000")
-            .env("TWENTY_WEBHOOK_URL_TOKEN", token)
-            .env("AWS_ENDPOINT_URL", moto_endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .args(args);
+        let mut command = admin_command(&twenty.url, API_KEY, args);
+        command.env("TWENTY_WEBHOOK_URL_TOKEN", token);
         command
     };
 
