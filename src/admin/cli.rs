@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::SecretSlot;
 use super::connect::{Outcome, Wanted, connect};
 use super::rotate::{self, Waits};
 use super::sample;
 use super::stack::Deployment;
 use super::status::{Sources, gather, render};
+use super::{SecretSlot, stored_secrets};
 use crate::aws::cloudformation::StackOutputs;
 use crate::aws::cloudwatch::CloudWatch;
 use crate::aws::dynamodb::TableOverview;
@@ -498,7 +498,7 @@ async fn send_test(slot: &StoreSlot, url: &str) -> Result<String, Stop> {
         }
     };
     // During a rotation the store holds `new,old`: Twenty signs with the new one.
-    let secret = secret.split(',').next().unwrap_or("").trim().to_owned();
+    let secret = stored_secrets(&secret).next().unwrap_or("").to_owned();
     let answer = sample::send(url, &secret, TEST_TIMEOUT)
         .await
         .map_err(Stop::service)?;

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use super::{SecretSlot, new_secret};
+use super::{SecretSlot, new_secret, stored_secrets};
 use crate::adapter::AdapterError;
 use crate::twenty_api::webhooks::normalise_url;
 use crate::twenty_api::{ApiError, TwentyApi, Webhook, WebhookChange};
@@ -92,7 +92,7 @@ pub async fn connect<S: SecretSlot>(
     // During a rotation the store holds `new,old`: either one being Twenty's is enough.
     let holds = stored
         .as_deref()
-        .is_some_and(|s| s.split(',').any(|one| one.trim() == secret));
+        .is_some_and(|s| stored_secrets(s).any(|one| one == secret));
     if !holds {
         slot.write(&secret).await.map_err(store_error)?;
     }

@@ -39,9 +39,29 @@ pub trait SecretSlot: Send + Sync {
     fn name(&self) -> &str;
 }
 
+/// The secrets a stored value holds, newest first: one, or `new,old` during a rotation
+/// (as the ingest function reads it). Twenty signs with the first.
+pub fn stored_secrets(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim)
+}
+
 /// A fresh webhook secret: 32 random bytes as 64 hex characters, as Twenty makes them.
 pub fn new_secret() -> Result<String, String> {
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| format!("no random bytes: {e}"))?;
     Ok(hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_value_holds_one_secret_or_new_then_old() {
+        assert_eq!(stored_secrets("only").collect::<Vec<_>>(), ["only"]);
+        assert_eq!(
+            stored_secrets("new, old").collect::<Vec<_>>(),
+            ["new", "old"]
+        );
+    }
 }

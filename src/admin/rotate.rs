@@ -9,7 +9,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use super::{SecretSlot, new_secret};
+use super::{SecretSlot, new_secret, stored_secrets};
 use crate::adapter::AdapterError;
 use crate::twenty_api::{ApiError, TwentyApi, WebhookChange};
 
@@ -75,8 +75,8 @@ pub async fn rotate<S: SecretSlot>(
         .or_else(|| {
             before
                 .as_deref()
-                .and_then(|s| s.split(',').next())
-                .map(|s| s.trim().to_owned())
+                .and_then(|s| stored_secrets(s).next())
+                .map(str::to_owned)
         })
         .unwrap_or_default();
     let new = new_secret().map_err(RotateError::NoRandom)?;
@@ -155,7 +155,7 @@ pub async fn finish<S: SecretSlot>(
         .await
         .map_err(store_error)?
         .unwrap_or_default();
-    let mut parts = stored.split(',').map(str::trim);
+    let mut parts = stored_secrets(&stored);
     let (first, rest) = (parts.next().unwrap_or(""), parts.next());
     match (hook.secret(), rest) {
         (Some(twenty), Some(_)) if twenty == first => slot.write(first).await.map_err(store_error),
