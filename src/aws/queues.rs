@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 
 use super::lazy::{Source, one_client};
@@ -84,29 +84,14 @@ impl Queues {
     }
 }
 
-/// The messages behind `handles` visible again at once; if this fails, they come back
-/// after `HOLD` anyway.
-async fn release(client: &Client, url: &str, handles: &[String]) {
-    for chunk in handles.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .filter_map(|(i, handle)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(handle)
-                    .visibility_timeout(0)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        let _ = client
-            .change_message_visibility_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await;
-    }
+/// The received messages behind `handles` visible again at once, ten a call; if this
+/// fails, they come back when the visibility they were received with ends.
+pub(crate) async fn release(client: &Client, url: &str, handles: &[String]) {
+    let now: Vec<(&str, Duration)> = handles
+        .iter()
+        .map(|h| (h.as_str(), Duration::ZERO))
+        .collect();
+    let _ = super::sqs::change_visibility(client, url, &now).await;
 }
 
 /// The queue's approximate counts.

@@ -137,17 +137,7 @@ impl Redrive<'_> {
             }
             progress(&report);
         }
-        for handle in held {
-            // Visible again at once; if this fails, they come back after the hold anyway.
-            let _ = self
-                .client
-                .change_message_visibility()
-                .queue_url(self.from)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
-                .send()
-                .await;
-        }
+        super::queues::release(self.client, self.from, &held).await;
         Ok(report)
     }
 

@@ -181,47 +181,55 @@ impl SqsVisibility {
                 }
             },
         };
-        let client = self.client.get().await;
-        let mut results = Vec::with_capacity(messages.len());
-        for chunk in messages.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, (handle, delay))| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*handle)
-                        .visibility_timeout(visibility_seconds(*delay))
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>();
-            let sent = match entries {
-                Ok(entries) => client
-                    .change_message_visibility_batch()
-                    .queue_url(&url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| adapter_error("SQS", &e)),
-                Err(e) => Err(AdapterError::Refused(e.to_string())),
-            };
-            match sent {
-                Ok(out) => results.extend((0..chunk.len()).map(|i| {
-                    match out.failed().iter().find(|f| f.id() == i.to_string()) {
-                        Some(f) => {
-                            let detail =
-                                format!("SQS: {}: {}", f.code(), f.message().unwrap_or(""));
-                            let status = if f.sender_fault() { 400 } else { 500 };
-                            Err(kind_of(status, f.code(), detail))
-                        }
-                        None => Ok(()),
-                    }
-                })),
-                Err(e) => results.extend(chunk.iter().map(|_| Err(e.clone()))),
-            }
-        }
-        results
+        change_visibility(self.client.get().await, &url, messages).await
     }
+}
+
+/// Each message of `url` comes back after its delay: one call per ten messages. One result
+/// per message, in order.
+pub(crate) async fn change_visibility(
+    client: &Client,
+    url: &str,
+    messages: &[(&str, Duration)],
+) -> Vec<Result<(), AdapterError>> {
+    let mut results = Vec::with_capacity(messages.len());
+    for chunk in messages.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (handle, delay))| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(*handle)
+                    .visibility_timeout(visibility_seconds(*delay))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>();
+        let sent = match entries {
+            Ok(entries) => client
+                .change_message_visibility_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| adapter_error("SQS", &e)),
+            Err(e) => Err(AdapterError::Refused(e.to_string())),
+        };
+        match sent {
+            Ok(out) => results.extend((0..chunk.len()).map(|i| {
+                match out.failed().iter().find(|f| f.id() == i.to_string()) {
+                    Some(f) => {
+                        let detail = format!("SQS: {}: {}", f.code(), f.message().unwrap_or(""));
+                        let status = if f.sender_fault() { 400 } else { 500 };
+                        Err(kind_of(status, f.code(), detail))
+                    }
+                    None => Ok(()),
+                }
+            })),
+            Err(e) => results.extend(chunk.iter().map(|_| Err(e.clone()))),
+        }
+    }
+    results
 }
 
 /// A delay as SQS's whole seconds, rounded up (a message never comes back early), at most
