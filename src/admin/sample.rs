@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::ingest::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::twenty::signature;
 
 /// What the Function URL answered.
@@ -55,8 +56,8 @@ pub async fn send(url: &str, secret: &str, timeout: Duration) -> Result<Answer, 
         .post(url)
         .timeout(timeout)
         .header("content-type", "application/json")
-        .header("x-twenty-webhook-timestamp", &timestamp)
-        .header("x-twenty-webhook-signature", signature)
+        .header(TIMESTAMP_HEADER, &timestamp)
+        .header(SIGNATURE_HEADER, signature)
         .header("x-twenty-webhook-nonce", &nonce[..32])
         .body(body)
         .send()
