@@ -16,7 +16,7 @@ fn envelope(record: Value, updated: Value) -> Value {
 fn opportunity() -> Value {
     envelope(
         json!({"id": "o1", "name": "Acme deal", "stage": "WON", "amount": {"amountMicros": 5000000000u64, "currencyCode": "EUR"},
-               "probability": 80, "closeDate": null, "tags": ["big", "q4"], "pointOfContactId": "p1",
+               "probability": 80, "closeDate": null, "tags": ["big", "q4"], "labels": [], "pointOfContactId": "p1",
                "contacts": [{"role": "buyer", "email": "a@acme.io"}, {"role": "user", "email": "b@acme.io"}]}),
         json!(["stage", "probability"]),
     )
@@ -231,6 +231,43 @@ fn every_operator_matches_as_eventbridge_does() {
         (
             "exists false below a missing object",
             json!({"record": {"company": {"id": [{"exists": false}]}}}),
+            true,
+        ),
+        // event-ruler: `exists` works on leaf nodes only; an object (a composite field) or
+        // an empty array has no leaf at its path, so it counts as absent.
+        (
+            "exists true on an object-valued field: not a leaf",
+            json!({"record": {"amount": [{"exists": true}]}}),
+            false,
+        ),
+        (
+            "exists false on an object-valued field",
+            json!({"record": {"amount": [{"exists": false}]}}),
+            true,
+        ),
+        (
+            "exists true on an array of objects: no leaf at its path",
+            json!({"record": {"contacts": [{"exists": true}]}}),
+            false,
+        ),
+        (
+            "exists true on an array of strings",
+            json!({"record": {"tags": [{"exists": true}]}}),
+            true,
+        ),
+        (
+            "exists true on an empty array",
+            json!({"record": {"labels": [{"exists": true}]}}),
+            false,
+        ),
+        (
+            "exists false on an empty array",
+            json!({"record": {"labels": [{"exists": false}]}}),
+            true,
+        ),
+        (
+            "exists true on a leaf inside an object",
+            json!({"record": {"amount": {"currencyCode": [{"exists": true}]}}}),
             true,
         ),
         (

@@ -10,6 +10,9 @@
 //! - a field whose value is an array matches if any element matches;
 //! - a missing field matches only `{"exists": false}` (every other operator, `anything-but`
 //!   too, needs the field present; `null` is present);
+//! - `exists` looks at leaves only: a field whose value is an object (Twenty's composite
+//!   fields: `name`, `emails`, `amount`) or an empty array matches `{"exists": false}`, not
+//!   `{"exists": true}`;
 //! - types are not converted: `"5"` is not `5`, and `numeric` matches numbers only.
 //!
 //! A reconciled event carries `updatedFields: null` (reconciliation cannot know what
@@ -397,15 +400,27 @@ impl Condition {
     fn matches(&self, value: Option<&Value>) -> bool {
         match self {
             Self::Nested(node) => node.matches(value),
-            Self::Leaf(matchers) => match value {
-                None => matchers.contains(&Matcher::Exists(false)),
-                Some(Value::Array(items)) => matchers.iter().any(|m| match m {
-                    Matcher::Exists(present) => *present,
-                    m => items.iter().any(|i| m.matches(i)),
-                }),
-                Some(v) => matchers.iter().any(|m| m.matches(v)),
-            },
+            Self::Leaf(matchers) => {
+                let leaf = value.is_some_and(has_leaf);
+                matchers.iter().any(|m| match (m, value) {
+                    (Matcher::Exists(present), _) => *present == leaf,
+                    (_, None) => false,
+                    (m, Some(Value::Array(items))) => items.iter().any(|i| m.matches(i)),
+                    (m, Some(v)) => m.matches(v),
+                })
+            }
         }
+    }
+}
+
+/// Whether a value is a leaf, or an array holding one, as EventBridge sees the event:
+/// `exists` looks at leaves only, so an object (a composite field such as `name` or
+/// `emails`) or an empty array counts as absent.
+fn has_leaf(value: &Value) -> bool {
+    match value {
+        Value::Object(_) => false,
+        Value::Array(items) => items.iter().any(has_leaf),
+        _ => true,
     }
 }
 
