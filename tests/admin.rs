@@ -206,6 +206,38 @@ async fn connect_adopts_the_webhook_twenty_has() {
     let got = destination.requests();
     assert_eq!(got.len(), 1);
     assert!(got[0].headers.contains_key("x-twenty-webhook-signature"));
+
+    // Connected again with a new secret: what is shown is the one Twenty now signs with.
+    let out = admin(
+        &twenty,
+        API_KEY,
+        &[
+            "connect",
+            "--webhook-url",
+            &format!("{}?token=new", destination.url),
+            "--secret-parameter",
+            &name,
+            "--events",
+            "person.*",
+            "--new-secret",
+            "--propagation-secs",
+            "0",
+            "--no-wait",
+            "--show-secret",
+        ],
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let now = twenty_secret(&twenty).await;
+    assert_ne!(now, "adopt-me-0123456789");
+    assert!(
+        said.contains(&format!("secret (keep it out of logs): {now}")),
+        "the new secret shown: {said}"
+    );
+    assert!(
+        !said.contains("adopt-me-0123456789"),
+        "not the old one: {said}"
+    );
 }
 
 /// A key Twenty refuses, a server too old for the webhook API, a webhook Twenty will not

@@ -391,11 +391,21 @@ async fn run(command: Command, sdk: &LazySdk) -> Result<ExitCode, Stop> {
             if connected.secret_stored {
                 println!("the secret Twenty signs with is now in {}", slot.name());
             }
+            let mut secret = hook.secret().map(str::to_owned);
             if let (Some(waits), false) = (new_secret, connected.outcome == Outcome::Created) {
                 let waits = waits.waits(here.refresh());
                 println!("{}", rotated(&api, &slot, &here.webhook_url, waits).await?);
+                // The webhook as read before the rotation holds the old one: Twenty now
+                // signs with the first secret the store holds.
+                secret = match slot.current().await {
+                    Ok(value) => value
+                        .as_deref()
+                        .and_then(|v| stored_secrets(v).next())
+                        .map(str::to_owned),
+                    Err(e) => return Err(Stop::service(e)),
+                };
             }
-            if show_secret && let Some(secret) = hook.secret() {
+            if show_secret && let Some(secret) = secret {
                 println!("secret (keep it out of logs): {secret}");
             }
             println!("{}", send_test(&slot, &here.webhook_url).await?);
