@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::{DeliverFuture, Delivery, Target, failed, within};
 use crate::adapter::{AdapterError, AdapterFuture};
@@ -45,11 +46,8 @@ pub trait Publisher: Send + Sync + 'static {
     ) -> AdapterFuture<'a, Vec<Result<(), AdapterError>>>;
 }
 
-type Waiting = (
-    BusEntry,
-    Duration,
-    oneshot::Sender<Result<(), AdapterError>>,
-);
+/// An entry, when its delivery gives up on it, and where its result goes.
+type Waiting = (BusEntry, Instant, oneshot::Sender<Result<(), AdapterError>>);
 
 /// Gathers the entries of concurrent deliveries into as few calls as the limits allow.
 pub struct Batcher {
@@ -81,7 +79,7 @@ impl Batcher {
         let (tx, rx) = oneshot::channel();
         let lead = {
             let mut state = self.lock();
-            state.waiting.push((entry, timeout, tx));
+            state.waiting.push((entry, Instant::now() + timeout, tx));
             !std::mem::replace(&mut state.leading, true)
         };
         if lead {
@@ -106,7 +104,13 @@ impl Batcher {
             if call.is_empty() {
                 return;
             }
-            let timeout = call.iter().map(|(_, t, _)| *t).min().unwrap_or(LINGER);
+            // The call lasts as long as its most urgent entry may wait, which is at least
+            // half of what any other entry in it has (`take_call`).
+            let timeout = call
+                .iter()
+                .map(|(_, d, _)| d.saturating_duration_since(Instant::now()))
+                .min()
+                .unwrap_or(LINGER);
             let entries: Vec<BusEntry> = call.iter().map(|(e, _, _)| e.clone()).collect();
             let results = self.publisher.put(&entries, timeout).await;
             for (i, (_, _, tx)) in call.into_iter().enumerate() {
@@ -125,12 +129,23 @@ impl Batcher {
     }
 }
 
-/// The first entries waiting that fit in one call (at least one).
+/// The next call (at least one entry): the most urgent entry, and with it those that fit
+/// and have at most twice its time left. A message near its deadline so never cuts the
+/// call of others that have much longer: cut short, they would be retried although
+/// EventBridge may have taken them, and counted against the destination.
 fn take_call(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
+    // Stable: entries as urgent as each other keep their order.
+    waiting.sort_by_key(|(_, deadline, _)| *deadline);
+    let now = Instant::now();
+    let Some(first) = waiting.first().map(|(_, d, _)| *d) else {
+        return Vec::new();
+    };
+    let latest = now + first.saturating_duration_since(now) * 2;
     let (mut count, mut bytes) = (0, 0);
-    for (entry, _, _) in waiting.iter() {
+    for (entry, deadline, _) in waiting.iter() {
         let size = entry.size();
-        if count == MAX_ENTRIES || (count > 0 && bytes + size > MAX_CALL_BYTES) {
+        let full = count == MAX_ENTRIES || (count > 0 && bytes + size > MAX_CALL_BYTES);
+        if full || (count > 0 && *deadline > latest) {
             break;
         }
         count += 1;
@@ -175,10 +190,11 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Records the calls; refuses entries whose detail is "bad".
+    /// Records the calls (their size and time-out); refuses entries whose detail is "bad".
     #[derive(Default)]
     struct Recording {
         calls: Mutex<Vec<usize>>,
+        timeouts: Mutex<Vec<(usize, Duration)>>,
         entries: AtomicUsize,
     }
 
@@ -186,10 +202,11 @@ mod tests {
         fn put<'a>(
             &'a self,
             entries: &'a [BusEntry],
-            _timeout: Duration,
+            timeout: Duration,
         ) -> AdapterFuture<'a, Vec<Result<(), AdapterError>>> {
             Box::pin(async move {
                 self.calls.lock().unwrap().push(entries.len());
+                self.timeouts.lock().unwrap().push((entries.len(), timeout));
                 self.entries.fetch_add(entries.len(), Ordering::SeqCst);
                 Ok(entries
                     .iter()
@@ -241,12 +258,38 @@ mod tests {
         assert_eq!(calls.len(), 3, "23 entries in three calls: {calls:?}");
     }
 
+    /// Nine messages with ten seconds left and one with 100 ms: the late one goes in a
+    /// call of its own, and the others' call is not cut to its 100 ms.
+    #[tokio::test]
+    async fn a_message_near_its_deadline_does_not_cut_the_call_of_others() {
+        let publisher = Arc::new(Recording::default());
+        let batcher = Arc::new(Batcher::new(publisher.clone()));
+        let mut runs = tokio::task::JoinSet::new();
+        for i in 0..10 {
+            let batcher = batcher.clone();
+            let timeout = if i == 4 {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(10)
+            };
+            runs.spawn(async move { batcher.put(entry(&format!("{{\"n\":{i}}}")), timeout).await });
+        }
+        assert!(runs.join_all().await.iter().all(Result::is_ok));
+        let mut timeouts = publisher.timeouts.lock().unwrap().clone();
+        timeouts.sort();
+        assert_eq!(timeouts.len(), 2, "{timeouts:?}");
+        assert_eq!(timeouts[0].0, 1);
+        assert!(timeouts[0].1 <= Duration::from_millis(100));
+        assert_eq!(timeouts[1].0, 9);
+        assert!(timeouts[1].1 > Duration::from_secs(9), "{timeouts:?}");
+    }
+
     #[test]
     fn a_call_stops_at_the_byte_limit() {
         let big = |n| {
             (
                 entry(&"x".repeat(100 * 1024)),
-                Duration::ZERO,
+                Instant::now() + Duration::from_secs(1),
                 oneshot::channel().0,
                 n,
             )
