@@ -364,14 +364,21 @@ async fn once<L: Ledger>(route: Route, event: Arc<Event>, ledger: Arc<L>) -> Han
         None => None,
     };
     let key = ledger_key(&event, &route.name);
-    match ledger.begin(&key, event.message_id.as_deref()).await {
-        Ok(Begin::Proceed) => {}
-        Ok(Begin::Done) => return early(Ok(Ran::Skipped)),
-        Ok(Begin::Busy(left)) => {
-            let busy = HandlerError::deferred("another worker is handling this event", left);
-            return early(Err(busy));
+    let not_run = match ledger.begin(&key, event.message_id.as_deref()).await {
+        Ok(Begin::Proceed) => None,
+        Ok(Begin::Done) => Some(Ok(Ran::Skipped)),
+        Ok(Begin::Busy(left)) => Some(Err(HandlerError::deferred(
+            "another worker is handling this event",
+            left,
+        ))),
+        Err(e) => Some(Err(HandlerError::new(format!("idempotency table: {e}")))),
+    };
+    if let Some(result) = not_run {
+        // A probe this send held goes back: nothing was sent to settle it.
+        if let (Some(gate), Some(pass)) = (&route.gate, pass) {
+            gate.release(pass).await;
         }
-        Err(e) => return early(Err(HandlerError::new(format!("idempotency table: {e}")))),
+        return early(result);
     }
     let started = std::time::Instant::now();
     let result = (route.handle)(event.clone()).await;

@@ -160,6 +160,37 @@ impl DestinationStore for DynamoDestinations {
         })
     }
 
+    fn release_probe<'a>(&'a self, destination: &'a str, until_ms: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let out = self
+                .update(BREAKER, destination)
+                .await
+                .update_expression("SET probeUntil = :zero, expiration = :expiration")
+                .condition_expression("probeUntil = :until")
+                .expression_attribute_values(":until", number(until_ms.into()))
+                .expression_attribute_values(":zero", number(0))
+                .send()
+                .await;
+            match out {
+                // Not ours any more (reopened, taken again): nothing to give back.
+                Ok(_) => Ok(()),
+                Err(e) if condition_failed(&e) => Ok(()),
+                Err(e) => Err(error(e)),
+            }
+        })
+    }
+
+    fn state<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, BreakerState> {
+        Box::pin(async move {
+            Ok(self
+                .item(BREAKER, destination)
+                .await?
+                .as_ref()
+                .map(breaker_state)
+                .unwrap_or_default())
+        })
+    }
+
     fn lease_slots<'a>(&'a self, destination: &'a str, ask: SlotAsk) -> StoreFuture<'a, Lease> {
         Box::pin(async move {
             for _ in 0..LEASE_TRIES {

@@ -4,9 +4,12 @@
 //! runs out, one worker takes the probe; a success closes the breaker, a failure opens it
 //! again for twice as long, up to `cap`.
 //!
-//! Each instance keeps the state it last learnt from the store and reads nothing on the
-//! happy path: a send to a closed breaker costs no store call, and a success writes only
-//! when there were failures to clear.
+//! Each instance keeps the state it last learnt from the store: it reads it at its first
+//! send to a destination (so a new instance never sends to one the others know is down),
+//! and again at most every `probe_wait` while that state shows failures, which is how it
+//! learns of an opening made elsewhere before it fails itself. On the happy path it reads
+//! nothing more: a send to a closed breaker with no failures costs no store call, and a
+//! success writes only when there were failures to clear.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -108,7 +111,8 @@ pub struct Breakers {
     /// Used when the store cannot be reached: the breaker then works per instance.
     fallback: LocalStore,
     settings: BreakerSettings,
-    known: Mutex<HashMap<String, BreakerState>>,
+    /// What this instance last learnt of each destination's state, and when (ms).
+    known: Mutex<HashMap<String, (BreakerState, u64)>>,
     /// Each destination's last failure, for what is held back while it is open.
     last: Mutex<HashMap<String, LastFailure>>,
 }
@@ -144,15 +148,43 @@ impl Breakers {
 
     fn known(&self, destination: &str) -> BreakerState {
         let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-        known.get(destination).copied().unwrap_or_default()
+        known.get(destination).map(|(s, _)| *s).unwrap_or_default()
     }
 
     fn learn(&self, destination: &str, state: BreakerState) {
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-        if state == BreakerState::default() {
-            known.remove(destination);
-        } else {
-            known.insert(destination.to_owned(), state);
+        known.insert(destination.to_owned(), (state, now_ms()));
+    }
+
+    /// The state to decide on: what this instance knows, read from the store first when
+    /// it knows nothing yet, or knows of failures and has not looked for a while.
+    async fn current(&self, destination: &str, now: u64) -> BreakerState {
+        let known = {
+            let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            known.get(destination).copied()
+        };
+        let refresh = self.settings.probe_wait.as_millis() as u64;
+        let stale = match known {
+            None => true,
+            Some((state, read)) => {
+                state.failures > 0 && state.open_until_ms <= now && now >= read + refresh
+            }
+        };
+        if !stale {
+            return known.map(|(s, _)| s).unwrap_or_default();
+        }
+        match self.store.state(destination).await {
+            Ok(state) => {
+                self.learn(destination, state);
+                state
+            }
+            Err(e) => {
+                warn!(destination, error = %e, "breaker state not read; this worker decides alone");
+                let state = known.map(|(s, _)| s).unwrap_or_default();
+                // Not again before the next refresh.
+                self.learn(destination, state);
+                state
+            }
         }
     }
 
@@ -163,7 +195,7 @@ impl Breakers {
         time_left: Option<Duration>,
     ) -> Result<Pass, Duration> {
         let now = now_ms();
-        match self.known(destination).admission(now) {
+        match self.current(destination, now).await.admission(now) {
             Admission::Send => Ok(Pass::Normal),
             Admission::Wait(wait) => Err(wait),
             Admission::Probe => {
@@ -187,7 +219,7 @@ impl Breakers {
                         Ok(if state.open_until_ms == 0 {
                             Pass::Normal
                         } else {
-                            Pass::Probe
+                            Pass::Probe { until_ms: until }
                         })
                     }
                     // Opened again, or another worker is probing: wait for what it says.
@@ -206,12 +238,30 @@ impl Breakers {
         }
     }
 
+    /// Gives back a probe that was not used, so that another worker may probe at once
+    /// rather than when its lease runs out. Nothing for an ordinary pass.
+    pub async fn release(&self, destination: &str, pass: Pass) {
+        let Pass::Probe { until_ms } = pass else {
+            return;
+        };
+        if let Err(e) = self.store.release_probe(destination, until_ms).await {
+            warn!(destination, error = %e, "probe not given back; it runs out with its lease");
+        }
+        let _ = self.fallback.release_probe(destination, until_ms).await;
+        let mut known = self.known(destination);
+        if known.probe_until_ms == until_ms {
+            known.probe_until_ms = 0;
+        }
+        self.learn(destination, known);
+    }
+
     /// Records how a send went: `failure` for one that counts against the destination.
     pub async fn settle(&self, destination: &str, pass: Pass, failure: Option<LastFailure>) {
         let known = self.known(destination);
+        let probe = matches!(pass, Pass::Probe { .. });
         let Some(failure) = failure else {
             // A destination that answered is up: clear what is recorded, if anything is.
-            if pass == Pass::Probe || known != BreakerState::default() {
+            if probe || known != BreakerState::default() {
                 if let Err(e) = self.store.reset(destination).await {
                     warn!(destination, error = %e, "breaker not closed in the store");
                 }
@@ -242,7 +292,7 @@ impl Breakers {
         };
         let now = now_ms();
         let mut learnt = state;
-        if let Some(period) = state.next_opening(now, pass == Pass::Probe, &self.settings) {
+        if let Some(period) = state.next_opening(now, probe, &self.settings) {
             let opening = Opening {
                 expected_until_ms: state.open_until_ms,
                 until_ms: now + period,
@@ -330,22 +380,61 @@ mod tests {
             "{wait:?}"
         );
         tokio::time::sleep(wait + Duration::from_millis(5)).await;
-        assert_eq!(breakers.admit("d", None).await, Ok(Pass::Probe));
+        let probe = breakers.admit("d", None).await.unwrap();
+        assert!(matches!(probe, Pass::Probe { .. }), "{probe:?}");
         assert_eq!(
             breakers.admit("d", None).await,
             Err(Duration::from_millis(10)),
             "the probe is taken"
         );
-        breakers.settle("d", Pass::Probe, Some(down())).await;
+        breakers.settle("d", probe, Some(down())).await;
         let wait = breakers.admit("d", None).await.unwrap_err();
         assert!(wait > Duration::from_millis(100), "doubled: {wait:?}");
         tokio::time::sleep(wait + Duration::from_millis(5)).await;
-        assert_eq!(breakers.admit("d", None).await, Ok(Pass::Probe));
-        breakers.settle("d", Pass::Probe, None).await;
+        let probe = breakers.admit("d", None).await.unwrap();
+        assert!(matches!(probe, Pass::Probe { .. }), "{probe:?}");
+        breakers.settle("d", probe, None).await;
         assert_eq!(breakers.admit("d", None).await, Ok(Pass::Normal));
         assert_eq!(breakers.known("d"), BreakerState::default());
         assert_eq!(breakers.last_failure("d"), Some(down()));
         // Another destination never noticed.
         assert_eq!(breakers.admit("other", None).await, Ok(Pass::Normal));
+    }
+
+    /// An instance that never sent to a destination reads its state before the first
+    /// send: it does not send to one another instance has found down.
+    #[tokio::test]
+    async fn a_new_instance_reads_the_state_before_its_first_send() {
+        let store: Arc<dyn DestinationStore> = Arc::new(LocalStore::default());
+        let (first, fresh) = (
+            Breakers::new(store.clone(), settings()),
+            Breakers::new(store, settings()),
+        );
+        for _ in 0..3 {
+            assert_eq!(first.admit("d", None).await, Ok(Pass::Normal));
+            first.settle("d", Pass::Normal, Some(down())).await;
+        }
+        assert!(fresh.admit("d", None).await.is_err(), "open for it too");
+    }
+
+    /// An instance that knows of failures looks again every `probe_wait`: it learns of an
+    /// opening made elsewhere without failing itself; one that knows of none reads nothing.
+    #[tokio::test]
+    async fn failures_known_elsewhere_are_read_again_after_a_while() {
+        let store: Arc<dyn DestinationStore> = Arc::new(LocalStore::default());
+        let (a, b) = (
+            Breakers::new(store.clone(), settings()),
+            Breakers::new(store, settings()),
+        );
+        a.settle("d", Pass::Normal, Some(down())).await;
+        assert_eq!(
+            b.admit("d", None).await,
+            Ok(Pass::Normal),
+            "one failure: closed"
+        );
+        a.settle("d", Pass::Normal, Some(down())).await;
+        a.settle("d", Pass::Normal, Some(down())).await;
+        tokio::time::sleep(settings().probe_wait + Duration::from_millis(2)).await;
+        assert!(b.admit("d", None).await.is_err(), "b learnt of the opening");
     }
 }

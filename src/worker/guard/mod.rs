@@ -44,6 +44,11 @@ pub trait DestinationStore: Send + Sync + 'static {
         now_ms: u64,
         until_ms: u64,
     ) -> StoreFuture<'a, Result<BreakerState, BreakerState>>;
+    /// Gives back the probe leased until `until_ms`, if it is still that one: it was not
+    /// used (held back, done elsewhere, no time left), and another worker may probe now.
+    fn release_probe<'a>(&'a self, destination: &'a str, until_ms: u64) -> StoreFuture<'a, ()>;
+    /// The breaker's state as the store has it.
+    fn state<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, BreakerState>;
     /// Leases the send slots `ask` wants, if the earliest free one is soon enough.
     fn lease_slots<'a>(&'a self, destination: &'a str, ask: SlotAsk) -> StoreFuture<'a, Lease>;
 }
@@ -104,6 +109,20 @@ impl DestinationStore for LocalStore {
         Box::pin(async move { Ok(granted) })
     }
 
+    fn release_probe<'a>(&'a self, destination: &'a str, until_ms: u64) -> StoreFuture<'a, ()> {
+        self.with(destination, |(s, _)| {
+            if s.probe_until_ms == until_ms {
+                s.probe_until_ms = 0;
+            }
+        });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn state<'a>(&'a self, destination: &'a str) -> StoreFuture<'a, BreakerState> {
+        let state = self.with(destination, |(s, _)| *s);
+        Box::pin(async move { Ok(state) })
+    }
+
     fn lease_slots<'a>(&'a self, destination: &'a str, ask: SlotAsk) -> StoreFuture<'a, Lease> {
         let lease = self.with(destination, |(_, next_free_us)| {
             let (lease, next) = ask.lease_at(*next_free_us);
@@ -114,11 +133,12 @@ impl DestinationStore for LocalStore {
     }
 }
 
-/// What a gate let through: an ordinary send, or the one probe of a breaker that was open.
+/// What a gate let through: an ordinary send, or the one probe of a breaker that was open
+/// (leased until `until_ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
     Normal,
-    Probe,
+    Probe { until_ms: u64 },
 }
 
 /// One destination's breaker and, if the rule sets `maxPerSecond`, its pace.
@@ -167,29 +187,39 @@ impl Gate {
             let max_wait = time_left.map_or(Duration::from_secs(5), |t| {
                 (t / 2).min(Duration::from_secs(5))
             });
-            pacer
+            let paced = pacer
                 .acquire(&self.destination, *per_second, max_wait)
-                .await
-                .map_err(|wait| {
-                    HandlerError::deferred(
-                        format!("{}: over its rate limit", self.destination),
-                        wait,
-                    )
-                })?;
+                .await;
+            if let Err(wait) = paced {
+                // A probe granted and not used goes back at once.
+                self.release(pass).await;
+                let why = format!("{}: over its rate limit", self.destination);
+                return Err(HandlerError::deferred(why, wait));
+            }
         }
         Ok(pass)
     }
 
-    /// Tells the breaker how the send went.
+    /// Tells the breaker how the send went. Only an answer closes it (or a call that
+    /// failed, opens it): a send that was not made (no time left, refused before any call)
+    /// only gives back the probe it held.
     pub async fn settle(&self, pass: Pass, result: &Result<(), HandlerError>) {
         let failure = match result {
+            Ok(()) => None,
             Err(e) if e.kind == FailureKind::Transient => Some(LastFailure {
                 reason: e.reason.clone(),
                 status: e.status,
             }),
-            _ => None,
+            // The destination answered: it is up.
+            Err(e) if e.kind == FailureKind::Permanent && e.status.is_some() => None,
+            Err(_) => return self.release(pass).await,
         };
         self.breakers.settle(&self.destination, pass, failure).await;
+    }
+
+    /// A pass that was not used: a probe goes back to the store.
+    pub async fn release(&self, pass: Pass) {
+        self.breakers.release(&self.destination, pass).await;
     }
 }
 
@@ -203,4 +233,71 @@ pub(crate) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> BreakerSettings {
+        BreakerSettings {
+            failures: 1,
+            open: Duration::from_millis(20),
+            cap: Duration::from_millis(100),
+            probe_wait: Duration::from_secs(5),
+        }
+    }
+
+    /// A breaker whose opening has run out, over `store`.
+    async fn ran_out(store: Arc<dyn DestinationStore>) -> Arc<Breakers> {
+        let breakers = Arc::new(Breakers::new(store, settings()));
+        let failure = LastFailure {
+            reason: "answered 503".into(),
+            status: Some(503),
+        };
+        breakers.settle("d", Pass::Normal, Some(failure)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        breakers
+    }
+
+    /// A probe granted and then held back by the rate limit goes back at once: another
+    /// worker may probe now, not in 5 s loops until the lease runs out.
+    #[tokio::test]
+    async fn a_probe_held_back_by_the_pace_is_given_back() {
+        let store: Arc<dyn DestinationStore> = Arc::new(LocalStore::default());
+        let breakers = ran_out(store.clone()).await;
+        let pacer = Arc::new(Pacer::new(store.clone()));
+        // The one slot of this second is taken.
+        assert_eq!(pacer.acquire("d", 0.1, Duration::ZERO).await, Ok(()));
+        let gate = Gate::new("d", breakers, Some((pacer, 0.1)));
+        let held = gate.admit(Some(Duration::from_secs(10))).await.unwrap_err();
+        assert_eq!(held.kind, FailureKind::Deferred);
+        let other = Breakers::new(store, settings());
+        let probe = other.admit("d", None).await;
+        assert!(matches!(probe, Ok(Pass::Probe { .. })), "{probe:?}");
+    }
+
+    /// A probe that was not sent (no time left) neither closes nor reopens the breaker:
+    /// the next send is a probe again, not an ordinary one.
+    #[tokio::test]
+    async fn a_probe_not_sent_settles_nothing_but_its_lease() {
+        let store: Arc<dyn DestinationStore> = Arc::new(LocalStore::default());
+        let breakers = ran_out(store).await;
+        let gate = Gate::new("d", breakers.clone(), None);
+        let pass = gate.admit(None).await.unwrap();
+        assert!(matches!(pass, Pass::Probe { .. }), "{pass:?}");
+        let not_sent = Err(HandlerError::deferred(
+            "no time left",
+            Duration::from_secs(1),
+        ));
+        gate.settle(pass, &not_sent).await;
+        let again = gate.admit(None).await.unwrap();
+        assert!(
+            matches!(again, Pass::Probe { .. }),
+            "still to be probed: {again:?}"
+        );
+        // A real answer closes it.
+        gate.settle(again, &Ok(())).await;
+        assert_eq!(gate.admit(None).await.unwrap(), Pass::Normal);
+    }
 }
