@@ -128,6 +128,22 @@ impl DeadLetter {
     }
 }
 
+/// The FIFO deduplication id of a copy made from a message (a dead-letter copy, a
+/// redrive): SQS silently drops a message whose id it saw within five minutes, so a copy
+/// never reuses the id it was made from, nor another copy's. SHA-256 of the parts, as 64
+/// hex characters: within SQS's 128 however often copies are made of copies, where
+/// joining the parts would be cut and collide.
+pub fn copy_deduplication_id(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in parts {
+        // Each part's length first: ("ab", "c") and ("a", "bc") differ.
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    hex::encode(hash.finalize())
+}
+
 /// Why a message is moved.
 #[derive(Debug, Clone, Copy)]
 pub struct Why<'a> {
@@ -274,6 +290,29 @@ mod tests {
         let again = redriven_attributes(&refused);
         let names: Vec<&str> = again.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["eventName", REDRIVEN]);
+    }
+
+    #[test]
+    fn copies_of_copies_get_ids_of_their_own_within_sqs_limits() {
+        // An envelope id as ingest makes it, then SQS message ids: each redrive extends
+        // the last id with the dead-lettered message's.
+        let mut id =
+            "person:5f8c9a1e-0000-4000-8000-000000000001@2026-11-29T10:00:00.000Z:0".to_owned();
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..5 {
+            id = copy_deduplication_id(&[&id, &format!("2f1b7c8e-4d3a-4b6f-9e2a-00000000000{n}")]);
+            assert!(id.len() <= 128 && id.chars().all(|c| c.is_ascii_hexdigit()));
+            assert!(seen.insert(id.clone()), "redrive {n} repeats an earlier id");
+        }
+        assert_ne!(
+            copy_deduplication_id(&["ab", "c"]),
+            copy_deduplication_id(&["a", "bc"])
+        );
+        assert_eq!(
+            copy_deduplication_id(&["m", "crm", "1"]),
+            copy_deduplication_id(&["m", "crm", "1"]),
+            "the same copy made twice is dropped once"
+        );
     }
 
     #[test]

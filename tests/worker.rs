@@ -568,3 +568,234 @@ async fn a_dead_lettered_change_is_not_reconciled_again() {
         .unwrap();
     assert!(seen.contains(&change), "{seen:?}");
 }
+
+/// `event` as received `receives` times, first queued now (within the retry horizon; the
+/// sample's own timestamp is long past it).
+fn received_now(
+    mut event: aws_lambda_events::event::sqs::SqsEvent,
+    receives: u32,
+) -> aws_lambda_events::event::sqs::SqsEvent {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    for record in &mut event.records {
+        record
+            .attributes
+            .insert("SentTimestamp".into(), now.to_string());
+        record
+            .attributes
+            .insert("ApproximateReceiveCount".into(), receives.to_string());
+    }
+    event
+}
+
+fn attribute_of<'a>(m: &'a aws_sdk_sqs::types::Message, name: &str) -> Option<&'a str> {
+    m.message_attributes()?.get(name)?.string_value()
+}
+
+/// One FIFO message, two destinations refusing it at different receives: each gets its
+/// own copy in the dead-letter queue. Under the received message's deduplication id the
+/// second copy would be dropped by SQS (the first is still queued there).
+#[tokio::test]
+async fn every_dead_letter_copy_of_one_fifo_message_reaches_the_queue() {
+    use twenty_webhook::aws::SqsDeadLetters;
+    let table = new_table().await;
+    let refusing = Destination::start(|_| Answer::status(400)).await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let later = Destination::start(move |_| {
+        Answer::status(if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            503
+        } else {
+            422
+        })
+    })
+    .await;
+    let rules = format!(
+        r#"[{{"name":"a","events":["*"],"url":"{}"}},{{"name":"b","events":["*"],"url":"{}"}}]"#,
+        refusing.url, later.url
+    );
+    let sdk = sdk_config(moto_endpoint()).await;
+    let sqs = sqs().await;
+    let dlq = new_queue(&sqs, true).await;
+    let w = worker_with(&rules, ledger(&table).await)
+        .await
+        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq));
+    let m = one("person.updated", "p1");
+    let event = |receives| received_now(sqs_event(&[("m1", &m.body, Some("g1"))], true), receives);
+
+    let first = w.handle(event(1)).await.unwrap();
+    assert_eq!(failed(&first), ["m1"], "b is retried");
+    let second = w.handle(event(2)).await.unwrap();
+    assert!(failed(&second).is_empty(), "{second:?}");
+    let copies = drain(&sqs, &dlq, Duration::from_secs(2)).await;
+    let mut named: Vec<&str> = copies
+        .iter()
+        .filter_map(|c| attribute_of(c, "failedDestination"))
+        .collect();
+    named.sort();
+    assert_eq!(named, ["a", "b"], "one copy for each destination");
+}
+
+/// A destination that took an event is never in a dead-letter copy, and its done mark is
+/// never replaced: past the horizon, `a` (done at the first receive) is held back by its
+/// rate limit while `b` fails for good; the copy names `b` alone, and a redrive of it
+/// does not reach `a` again.
+#[tokio::test]
+async fn a_destination_that_took_the_event_is_not_dead_lettered_or_redriven() {
+    use twenty_webhook::aws::SqsDeadLetters;
+    let table = new_table().await;
+    let took = Destination::ok().await;
+    let down = Destination::start(|_| Answer::status(503)).await;
+    let rules = |paced: bool| {
+        let pace = if paced {
+            r#","maxPerSecond":0.001"#
+        } else {
+            ""
+        };
+        format!(
+            r#"[{{"name":"a","events":["*"],"url":"{}"{pace}}},{{"name":"b","events":["*"],"url":"{}"}}]"#,
+            took.url, down.url
+        )
+    };
+    let sdk = sdk_config(moto_endpoint()).await;
+    let sqs = sqs().await;
+    let dlq = new_queue(&sqs, false).await;
+    let w = worker_with(&rules(true), ledger(&table).await)
+        .await
+        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq));
+    let m = one("person.updated", "p1");
+
+    let first = w
+        .handle(received_now(sqs_event(&[("m1", &m.body, None)], false), 1))
+        .await
+        .unwrap();
+    assert_eq!(failed(&first), ["m1"], "b is retried");
+    assert_eq!(took.requests().len(), 1);
+    // Received again past the horizon (the sample's own timestamp): `a` has no send slot.
+    let second = w
+        .handle(sqs_event(&[("m1", &m.body, None)], false))
+        .await
+        .unwrap();
+    assert!(failed(&second).is_empty(), "{second:?}");
+    let copies = drain(&sqs, &dlq, Duration::from_secs(2)).await;
+    assert_eq!(copies.len(), 1);
+    assert_eq!(attribute_of(&copies[0], "failedDestination"), Some("b"));
+
+    // The copy redriven (another message id), to a worker with no limit on `a`.
+    let redriven = worker_with(&rules(false), ledger(&table).await).await;
+    let _ = redriven
+        .handle(sqs_event(&[("m2", copies[0].body().unwrap(), None)], false))
+        .await
+        .unwrap();
+    assert_eq!(took.requests().len(), 1, "a took it once, and only once");
+    assert!(down.requests().len() >= 3, "b is tried again");
+}
+
+/// A destination asking to be left alone for 14 hours: the message is held for what is
+/// left of SQS's 12 hours since the receive, never 43,200 s asked after it (SQS refuses
+/// that, and the message would come back after the queue's visibility timeout).
+#[tokio::test]
+async fn a_hold_longer_than_twelve_hours_is_cut_to_what_sqs_takes() {
+    use support::counting_proxy::CountingProxy;
+    let proxy = CountingProxy::start(moto_endpoint()).await;
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let busy = Destination::start(|_| Answer {
+        headers: vec![("retry-after".into(), "50400".into())],
+        ..Answer::status(429)
+    })
+    .await;
+    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, busy.url))
+        .await
+        .with_visibility(SqsVisibility::with_sdk_config(
+            &sdk_config(&proxy.url).await,
+            Some(queue),
+        ));
+    let m = one("person.created", "p1");
+    let response = w
+        .handle(received_now(sqs_event(&[("m1", &m.body, None)], false), 1))
+        .await
+        .unwrap();
+    assert_eq!(failed(&response), ["m1"]);
+    let asked: Vec<i64> = proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(target, _)| target.ends_with("ChangeMessageVisibilityBatch"))
+        .filter_map(|(_, body)| {
+            let body: serde_json::Value = serde_json::from_str(body).ok()?;
+            body["Entries"][0]["VisibilityTimeout"].as_i64()
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "one visibility change: {asked:?}");
+    assert!(
+        asked[0] > 40_000 && asked[0] <= 43_200 - 300,
+        "what is left of 12 h since the receive: {asked:?}"
+    );
+}
+
+/// A claim check moved to the dead-letter queue: its stored envelope's lifetime starts
+/// again (the bucket expires objects a fixed time after their last write), so that the
+/// object outlives the copy; its bytes are unchanged.
+#[tokio::test]
+async fn a_dead_lettered_claim_check_restarts_its_objects_lifetime() {
+    use twenty_webhook::aws::SqsDeadLetters;
+    let bucket = new_bucket().await;
+    let refusing = Destination::start(|_| Answer::status(400)).await;
+    let sdk = sdk_config(moto_endpoint()).await;
+    let sqs = sqs().await;
+    let dlq = new_queue(&sqs, false).await;
+    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, refusing.url))
+        .await
+        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq));
+    let big = twenty("note.created", "n1").replace(
+        r#""name":{"firstName":"Zoë"}"#,
+        &format!(r#""body":"{}""#, "Zoë écrit. ".repeat(100_000)),
+    );
+    let m = ingest_messages(
+        &big,
+        Target {
+            fifo: false,
+            payload_bucket: Some(&bucket),
+        },
+    )
+    .remove(0);
+    let claim = m.claim.clone().expect("a claim check");
+    PayloadStore::with_sdk_config(&sdk)
+        .put(&claim)
+        .await
+        .unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let written = || async {
+        let head = s3
+            .head_object()
+            .bucket(&bucket)
+            .key(&claim.key)
+            .send()
+            .await
+            .unwrap();
+        head.last_modified().unwrap().as_secs_f64()
+    };
+    let before = written().await;
+    // S3 keeps whole seconds.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let response = w
+        .handle(sqs_event(&[("big", &m.body, None)], false))
+        .await
+        .unwrap();
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert_eq!(drain(&sqs, &dlq, Duration::from_secs(1)).await.len(), 1);
+    assert!(written().await > before, "written again when copied");
+    let stored = PayloadStore::with_sdk_config(&sdk)
+        .get(&bucket, &claim.key)
+        .await
+        .unwrap();
+    assert_eq!(stored, claim.envelope.as_bytes(), "the same bytes");
+}

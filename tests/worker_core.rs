@@ -175,6 +175,9 @@ impl Ledger for MemoryLedger {
         self.0.lock().unwrap().insert(key.to_owned(), true);
         Ok(())
     }
+    async fn done(&self, key: &str) -> Result<bool, AdapterError> {
+        Ok(self.0.lock().unwrap().get(key) == Some(&true))
+    }
 }
 
 #[tokio::test]

@@ -29,6 +29,10 @@ pub struct RedriveReport {
 
 pub struct Redrive<'a> {
     pub client: &'a Client,
+    /// Where claim checks are stored: a claim check sent back has its stored envelope's
+    /// lifetime restarted first (the copy lives as long again), and one whose envelope is
+    /// gone is left where it is, said. None: sent back as it is.
+    pub claims: Option<&'a super::PayloadStore>,
     pub from: &'a str,
     pub to: &'a str,
     pub filter: &'a Filter,
@@ -112,6 +116,11 @@ impl Redrive<'_> {
                     held.push(handle);
                     continue;
                 }
+                if let Err(why) = self.refresh_claim(m.body().unwrap_or_default()).await {
+                    report.failed.push((id, why));
+                    held.push(handle);
+                    continue;
+                }
                 let sent = self
                     .send_back(
                         m.body().unwrap_or_default(),
@@ -141,6 +150,25 @@ impl Redrive<'_> {
         Ok(report)
     }
 
+    /// A claim check's stored envelope, its lifetime restarted; Err when it cannot be
+    /// (gone: the message is not sent back to fail for good).
+    async fn refresh_claim(&self, body: &str) -> Result<(), String> {
+        let (Some(claims), Some(check)) = (self.claims, super::s3::claim_of(body)) else {
+            return Ok(());
+        };
+        claims
+            .refresh(&check.bucket, &check.key)
+            .await
+            .map_err(|e| {
+                format!(
+                    "its stored envelope s3://{}/{}: {}",
+                    check.bucket,
+                    check.key,
+                    e.reason()
+                )
+            })
+    }
+
     async fn depth(&self) -> Result<u64, String> {
         super::queues::depth(self.client, self.from)
             .await
@@ -163,12 +191,13 @@ impl Redrive<'_> {
 }
 
 /// On a FIFO queue, a copy with the first sending's deduplication id would be dropped
-/// within five minutes of it, silently: the redrive's id adds the dead-lettered message's
-/// own (so a redrive run twice is still dropped once). SQS takes 128 characters.
+/// within five minutes of it, silently: the redrive's id is made of the dead-lettered
+/// message's own and the id it carries, hashed (never cut, so the third redrive of one
+/// event differs from the second). The only copy SQS can then drop is one of the same
+/// dead-lettered message sent before (a run whose delete failed): the queue has it
+/// already, so deleting it from the dead-letter queue loses nothing.
 fn redrive_deduplication_id(original: &str, dead_letter_id: &str) -> String {
-    let mut id = format!("{original}:{dead_letter_id}");
-    id.truncate(128);
-    id
+    crate::dead_letter::copy_deduplication_id(&[original, dead_letter_id])
 }
 
 pub(crate) fn attributes_of(m: &aws_sdk_sqs::types::Message) -> Vec<Attribute> {

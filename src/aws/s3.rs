@@ -91,6 +91,27 @@ impl PayloadStore {
 }
 
 impl PayloadStore {
+    /// Restarts a stored envelope's lifetime: the bucket expires objects a fixed time
+    /// after their last write, and a message made later that points at it (a dead-letter
+    /// copy, a redrive) lives that long again. A copy onto itself is that write. A missing
+    /// object is `Permanent`.
+    pub async fn refresh(&self, bucket: &str, key: &str) -> Result<(), Failure> {
+        self.client
+            .get()
+            .await
+            .copy_object()
+            .bucket(bucket)
+            .key(key)
+            .copy_source(format!("{bucket}/{}", source_key(key)))
+            // S3 refuses a copy onto itself that changes nothing.
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .content_type("application/json")
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify_sdk_error("S3", &e))
+    }
+
     /// The bytes of one stored object. A missing object (or bucket) or a refusal is
     /// `Permanent`; throttling, 5xx and broken connections are `Transient`.
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, Failure> {
@@ -118,6 +139,26 @@ impl PayloadStore {
 #[serde(rename_all = "camelCase")]
 struct Pointer {
     claim_check: Option<ClaimCheck>,
+}
+
+/// Where the envelope of a queued message is stored, if the message is a claim check.
+pub fn claim_of(message_body: &str) -> Option<ClaimCheck> {
+    serde_json::from_str::<Pointer>(message_body)
+        .ok()?
+        .claim_check
+}
+
+/// A key as `CopySource` takes it: URL-encoded, its slashes kept.
+fn source_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Error)]

@@ -144,9 +144,11 @@ async fn redrive(args: impl IntoIterator<Item = String>) -> ExitCode {
     };
     let sdk = aws_config::load_from_env().await;
     let client = aws_sdk_sqs::Client::new(&sdk);
+    let claims = crate::aws::PayloadStore::with_sdk_config(&sdk);
     let terminal = std::io::stderr().is_terminal();
     let run = Redrive {
         client: &client,
+        claims: Some(&claims),
         from: &args.from,
         to: &args.to,
         filter: &args.filter,

@@ -14,11 +14,11 @@ use tracing::{info, warn};
 use super::batch::{self, Bounds, Item, Process};
 use super::event::{Event, EventError, Queued, Received};
 use super::idempotency::{self, Ledger};
-use super::retry_policy::{Failed, Plan, RetryPolicy};
+use super::retry_policy::{Failed, Plan, RetryPolicy, longest_hold};
 use super::router::{FailureKind, Outcome, Router, ledger_key};
 use super::rules::stored::Routes;
 use crate::aws::{PayloadStore, SqsVisibility};
-use crate::dead_letter::{Attribute, DeadLetter, DeadLetters, Why};
+use crate::dead_letter::{Attribute, DeadLetter, DeadLetters, Why, copy_deduplication_id};
 use crate::metrics::Tally;
 use crate::retry::{Failure, jitter_unit};
 
@@ -101,6 +101,7 @@ impl<L: Ledger> Worker<L> {
         event: SqsEvent,
         deadline: Option<Instant>,
     ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        let invoked = Instant::now();
         let fifo = event
             .records
             .first()
@@ -149,11 +150,12 @@ impl<L: Ledger> Worker<L> {
         }
         tally.emit(&[]);
         if let Some(visibility) = &self.visibility {
+            let longest = longest_hold(invoked.elapsed());
             let delays: Vec<(&str, Duration)> = failed
                 .iter()
                 .filter_map(|f| {
                     let handle = receipts.get(&f.message_id)?.as_deref()?;
-                    Some((handle, f.retry_after.unwrap_or_default()))
+                    Some((handle, f.retry_after.unwrap_or_default().min(longest)))
                 })
                 .collect();
             let set = visibility.delay_many(arn.as_deref(), &delays);
@@ -222,7 +224,7 @@ impl<L: Ledger> Process for Handling<L> {
         tally: &Tally,
     ) -> Result<(), (String, Option<Duration>)> {
         let message_id = item.message_id.as_str();
-        let (event, failures) = match self.read(&item.body).await {
+        let (event, mut failures) = match self.read(&item.body).await {
             Ok(event) => {
                 // Shared, not copied: a claim check's body can be megabytes.
                 let event = Arc::new(self.prepare(event, item, bounds));
@@ -242,13 +244,30 @@ impl<L: Ledger> Process for Handling<L> {
             .sent_at_ms
             .map(|sent| Duration::from_millis(now_ms().saturating_sub(sent)))
             .unwrap_or_default();
-        let plan = self.retry.plan(
-            age,
-            item.receives,
-            &failures,
-            self.dead_letters.is_some(),
-            jitter_unit(),
-        );
+        let unit = jitter_unit();
+        let has_dead_letters = self.dead_letters.is_some();
+        let mut plan = self
+            .retry
+            .plan(age, item.receives, &failures, has_dead_letters, unit);
+        if let (Plan::DeadLetter { letter, .. }, Some(event)) = (&plan, &event) {
+            // A destination that took the event (a deferral past the horizon, a twin that
+            // finished it) is never named in a copy: a redrive would send it again.
+            let done = self.done_among(event, &letter.handlers, tally).await;
+            if !done.is_empty() {
+                failures.retain(|f| f.handler.as_ref().is_none_or(|h| !done.contains(h)));
+                if failures.is_empty() {
+                    // Every destination has it after all.
+                    if let Some(change) = &event.change {
+                        self.seen(event, change, tally).await;
+                    }
+                    tally.count("Handled", None, 1.0);
+                    return Ok(());
+                }
+                plan = self
+                    .retry
+                    .plan(age, item.receives, &failures, has_dead_letters, unit);
+            }
+        }
         let reasons = || {
             failures
                 .iter()
@@ -274,11 +293,22 @@ impl<L: Ledger> Process for Handling<L> {
                 ) else {
                     return Err((reasons(), then));
                 };
+                // Each copy its own FIFO id: a second copy of one message (another
+                // destination failing later) under the received id would be dropped by
+                // SQS within its five-minute window.
+                let deduplication_id = item.deduplication_id.as_deref().map(|original| {
+                    copy_deduplication_id(&[
+                        original,
+                        &item.message_id,
+                        &letter.handlers.join(","),
+                        &letter.attempts.to_string(),
+                    ])
+                });
                 let copy = DeadLetter::new(
                     item.body.clone(),
                     &item.attributes,
                     item.group.clone(),
-                    item.deduplication_id.clone(),
+                    deduplication_id,
                     &Why {
                         reason: &letter.reason,
                         destinations: &letter.handlers,
@@ -286,6 +316,7 @@ impl<L: Ledger> Process for Handling<L> {
                         attempts: letter.attempts,
                     },
                 );
+                self.refresh_claim(item, tally).await;
                 if let Err(e) = dead_letters.send(&copy).await {
                     // Never dropped without its copy: it comes back, and is moved then.
                     warn!(message_id, id, event = name, error = %e, "not moved to the dead-letter queue; will retry");
@@ -439,6 +470,38 @@ impl<L: Ledger> Handling<L> {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         }
+    }
+
+    /// A claim check about to be copied to the dead-letter queue: its stored envelope must
+    /// live as long as the copy, so its lifetime starts again. Not done, the copy is moved
+    /// all the same (the object has what was left of its lifetime), and it is counted.
+    async fn refresh_claim(&self, item: &Item, tally: &Tally) {
+        let (Some(claims), Some(check)) = (&self.claims, crate::aws::s3::claim_of(&item.body))
+        else {
+            return;
+        };
+        if let Err(e) = claims.refresh(&check.bucket, &check.key).await {
+            tally.count("ClaimNotRefreshed", None, 1.0);
+            warn!(message_id = %item.message_id, error = %e.reason(), "the stored envelope's lifetime was not restarted: it may expire before the dead-letter copy");
+        }
+    }
+
+    /// Which of `handlers` the ledger has as done for `event`. One read each, on the
+    /// dead-letter path only; a read that fails counts as not done (the copy names it,
+    /// and the conditional mark still keeps its done mark).
+    async fn done_among(&self, event: &Event, handlers: &[String], tally: &Tally) -> Vec<String> {
+        let mut done = Vec::new();
+        for handler in handlers {
+            match self.ledger.done(&ledger_key(event, handler)).await {
+                Ok(true) => done.push(handler.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    tally.count("MarkFailed", Some(("Mark", "read")), 1.0);
+                    warn!(handler = %handler, error = %e, "idempotency record not read before dead-lettering");
+                }
+            }
+        }
+        done
     }
 
     /// Records, for reconciliation, that `change` needs no queuing again.

@@ -36,8 +36,13 @@ pub trait Ledger: Send + Sync + 'static {
     /// Records a failure and lifts our in-progress mark, so a retry may run at once;
     /// returns how often `key` has failed, if the ledger counts.
     fn failed(&self, key: &str) -> impl Future<Output = Result<Option<u32>, AdapterError>> + Send;
+    /// Whether `key` is done (its destination took the event), read consistently: a
+    /// destination that took an event is never named in a dead-letter copy. False without
+    /// a record.
+    fn done(&self, key: &str) -> impl Future<Output = Result<bool, AdapterError>> + Send;
     /// Marks `key` as moved to the dead-letter queue with the SQS message `message_id`:
-    /// retries of that message skip it, a redrive (another message) runs it again.
+    /// retries of that message skip it, a redrive (another message) runs it again. Never
+    /// over a done mark: a redrive must not repeat what a destination took.
     fn dead_lettered(
         &self,
         key: &str,
@@ -76,6 +81,10 @@ impl Ledger for NoLedger {
 
     async fn failed(&self, _key: &str) -> Result<Option<u32>, AdapterError> {
         Ok(None)
+    }
+
+    async fn done(&self, _key: &str) -> Result<bool, AdapterError> {
+        Ok(false)
     }
 
     async fn dead_lettered(&self, _key: &str, _message_id: &str) -> Result<(), AdapterError> {

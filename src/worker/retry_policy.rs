@@ -16,8 +16,19 @@ use std::time::Duration;
 use super::router::FailureKind;
 use crate::retry::Backoff;
 
-/// SQS holds a message invisible for 12 hours at most.
+/// SQS holds a message invisible for 12 hours at most, counted from the receive that
+/// handed it out (not from when the visibility is set).
 const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+/// Lambda's poller may hold received messages this long (the longest batching window)
+/// before it invokes the function; and a few seconds for clocks and the call itself.
+const BEFORE_INVOCATION: Duration = Duration::from_secs(300 + 5);
+
+/// The longest a message may be kept from coming back, `since_invocation` into the
+/// invocation that received it: what is left of SQS's 12 hours. Asking more fails, and
+/// the message would come back after the queue's visibility timeout instead.
+pub fn longest_hold(since_invocation: Duration) -> Duration {
+    MAX_VISIBILITY.saturating_sub(BEFORE_INVOCATION + since_invocation)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {

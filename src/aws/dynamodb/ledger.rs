@@ -106,6 +106,13 @@ impl Ledger for DynamoLedger {
         self.mark(key, DEAD_LETTERED, Some(message_id)).await
     }
 
+    async fn done(&self, key: &str) -> Result<bool, AdapterError> {
+        Ok(self
+            .state(key)
+            .await?
+            .is_some_and(|(status, _)| status == COMPLETED))
+    }
+
     async fn seen(&self, change: &str) -> Result<(), AdapterError> {
         super::seen::mark(&self.table, change).await
     }
@@ -154,7 +161,9 @@ impl DynamoLedger {
             .expression_attribute_names("#status", "status")
     }
 
-    /// Sets `key`'s status; `message`: the SQS message it was dead-lettered with.
+    /// Sets `key`'s status; `message`: the SQS message it was dead-lettered with. A
+    /// dead-letter mark never replaces a done one (the destination took the event: a
+    /// redrive must skip it), and finding one done is no failure.
     async fn mark(
         &self,
         key: &str,
@@ -171,9 +180,15 @@ impl DynamoLedger {
                 .update_expression(
                     "SET #status = :status, expiration = :expiration, deadMessage = :m",
                 )
+                .condition_expression("attribute_not_exists(id) OR #status <> :completed")
+                .expression_attribute_values(":completed", AttributeValue::S(COMPLETED.into()))
                 .expression_attribute_values(":m", AttributeValue::S(m.into())),
             None => update.update_expression("SET #status = :status, expiration = :expiration"),
         };
-        update.send().await.map(drop).map_err(error)
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(error(e)),
+        }
     }
 }
