@@ -1,8 +1,9 @@
 //! The dead-letter queue as the worker fills it and `twenty-replay redrive` empties it: a
 //! moved message keeps its body byte for byte, its message attributes, on FIFO its group
-//! and deduplication ids, and says why (`failureReason`, `failedDestination`, `lastStatus`,
-//! `attempts`); a redriven one loses those and gains `redriven`. Plain code: the SQS side
-//! is `aws::SqsDeadLetters` and `aws::redrive`.
+//! (with a deduplication id of its own, `copy_deduplication_id`), and says why
+//! (`failureReason`, `failedDestination`, `lastStatus`, `attempts`); a redriven one loses
+//! those and gains `redriven`. Plain code: the SQS side is `aws::SqsDeadLetters` and
+//! `aws::redrive`.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,5 +1,6 @@
 //! The dead-letter queue as the worker fills it: a message moved by `SendMessage`, body,
-//! attributes and FIFO ids as they were (`worker::dead_letter` says what is added).
+//! attributes and FIFO group as they were, with the copy's own deduplication id
+//! (`crate::dead_letter` says what is added).
 
 use std::collections::HashMap;
 

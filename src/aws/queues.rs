@@ -48,6 +48,13 @@ impl Queues {
     /// returns.
     pub async fn census(&self, url: &str, limit: u64) -> Result<(Census, bool), AdapterError> {
         let client = self.client.get().await;
+        // On FIFO, an empty answer can also mean every group's head is held: all were
+        // counted only if as many as the queue held at the start.
+        let at_start = if url.ends_with(".fifo") {
+            Some(depth(client, url).await?.visible)
+        } else {
+            None
+        };
         let mut census = Census::default();
         let mut held = Vec::new();
         let mut all = false;
@@ -71,7 +78,7 @@ impl Queues {
                 Err(e) => break Err(adapter_error("SQS", &e)),
             };
             if messages.is_empty() {
-                all = true;
+                all = at_start.is_none_or(|n| census.counted >= n);
                 break Ok(());
             }
             for m in &messages {

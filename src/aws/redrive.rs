@@ -25,6 +25,10 @@ pub struct RedriveReport {
     pub failed: Vec<(String, String)>,
     /// What the dead-letter queue said it held at the start.
     pub expected: u64,
+    /// On a FIFO queue, messages there at the start that could not be looked at: each
+    /// waits behind a message of its group that this run leaves (SQS hands out no message
+    /// of a group while an earlier one is held).
+    pub unexamined: u64,
 }
 
 pub struct Redrive<'a> {
@@ -66,8 +70,12 @@ impl Redrive<'_> {
             ..self.filter.clone()
         };
         let mut held = Vec::new();
+        // Each message is looked at once a run: one received again (a run longer than the
+        // hold) is only held again, or, if it was sent back and not deleted, deleted now.
+        let mut seen = std::collections::HashSet::new();
+        let mut undeleted = std::collections::HashSet::new();
         let mut empty = 0;
-        // Two empty answers in a row: everything visible has been looked at.
+        // Two answers in a row with nothing new: everything visible has been looked at.
         while empty < 2 {
             let messages = self
                 .client
@@ -88,14 +96,24 @@ impl Redrive<'_> {
                 })?
                 .messages
                 .unwrap_or_default();
-            if messages.is_empty() {
-                empty += 1;
-                continue;
-            }
-            empty = 0;
+            let fresh = messages
+                .iter()
+                .filter(|m| !seen.contains(m.message_id().unwrap_or_default()))
+                .count();
+            empty = if fresh == 0 { empty + 1 } else { 0 };
             for m in messages {
                 let id = m.message_id().unwrap_or_default().to_owned();
                 let handle = m.receipt_handle().unwrap_or_default().to_owned();
+                if !seen.insert(id.clone()) {
+                    if undeleted.contains(&id) && self.delete(&handle).await.is_ok() {
+                        undeleted.remove(&id);
+                        report.failed.retain(|(f, _)| *f != id);
+                        report.moved += 1;
+                    } else {
+                        held.push(handle);
+                    }
+                    continue;
+                }
                 let attributes = attributes_of(&m);
                 let system = m.attributes();
                 let system =
@@ -136,18 +154,36 @@ impl Redrive<'_> {
                     continue;
                 }
                 // Only now: the queue has its copy.
-                match self.client.delete_message().queue_url(self.from).receipt_handle(&handle).send().await {
-                    Ok(_) => report.moved += 1,
-                    Err(e) => report.failed.push((
-                        id,
-                        format!("sent back, but not deleted from the dead-letter queue (it will be redriven twice if run again): {}", DisplayErrorContext(e)),
-                    )),
+                match self.delete(&handle).await {
+                    Ok(()) => report.moved += 1,
+                    Err(e) => {
+                        undeleted.insert(id.clone());
+                        report.failed.push((
+                            id,
+                            format!("sent back, but not deleted from the dead-letter queue (it will be redriven twice if run again): {e}"),
+                        ));
+                    }
                 }
             }
             progress(&report);
         }
         super::queues::release(self.client, self.from, &held).await;
+        if self.from.ends_with(".fifo") {
+            let examined = (seen.len() as u64).saturating_sub(report.newer);
+            report.unexamined = report.expected.saturating_sub(examined);
+        }
         Ok(report)
+    }
+
+    async fn delete(&self, handle: &str) -> Result<(), String> {
+        self.client
+            .delete_message()
+            .queue_url(self.from)
+            .receipt_handle(handle)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| DisplayErrorContext(e).to_string())
     }
 
     /// A claim check's stored envelope, its lifetime restarted; Err when it cannot be

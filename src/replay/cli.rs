@@ -189,7 +189,13 @@ async fn redrive(args: impl IntoIterator<Item = String>) -> ExitCode {
         report.newer,
         report.failed.len()
     );
-    if report.failed.is_empty() {
+    if report.unexamined > 0 {
+        println!(
+            "not looked at {}: on a FIFO queue each waits behind an earlier message of its group that this run left; redrive those first (a wider filter), then run again",
+            report.unexamined
+        );
+    }
+    if report.failed.is_empty() && report.unexamined == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -1,6 +1,6 @@
 //! SQS targets: `SendMessage` of the envelope bytes with the message attributes it was
-//! queued with, and, for a FIFO queue, the group and deduplication ids it came with (or,
-//! from a standard queue, the record's group and the envelope's id).
+//! queued with, and, for a FIFO queue, the group it came with (from a standard queue, the
+//! record's) and the envelope's id as deduplication id.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,10 +60,10 @@ impl Target for Queue {
                         &fallback_group
                     }
                 };
-                let dedup = received
-                    .and_then(|r| r.deduplication_id.as_deref())
-                    .unwrap_or(&event.id);
-                (Some(group), Some(dedup))
+                // The envelope's id, never the received message's: a dead-letter copy or a
+                // redrive carries an id of its own, and the target must still see one event
+                // under one id.
+                (Some(group), Some(event.id.as_str()))
             } else {
                 (None, None)
             };
