@@ -197,6 +197,8 @@ def check_stored_secrets_with_email():
     expect(str(wenv["RETRY_HORIZON_SECS"]) == "86400", f"a day's horizon: {wenv['RETRY_HORIZON_SECS']}")
     redrive = res["EventQueue"]["Properties"]["RedrivePolicy"]
     expect(str(redrive["maxReceiveCount"]) == "1000", f"the receive count is a backstop: {redrive}")
+    expect(str(wenv["MAX_RECEIVE_COUNT"]) == str(redrive["maxReceiveCount"]),
+           "the worker knows the queue's maxReceiveCount, to move a message before SQS does")
     for name in ["EventQueue", "DeadLetterQueue"]:
         expect(str(res[name]["Properties"]["MessageRetentionPeriod"]) == "1209600",
                f"{name} keeps 14 days: the horizon and time to redrive")
@@ -222,8 +224,12 @@ def check_stored_secrets_with_email():
                f"event source sizes: {p}")
 
     alarms = {k: v for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
-    expect(len(alarms) == 10, f"ten alarms: {sorted(alarms)}")
+    expect(len(alarms) == 11, f"eleven alarms: {sorted(alarms)}")
     expect("BreakerOpenAlarm" in alarms, "an alarm on an open breaker")
+    in_flight = alarms["InFlightAlarm"]["Properties"]
+    expect(in_flight["MetricName"] == "ApproximateNumberOfMessagesNotVisible"
+           and in_flight["Threshold"] < 120000,
+           "an alarm before SQS's 120,000 in-flight messages")
     expect("RulesNotAppliedAlarm" in alarms, "an alarm on stored rules that were not applied")
     for name, alarm in alarms.items():
         expect(alarm["Properties"].get("AlarmActions") == [{"Ref": "AlarmTopic"}],
@@ -392,7 +398,7 @@ def check_reconciliation():
     expect(len(rules) == 1 and rules[0]["Properties"]["ScheduleExpression"] == "rate(15 minutes)",
            f"a schedule: {rules}")
     alarms = [k for k, v in res.items() if v["Type"] == "AWS::CloudWatch::Alarm"]
-    expect("ReconcileErrorsAlarm" in alarms and len(alarms) == 11, f"eleven alarms: {alarms}")
+    expect("ReconcileErrorsAlarm" in alarms and len(alarms) == 12, f"twelve alarms: {alarms}")
     keeps_failing = res["ReconcileErrorsAlarm"]["Properties"]
     expect((keeps_failing["EvaluationPeriods"], keeps_failing["DatapointsToAlarm"]) == (2, 2),
            "the reconciliation alarm waits for failures in two periods running")

@@ -29,6 +29,8 @@ pub const BACKOFF_CAP: &str = "BACKOFF_CAP_SECS";
 pub const BREAKER_FAILURES: &str = "BREAKER_FAILURES";
 pub const BREAKER_OPEN: &str = "BREAKER_OPEN_SECS";
 pub const DEADLINE_MARGIN: &str = "DEADLINE_MARGIN_MS";
+/// The queue's redrive policy's `maxReceiveCount` (the template sets both).
+pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
 
 const DEFAULT_CONCURRENCY: u64 = 10;
 const MAX_CONCURRENCY: u64 = 100;
@@ -108,6 +110,13 @@ impl WorkerConfig {
             horizon: seconds(RETRY_HORIZON, 86_400, MAX_HORIZON_SECS)?,
             base: seconds(BACKOFF_BASE, 5, MAX_DELAY_SECS)?,
             cap: seconds(BACKOFF_CAP, 900, MAX_DELAY_SECS)?,
+            receive_limit: whole_number(
+                MAX_RECEIVE_COUNT,
+                get(MAX_RECEIVE_COUNT),
+                1000,
+                3..=1000,
+                "receives (the queue's maxReceiveCount)",
+            )? as u32,
         };
         if retry.cap < retry.base {
             return Err(invalid(

@@ -19,6 +19,8 @@ use crate::retry::Backoff;
 /// SQS holds a message invisible for 12 hours at most, counted from the receive that
 /// handed it out (not from when the visibility is set).
 const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+/// The shortest a held-back message stays away.
+const MIN_HOLD: Duration = Duration::from_secs(1);
 /// Lambda's poller may hold received messages this long (the longest batching window)
 /// before it invokes the function; and a few seconds for clocks and the call itself.
 const BEFORE_INVOCATION: Duration = Duration::from_secs(300 + 5);
@@ -35,6 +37,10 @@ pub struct RetryPolicy {
     pub horizon: Duration,
     pub base: Duration,
     pub cap: Duration,
+    /// The queue's `maxReceiveCount`: SQS moves a message to the dead-letter queue itself
+    /// past it, with no reason and no marks. The worker moves it first: at its last two
+    /// receives (one may be lost to a killed invocation) a failure is final.
+    pub receive_limit: u32,
 }
 
 impl Default for RetryPolicy {
@@ -43,6 +49,7 @@ impl Default for RetryPolicy {
             horizon: Duration::from_secs(86_400),
             base: Duration::from_secs(5),
             cap: Duration::from_secs(900),
+            receive_limit: 1000,
         }
     }
 }
@@ -110,7 +117,8 @@ impl RetryPolicy {
         dead_letters: bool,
         unit: f64,
     ) -> Plan {
-        let past = age >= self.horizon;
+        let last_receives = receives >= self.receive_limit.saturating_sub(1);
+        let past = age >= self.horizon || last_receives;
         let (dead, live): (Vec<&Failed>, Vec<&Failed>) = failures
             .iter()
             .partition(|f| dead_letters && (past || f.kind == FailureKind::Permanent));
@@ -118,7 +126,8 @@ impl RetryPolicy {
             let delay = live
                 .iter()
                 .map(|f| match f.kind {
-                    FailureKind::Deferred => f.retry_after.unwrap_or_default(),
+                    // Never at once: a hold of nothing would spin receives.
+                    FailureKind::Deferred => f.retry_after.unwrap_or_default().max(MIN_HOLD),
                     _ => {
                         let backoff = self.backoff(f.attempts.unwrap_or(receives).max(1), unit);
                         f.retry_after.map_or(backoff, |r| r.max(backoff))
@@ -140,7 +149,11 @@ impl RetryPolicy {
         }
         let first = dead[0];
         let code = if past && first.kind != FailureKind::Permanent {
-            "horizon_passed"
+            if age >= self.horizon {
+                "horizon_passed"
+            } else {
+                "receive_limit"
+            }
         } else {
             first.code
         };
@@ -221,6 +234,29 @@ mod tests {
         assert_eq!((letter.status, letter.attempts), (Some(503), 91));
         // Without a dead-letter queue of its own, the worker only retries.
         assert_eq!(p.plan(S(90_000), 91, &f, false, 0.5), Plan::Retry(S(900)));
+    }
+
+    /// Held back often (a rate limit, an open breaker), a message reaches the queue's
+    /// `maxReceiveCount` before the horizon: the worker moves it itself at its last
+    /// receives, with why, before SQS would without a word.
+    #[test]
+    fn the_last_receives_before_sqs_moves_it_are_final() {
+        let p = RetryPolicy::default();
+        let mut d = failed("n8n", FailureKind::Deferred, None);
+        d.retry_after = Some(S(3));
+        assert_eq!(
+            p.plan(S(60), 998, &[d.clone()], true, 0.5),
+            Plan::Retry(S(3))
+        );
+        let Plan::DeadLetter { letter, then } = p.plan(S(60), 999, &[d.clone()], true, 0.5) else {
+            panic!()
+        };
+        assert_eq!(then, None);
+        assert!(
+            letter.reason.starts_with("receive_limit: n8n: "),
+            "{}",
+            letter.reason
+        );
     }
 
     #[test]

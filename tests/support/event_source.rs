@@ -19,6 +19,8 @@ use super::lambda_api::{LambdaApi, now_ms};
 #[derive(Debug, Clone)]
 pub struct Invocation {
     pub messages: usize,
+    /// The message ids handed over, each with SQS's receive count.
+    pub received: Vec<(String, u32)>,
     pub deadline: Instant,
     /// When the answer came; None if it did not come before the poller gave up.
     pub answered_at: Option<Instant>,
@@ -181,6 +183,17 @@ async fn poll(
             .await;
         let mut invocation = Invocation {
             messages: messages.len(),
+            received: messages
+                .iter()
+                .map(|m| {
+                    let count = m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    (m.message_id().unwrap_or_default().to_owned(), count)
+                })
+                .collect(),
             deadline,
             answered_at: None,
             failed: Vec::new(),

@@ -1,6 +1,7 @@
 //! The destinations' breaker and rate-limit state in the worker's table, shared by every
 //! worker instance: `breaker#<rule>` (`failures`, `openUntil`, `period`, `probeUntil`, in
-//! milliseconds) and `pace#<rule>` (`next`: the next free send slot, in microseconds). Each
+//! milliseconds) and `pace#<rule>` (`next`: the first slot after every slot leased or kept;
+//! `kept`, `keptFrom`: the slots kept for held-back messages; in microseconds). Each
 //! step is one conditional write, so instances never undo each other.
 
 use std::time::Duration;
@@ -10,7 +11,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{Item, Table, condition_failed, error, now, number, number_of};
 use crate::adapter::AdapterError;
-use crate::worker::guard::{BreakerState, DestinationStore, Lease, Opening, SlotAsk, StoreFuture};
+use crate::worker::guard::{
+    BreakerState, DestinationStore, Lease, Opening, SlotAsk, StoreFuture, Timeline,
+};
 
 pub(super) const BREAKER: &str = "breaker#";
 const PACE: &str = "pace#";
@@ -195,25 +198,37 @@ impl DestinationStore for DynamoDestinations {
         Box::pin(async move {
             for _ in 0..LEASE_TRIES {
                 // Read, then move the timeline on only if nobody moved it in between.
-                let seen = self
-                    .item(PACE, destination)
-                    .await?
-                    .map(|i| number_of(&i, "next"));
-                let (lease, next) = ask.lease_at(seen.unwrap_or(0));
-                let Some(next) = next else {
-                    return Ok(lease);
-                };
+                let item = self.item(PACE, destination).await?;
+                let seen = item.as_ref().map(|i| Timeline {
+                    next_us: number_of(i, "next"),
+                    kept: number_of(i, "kept") as u32,
+                    kept_from_us: number_of(i, "keptFrom"),
+                });
+                let (lease, next) = ask.lease_on(seen.unwrap_or_default());
                 let mut update = self
                     .update(PACE, destination)
                     .await
-                    .update_expression("SET #next = :next, expiration = :expiration")
+                    .update_expression(
+                        "SET #next = :next, kept = :kept, keptFrom = :keptFrom, \
+                         expiration = :expiration",
+                    )
                     .expression_attribute_names("#next", "next")
-                    .expression_attribute_values(":next", number(next.into()));
-                update = match seen {
-                    Some(seen) => update
-                        .condition_expression("#next = :seen")
-                        .expression_attribute_values(":seen", number(seen.into())),
-                    None => update.condition_expression("attribute_not_exists(id)"),
+                    .expression_attribute_values(":next", number(next.next_us.into()))
+                    .expression_attribute_values(":kept", number(next.kept.into()))
+                    .expression_attribute_values(":keptFrom", number(next.kept_from_us.into()));
+                update = match (seen, item.as_ref().is_some_and(|i| i.contains_key("kept"))) {
+                    (Some(seen), true) => update
+                        .condition_expression(
+                            "#next = :seen AND kept = :seenKept AND keptFrom = :seenFrom",
+                        )
+                        .expression_attribute_values(":seen", number(seen.next_us.into()))
+                        .expression_attribute_values(":seenKept", number(seen.kept.into()))
+                        .expression_attribute_values(":seenFrom", number(seen.kept_from_us.into())),
+                    // Written before slots were kept: `next` alone.
+                    (Some(seen), false) => update
+                        .condition_expression("#next = :seen AND attribute_not_exists(kept)")
+                        .expression_attribute_values(":seen", number(seen.next_us.into())),
+                    (None, _) => update.condition_expression("attribute_not_exists(id)"),
                 };
                 match update.send().await {
                     Ok(_) => return Ok(lease),

@@ -19,6 +19,7 @@ use tracing::warn;
 
 use super::{DestinationStore, LocalStore, Pass, now_ms};
 use crate::metrics::Unit;
+use crate::retry::jitter_unit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerSettings {
@@ -195,9 +196,12 @@ impl Breakers {
         time_left: Option<Duration>,
     ) -> Result<Pass, Duration> {
         let now = now_ms();
-        match self.current(destination, now).await.admission(now) {
+        let state = self.current(destination, now).await;
+        match state.admission(now) {
             Admission::Send => Ok(Pass::Normal),
-            Admission::Wait(wait) => Err(wait),
+            // Back when the opening ends, spread a little so that one takes the probe
+            // and the rest find it taken.
+            Admission::Wait(wait) => Err(wait + self.spread(state.period_ms)),
             Admission::Probe => {
                 let lease = time_left
                     .unwrap_or(self.settings.probe_wait)
@@ -222,20 +226,24 @@ impl Breakers {
                             Pass::Probe { until_ms: until }
                         })
                     }
-                    // Opened again, or another worker is probing: wait for what it says.
+                    // Opened again, or another worker is probing: back when the opening
+                    // or the probe's lease ends, not before (once per hold, however long
+                    // the probe hangs).
                     Err(state) => {
                         self.learn(destination, state);
-                        let wait = if state.open_until_ms > now {
-                            state.open_until_ms - now
-                        } else {
-                            (self.settings.probe_wait.as_millis() as u64)
-                                .min(state.probe_until_ms.saturating_sub(now))
-                        };
-                        Err(Duration::from_millis(wait.max(1)))
+                        let until = state.open_until_ms.max(state.probe_until_ms);
+                        let wait = Duration::from_millis(until.saturating_sub(now).max(1));
+                        Err(wait + self.spread(state.period_ms))
                     }
                 }
             }
         }
+    }
+
+    /// A random part of a tenth of an opening (at least of `probe_wait`), added to a hold.
+    fn spread(&self, period_ms: u64) -> Duration {
+        let base = Duration::from_millis(period_ms).max(self.settings.probe_wait) / 10;
+        base.mul_f64(jitter_unit())
     }
 
     /// Gives back a probe that was not used, so that another worker may probe at once
@@ -376,16 +384,16 @@ mod tests {
         }
         let wait = breakers.admit("d", None).await.unwrap_err();
         assert!(
-            wait <= Duration::from_millis(100) && wait > Duration::ZERO,
-            "{wait:?}"
+            wait <= Duration::from_millis(110) && wait > Duration::ZERO,
+            "until the opening ends, and up to a tenth more: {wait:?}"
         );
         tokio::time::sleep(wait + Duration::from_millis(5)).await;
         let probe = breakers.admit("d", None).await.unwrap();
         assert!(matches!(probe, Pass::Probe { .. }), "{probe:?}");
-        assert_eq!(
-            breakers.admit("d", None).await,
-            Err(Duration::from_millis(10)),
-            "the probe is taken"
+        let held = breakers.admit("d", None).await.unwrap_err();
+        assert!(
+            held > Duration::from_millis(900) && held <= Duration::from_millis(1_010),
+            "the probe is taken: back when its lease (1 s at least) ends: {held:?}"
         );
         breakers.settle("d", probe, Some(down())).await;
         let wait = breakers.admit("d", None).await.unwrap_err();

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use breaker::{BreakerSettings, BreakerState, Breakers, LastFailure, Opening};
-pub use pace::{Lease, Pacer, SlotAsk};
+pub use pace::{Lease, Pacer, SlotAsk, Timeline};
 
 use super::router::{FailureKind, HandlerError};
 use crate::adapter::AdapterError;
@@ -56,11 +56,11 @@ pub trait DestinationStore: Send + Sync + 'static {
 /// The state in this process alone: what each instance keeps when there is no table.
 #[derive(Default)]
 pub struct LocalStore {
-    state: Mutex<HashMap<String, (BreakerState, u64)>>,
+    state: Mutex<HashMap<String, (BreakerState, Timeline)>>,
 }
 
 impl LocalStore {
-    fn with<T>(&self, destination: &str, f: impl FnOnce(&mut (BreakerState, u64)) -> T) -> T {
+    fn with<T>(&self, destination: &str, f: impl FnOnce(&mut (BreakerState, Timeline)) -> T) -> T {
         let mut map = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         f(map.entry(destination.to_owned()).or_default())
     }
@@ -124,9 +124,9 @@ impl DestinationStore for LocalStore {
     }
 
     fn lease_slots<'a>(&'a self, destination: &'a str, ask: SlotAsk) -> StoreFuture<'a, Lease> {
-        let lease = self.with(destination, |(_, next_free_us)| {
-            let (lease, next) = ask.lease_at(*next_free_us);
-            *next_free_us = next.unwrap_or(*next_free_us);
+        let lease = self.with(destination, |(_, timeline)| {
+            let (lease, next) = ask.lease_on(*timeline);
+            *timeline = next;
             lease
         });
         Box::pin(async move { Ok(lease) })

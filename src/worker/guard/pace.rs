@@ -4,8 +4,11 @@
 //! per send. A slot is used at its time and never later than one interval after it: in any
 //! window, the destination gets at most `maxPerSecond × window + 1` calls.
 //!
-//! A send that would wait longer than it may is not made: its message comes back when the
-//! next free slot is due.
+//! A send that would wait longer than it may is not made: its message is held back, and a
+//! slot on the timeline is kept for it (after every slot leased or kept before), so that it
+//! comes back shortly before that slot and takes it. Held-back messages so come back one
+//! slot apart, each when it can go, rather than together at the next free slot, most to be
+//! held back again: a backlog drains with about two receives a message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,13 +18,18 @@ use tracing::warn;
 
 use super::{DestinationStore, LocalStore, now_us};
 
+/// How long before its kept slot a held-back message comes back: it waits for the slot
+/// (at most what it may wait), rather than come back late and find it gone.
+const COME_BACK_EARLY: Duration = Duration::from_secs(1);
+
 /// What the store gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lease {
-    /// Slots from `start_us` on, one interval apart.
-    Granted { start_us: u64 },
-    /// None soon enough: the next free slot is at `at_us`.
-    Later { at_us: u64 },
+    /// `count` slots from `start_us` on, one interval apart.
+    Granted { start_us: u64, count: u32 },
+    /// None soon enough: the slot at `at_us` is kept for this send, to be taken by a send
+    /// that asks again by then.
+    Kept { at_us: u64 },
 }
 
 /// A request for send slots, at `now_us`: `count` slots `interval_us` apart, from the
@@ -34,16 +42,58 @@ pub struct SlotAsk {
     pub latest_start_us: u64,
 }
 
+/// One destination's timeline, as a store keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// The first slot after every slot leased or kept.
+    pub next_us: u64,
+    /// Slots kept for held-back messages: `kept` of them, one interval apart from
+    /// `kept_from_us` on, the last of them just before `next_us`.
+    pub kept: u32,
+    pub kept_from_us: u64,
+}
+
 impl SlotAsk {
-    /// The lease a store grants when its next free slot is `next_free_us`: the lease, and
-    /// the next free slot after it (None: unchanged). One rule for every store.
-    pub fn lease_at(self, next_free_us: u64) -> (Lease, Option<u64>) {
-        let start = next_free_us.max(self.now_us);
-        if start > self.latest_start_us {
-            return (Lease::Later { at_us: start }, None);
+    /// The lease a store grants on `timeline`, and the timeline after it. One rule for
+    /// every store. A kept slot is taken by whoever asks first within its reach (the
+    /// message it was kept for comes back just before it); one more than an interval
+    /// past is gone, as a leased one is. Blocks are leased only when no slot is kept, so
+    /// kept slots stay one interval apart at the end of the timeline.
+    pub fn lease_on(self, timeline: Timeline) -> (Lease, Timeline) {
+        let mut t = timeline;
+        let interval = self.interval_us.max(1);
+        if t.kept > 0 && t.kept_from_us + interval <= self.now_us {
+            let gone = ((self.now_us - t.kept_from_us) / interval).min(u64::from(t.kept));
+            t.kept -= gone as u32;
+            t.kept_from_us += gone * interval;
         }
-        let next = start + u64::from(self.count) * self.interval_us;
-        (Lease::Granted { start_us: start }, Some(next))
+        if t.kept > 0 {
+            if t.kept_from_us <= self.latest_start_us {
+                let start_us = t.kept_from_us;
+                t.kept -= 1;
+                t.kept_from_us += interval;
+                return (Lease::Granted { start_us, count: 1 }, t);
+            }
+            let at_us = t.next_us;
+            t.next_us += interval;
+            t.kept += 1;
+            return (Lease::Kept { at_us }, t);
+        }
+        let start_us = t.next_us.max(self.now_us);
+        if start_us <= self.latest_start_us {
+            t.next_us = start_us + u64::from(self.count) * interval;
+            return (
+                Lease::Granted {
+                    start_us,
+                    count: self.count,
+                },
+                t,
+            );
+        }
+        t.kept = 1;
+        t.kept_from_us = start_us;
+        t.next_us = start_us + interval;
+        (Lease::Kept { at_us: start_us }, t)
     }
 }
 
@@ -52,8 +102,6 @@ impl SlotAsk {
 struct Slots {
     next_us: u64,
     end_us: u64,
-    /// The store said no slot is free before this.
-    busy_until_us: u64,
 }
 
 /// The slot leases of every destination, over one store.
@@ -120,9 +168,6 @@ impl Pacer {
                     slots.next_us += interval;
                     break slot;
                 }
-                if slots.busy_until_us > latest {
-                    return Err(Duration::from_micros(slots.busy_until_us - now));
-                }
                 let block = self.block(per_second);
                 let ask = SlotAsk {
                     now_us: now,
@@ -137,17 +182,17 @@ impl Pacer {
                         self.fallback
                             .lease_slots(destination, ask)
                             .await
-                            .unwrap_or(Lease::Later { at_us: latest })
+                            .unwrap_or(Lease::Kept { at_us: latest })
                     }
                 };
                 match lease {
-                    Lease::Granted { start_us } => {
+                    Lease::Granted { start_us, count } => {
                         slots.next_us = start_us;
-                        slots.end_us = start_us + u64::from(block) * interval;
+                        slots.end_us = start_us + u64::from(count) * interval;
                     }
-                    Lease::Later { at_us } => {
-                        slots.busy_until_us = at_us;
-                        return Err(Duration::from_micros(at_us.saturating_sub(now)));
+                    Lease::Kept { at_us } => {
+                        let wait = Duration::from_micros(at_us.saturating_sub(now));
+                        return Err(wait.saturating_sub(COME_BACK_EARLY));
                     }
                 }
             }
@@ -211,11 +256,65 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            wait > Duration::from_millis(800) && wait <= Duration::from_secs(1),
-            "{wait:?}"
+            wait < Duration::from_millis(100),
+            "a little before its slot: {wait:?}"
         );
         assert_eq!(pacer.block(8.0), 8);
         assert_eq!(pacer.block(0.2), 1);
         assert_eq!(pacer.block(1e6), 100);
+    }
+
+    /// Held-back sends each get a slot of their own, one interval apart, and a send that
+    /// comes back for it takes it; one that never comes back loses it after an interval.
+    #[test]
+    fn held_back_sends_keep_slots_one_interval_apart() {
+        let ask = |now_us, latest_start_us| SlotAsk {
+            now_us,
+            count: 2,
+            interval_us: 100,
+            latest_start_us,
+        };
+        let (lease, t) = ask(1_000, 1_000).lease_on(Timeline::default());
+        assert_eq!(
+            lease,
+            Lease::Granted {
+                start_us: 1_000,
+                count: 2
+            }
+        );
+        let mut t = t;
+        let mut kept = Vec::new();
+        for _ in 0..3 {
+            let (lease, next) = ask(1_000, 1_050).lease_on(t);
+            t = next;
+            kept.push(lease);
+        }
+        assert_eq!(
+            kept,
+            [1_200, 1_300, 1_400].map(|at_us| Lease::Kept { at_us }),
+            "after the block, one interval apart"
+        );
+        // Back just before its slot: it takes it.
+        let (lease, t) = ask(1_150, 1_250).lease_on(t);
+        assert_eq!(
+            lease,
+            Lease::Granted {
+                start_us: 1_200,
+                count: 1
+            }
+        );
+        // A newcomer while slots are kept: kept after them, not before.
+        let (lease, t) = ask(1_160, 1_200).lease_on(t);
+        assert_eq!(lease, Lease::Kept { at_us: 1_500 });
+        // The one kept at 1300 never came back: gone at 1400; 1400 is taken.
+        let (lease, t) = ask(1_400, 1_450).lease_on(t);
+        assert_eq!(
+            lease,
+            Lease::Granted {
+                start_us: 1_400,
+                count: 1
+            }
+        );
+        assert_eq!((t.kept, t.kept_from_us, t.next_us), (1, 1_500, 1_600));
     }
 }
