@@ -827,3 +827,50 @@ async fn a_fifo_redrive_says_what_it_could_not_look_at() {
     let want: Vec<String> = (0..12).map(|n| format!("{{\"n\":{n}}}")).collect();
     assert_eq!(bodies, want);
 }
+
+/// A destination that hangs for the whole horizon: each message is held until the
+/// breaker's opening or the probe's lease ends, once per hold, not every few seconds
+/// while a probe hangs; then moved with its reason. 30 events, two workers, the
+/// horizon 40 s, the breaker open 2 s doubling to 4 s, calls cut at 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_destination_holds_messages_once_per_opening() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (url, dlq) = queues(false, 1000).await;
+    let table = new_table().await;
+    let dest = Destination::start(|_| Answer {
+        delay: Duration::from_secs(30),
+        ..Answer::status(200)
+    })
+    .await;
+    let messages: Vec<Message> = (0..30)
+        .map(|n| envelope_of("person.created", &format!("k{n}"), n, false))
+        .collect();
+    send_all(&url, &messages).await;
+    let rules = format!(
+        r#"[{{"name":"hangs","events":["*"],"url":"{}","timeoutMs":2000}}]"#,
+        dest.url
+    );
+    let source = source(&url, 10);
+    let env = settings(
+        rules,
+        &dlq,
+        Some(&table),
+        &[("RETRY_HORIZON_SECS", "40"), ("BREAKER_FAILURES", "3")],
+    );
+    let workers = two_workers(&source, &env).await;
+    let moved = take_all(&dlq, 30, Duration::from_secs(120)).await;
+    let counts = receives(&workers);
+    let output = stop_all(workers).await;
+    assert_eq!(moved.len(), 30, "{output}");
+    let mut per_message: Vec<u32> = counts.values().copied().collect();
+    per_message.sort();
+    let median = per_message[per_message.len() / 2];
+    let most = per_message.last().copied().unwrap_or(0);
+    let calls = dest.requests().len();
+    eprintln!(
+        "hanging destination, 40 s horizon: receives per message median {median}, max {most}; {calls} calls"
+    );
+    // About ten openings of 2 to 4 s, a probe's lease each, in 40 s: a receive each. (Held
+    // in 1 s loops while a probe hung, a message was received 16 times.)
+    assert!(median <= 11, "median receives {median}: {per_message:?}");
+}
