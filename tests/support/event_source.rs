@@ -113,6 +113,16 @@ impl WorkerProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// Kills the process with SIGKILL, mid-batch or not, as Lambda ends an instance: the
+    /// batch it had is neither answered nor deleted, and comes back after its visibility.
+    pub async fn kill(mut self) -> String {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.stop.store(true, Ordering::SeqCst);
+        self.poller.abort();
+        self.output.lock().unwrap().clone()
+    }
+
     /// Stops polling (the invocation under way finishes) and the process.
     pub async fn stop(mut self) -> String {
         self.stop.store(true, Ordering::SeqCst);

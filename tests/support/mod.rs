@@ -77,6 +77,37 @@ pub fn standard_webhooks_verify(
     }
 }
 
+/// `standard_webhooks_verify` for many requests, in one run of the package.
+pub fn standard_webhooks_verify_all<'a>(
+    secret: &str,
+    requests: impl IntoIterator<Item = (&'a str, &'a std::collections::HashMap<String, String>)>,
+) -> Result<(), String> {
+    use std::io::Write;
+    let all: Vec<serde_json::Value> = requests
+        .into_iter()
+        .map(|(body, headers)| serde_json::json!({ "secret": secret, "body": body, "headers": headers }))
+        .collect();
+    let mut child = Command::new(python())
+        .arg(project_dir().join("tests/support/verify_standard_webhook.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the standardwebhooks check");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(serde_json::Value::Array(all).to_string().as_bytes())
+        .expect("write the requests");
+    let out = child.wait_with_output().expect("standardwebhooks check");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 struct Moto {
     endpoint: String,
     // Held for the life of the process: when it ends, moto's stdin closes and it stops.

@@ -1,7 +1,7 @@
-"""Verifies one Standard Webhooks request with the `standardwebhooks` package.
+"""Verifies Standard Webhooks requests with the `standardwebhooks` package.
 
-Reads {"secret", "body", "headers"} as JSON on standard input; exits 0 when the signature
-verifies, 1 (with the reason on standard error) when it does not.
+Reads {"secret", "body", "headers"}, or a list of them, as JSON on standard input; exits 0
+when every signature verifies, 1 (with the reasons on standard error) when one does not.
 """
 
 import json
@@ -9,9 +9,12 @@ import sys
 
 from standardwebhooks.webhooks import Webhook
 
-request = json.load(sys.stdin)
-try:
-    Webhook(request["secret"]).verify(request["body"], request["headers"])
-except Exception as e:  # the package raises its own WebhookVerificationError
-    print(f"{type(e).__name__}: {e}", file=sys.stderr)
-    sys.exit(1)
+given = json.load(sys.stdin)
+failed = 0
+for n, request in enumerate(given if isinstance(given, list) else [given]):
+    try:
+        Webhook(request["secret"]).verify(request["body"], request["headers"])
+    except Exception as e:  # the package raises its own WebhookVerificationError
+        print(f"request {n}: {type(e).__name__}: {e}", file=sys.stderr)
+        failed += 1
+sys.exit(1 if failed else 0)
