@@ -874,3 +874,62 @@ async fn a_hanging_destination_holds_messages_once_per_opening() {
     // in 1 s loops while a probe hung, a message was received 16 times.)
     assert!(median <= 11, "median receives {median}: {per_message:?}");
 }
+
+/// A claim check redriven has its stored envelope written again (its lifetime starts
+/// again, as the copy's does); one whose envelope is gone stays in the dead-letter queue,
+/// named, rather than go back to fail for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redriven_claim_check_renews_its_object_or_stays() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (url, dlq) = queues(false, 1000).await;
+    let bucket = new_bucket().await;
+    let big = |id: &str| {
+        let body = format!(
+            r#"{{"eventName":"note.created","workspaceId":"ws","record":{{"id":"{id}","body":"{}"}}}}"#,
+            "x".repeat(1_100_000)
+        );
+        let target = Target {
+            fifo: false,
+            payload_bucket: Some(&bucket),
+        };
+        ingest_messages(&body, target).remove(0)
+    };
+    let (kept, gone) = (big("n1"), big("n2"));
+    let sdk = sdk_config(moto_endpoint()).await;
+    let store = twenty_webhook::aws::PayloadStore::with_sdk_config(&sdk);
+    store.put(kept.claim.as_ref().unwrap()).await.unwrap();
+    send_all(&dlq, &[kept.clone(), gone.clone()]).await;
+    let s3 = s3().await;
+    let key = &kept.claim.as_ref().unwrap().key;
+    let written = || async {
+        s3.head_object()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .last_modified()
+            .unwrap()
+            .as_secs_f64()
+    };
+    let before = written().await;
+    // S3 keeps whole seconds.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, out) = replay(&["redrive", "--from", &dlq, "--to", &url]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("moved 1, left 0"), "{out}");
+    assert!(
+        out.contains("failed ") && out.contains("its stored envelope"),
+        "{out}"
+    );
+    assert!(
+        written().await > before,
+        "written again before it was sent back"
+    );
+    let back = take_all(&url, 1, Duration::from_secs(5)).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].body(), Some(kept.body.as_str()));
+    let stays = take_all(&dlq, 1, Duration::from_secs(5)).await;
+    assert_eq!(stays.len(), 1);
+    assert_eq!(stays[0].body(), Some(gone.body.as_str()));
+}

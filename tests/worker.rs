@@ -768,11 +768,7 @@ async fn a_dead_lettered_claim_check_restarts_its_objects_lifetime() {
         .put(&claim)
         .await
         .unwrap();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3().await;
     let written = || async {
         let head = s3
             .head_object()
