@@ -711,3 +711,38 @@ async fn a_lost_seen_mark_is_made_up_for_by_the_handlers_records() {
     assert_eq!(work_off(&w, &h.url).await, 1);
     assert_eq!(destination.requests().len(), 1);
 }
+
+/// A change a worker has in hand (its record in progress: the worker died after sending,
+/// or is sending now) is not queued again: its message is still in the queue and will be
+/// tried until done or moved, and a twin could reach the destination under a second id
+/// once the in-progress mark runs out.
+#[tokio::test]
+async fn a_change_in_hand_is_not_queued_again() {
+    let twenty = FakeTwenty::start();
+    let row = twenty.upsert("people", json!({"id": "p0"})).await;
+    let h = Harness::new(false, AckMode::AfterEnqueue).await;
+    let name = new_table().await;
+    let destination = Destination::ok().await;
+    // The worker publishes its handlers on its first message.
+    let w = worker(&name, &destination).await;
+    let other = twenty.upsert("people", json!({"id": "p1"})).await;
+    let body = webhook("person.created", "person", &other);
+    assert_eq!(h.post(&twenty_headers(&body), &body).await.0, 200);
+    assert_eq!(work_off(&w, &h.url).await, 1);
+
+    // p0's change begun by a worker that then died: in progress, no seen mark.
+    let change = format!("person:p0@{}", row["updatedAt"].as_str().unwrap());
+    let ledger = twenty_webhook::aws::DynamoLedger::with_sdk_config(
+        &sdk_config(moto_endpoint()).await,
+        &name,
+        Duration::from_secs(120),
+    );
+    use twenty_webhook::worker::Ledger;
+    ledger
+        .begin(&format!("{change}#crm"), Some("m0"))
+        .await
+        .unwrap();
+    let table = table(&name).await;
+    let (reports, _) = reconcile(&twenty, &h.url, &table, backfill(), far()).await;
+    assert_eq!((reports[0].seen, reports[0].queued), (2, 0), "{reports:?}");
+}

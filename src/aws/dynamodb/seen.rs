@@ -67,7 +67,7 @@ pub use index::DynamoSeen;
 mod index {
     use std::collections::HashSet;
 
-    use super::super::ledger::{COMPLETED, DEAD_LETTERED};
+    use super::super::ledger::{COMPLETED, DEAD_LETTERED, FAILED, IN_PROGRESS};
     use super::super::{Table, text_of};
     use super::SEEN;
     use crate::adapter::AdapterError;
@@ -114,8 +114,11 @@ mod index {
             if unseen.is_empty() {
                 return Ok(found);
             }
-            // A seen mark may have been lost: a change every handler listening to it has
-            // taken (or had dead-lettered) needs no queuing either.
+            // A seen mark may have been lost, or not be made yet: a change every handler
+            // listening to it has a record of needs no queuing either. Taken, dead-lettered,
+            // or in hand (in progress, failed for now): a message for it is in the queue and
+            // is tried until it is done or moved, and a twin queued now could reach the
+            // destination under a second id if the worker on it died after sending.
             let routes = self.routes().await?;
             let due: Vec<(&Probe, Vec<String>)> = unseen
                 .into_iter()
@@ -144,7 +147,9 @@ mod index {
                 .await?
                 .iter()
                 .filter(|item| {
-                    text_of(item, "status").is_some_and(|s| s == COMPLETED || s == DEAD_LETTERED)
+                    text_of(item, "status").is_some_and(|s| {
+                        [COMPLETED, DEAD_LETTERED, IN_PROGRESS, FAILED].contains(&s.as_str())
+                    })
                 })
                 .filter_map(|item| text_of(item, "id").cloned())
                 .collect();
