@@ -116,6 +116,8 @@ pub struct Breakers {
     known: Mutex<HashMap<String, (BreakerState, u64)>>,
     /// Each destination's last failure, for what is held back while it is open.
     last: Mutex<HashMap<String, LastFailure>>,
+    /// Held while the state is read from the store.
+    reading: tokio::sync::Mutex<()>,
 }
 
 /// A destination's last failure, as this worker saw it.
@@ -133,6 +135,7 @@ impl Breakers {
             settings,
             known: Mutex::new(HashMap::new()),
             last: Mutex::new(HashMap::new()),
+            reading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -160,17 +163,22 @@ impl Breakers {
     /// The state to decide on: what this instance knows, read from the store first when
     /// it knows nothing yet, or knows of failures and has not looked for a while.
     async fn current(&self, destination: &str, now: u64) -> BreakerState {
-        let known = {
-            let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-            known.get(destination).copied()
-        };
         let refresh = self.settings.probe_wait.as_millis() as u64;
-        let stale = match known {
-            None => true,
-            Some((state, read)) => {
+        let look = || {
+            let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            let known = known.get(destination).copied();
+            let stale = known.is_none_or(|(state, read)| {
                 state.failures > 0 && state.open_until_ms <= now && now >= read + refresh
-            }
+            });
+            (known, stale)
         };
+        if let (known, false) = look() {
+            return known.map(|(s, _)| s).unwrap_or_default();
+        }
+        // One read at a time: the sends of a batch that find the state stale together
+        // wait for the first one's read rather than each make their own.
+        let _reading = self.reading.lock().await;
+        let (known, stale) = look();
         if !stale {
             return known.map(|(s, _)| s).unwrap_or_default();
         }
