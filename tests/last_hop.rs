@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{
-    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use support::destination::{Answer, Destination, Received};
 use support::event_source::{Source, WorkerProcess};
@@ -35,33 +34,6 @@ fn envelope_of(event: &str, record_id: &str, n: usize, fifo: bool) -> Message {
         payload_bucket: None,
     };
     ingest_messages(&body, target).remove(0)
-}
-
-/// A queue and its dead-letter queue (redrive after `backstop` receives).
-async fn queues(fifo: bool, backstop: u32) -> (String, String) {
-    let sqs = sqs().await;
-    let dlq = new_queue(&sqs, fifo).await;
-    let url = new_queue(&sqs, fifo).await;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    sqs.set_queue_attributes()
-        .queue_url(&url)
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{backstop}"}}"#),
-        )
-        .send()
-        .await
-        .unwrap();
-    (url, dlq)
 }
 
 async fn send_all(url: &str, messages: &[Message]) {
@@ -164,24 +136,6 @@ async fn take_all(
         out.extend(got);
     }
     out
-}
-
-async fn queue_depth(url: &str) -> usize {
-    let attributes = sqs()
-        .await
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap();
-    attributes
-        .values()
-        .map(|v| v.parse::<usize>().unwrap())
-        .sum()
 }
 
 fn attribute<'a>(m: &'a aws_sdk_sqs::types::Message, name: &str) -> Option<&'a str> {
@@ -428,22 +382,31 @@ async fn poison_an_unknown_version_and_a_400_are_dead_lettered_at_once_a_429_wai
     assert_eq!(queue_depth(&url).await, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_per_second_is_shared_by_two_workers() {
-    let _one = ONE_AT_A_TIME.lock().await;
+/// `events` queued at once for one rule with `maxPerSecond` `per_second`, and a table:
+/// the event source, the workers' settings and the destination.
+async fn paced_backlog(
+    events: usize,
+    per_second: u32,
+) -> (Source, Vec<(&'static str, String)>, Destination) {
     let (url, dlq) = queues(false, 1000).await;
     let table = new_table().await;
     let dest = Destination::ok().await;
-    let messages: Vec<Message> = (0..120)
+    let messages: Vec<Message> = (0..events)
         .map(|n| envelope_of("person.updated", &format!("r{n}"), n, false))
         .collect();
     send_all(&url, &messages).await;
     let rules = format!(
-        r#"[{{"name":"paced","events":["*"],"url":"{}","maxPerSecond":8}}]"#,
+        r#"[{{"name":"paced","events":["*"],"url":"{}","maxPerSecond":{per_second}}}]"#,
         dest.url
     );
-    let source = source(&url, 10);
     let env = settings(rules, &dlq, Some(&table), &[]);
+    (source(&url, 10), env, dest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_per_second_is_shared_by_two_workers() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (source, env, dest) = paced_backlog(120, 8).await;
     let started = Instant::now();
     let workers = two_workers(&source, &env).await;
     let all = until(&dest, Duration::from_secs(60), |got| {
@@ -491,19 +454,7 @@ fn receives(workers: &[WorkerProcess]) -> HashMap<String, u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paced_backlog_comes_back_when_it_can_go() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let (url, dlq) = queues(false, 1000).await;
-    let table = new_table().await;
-    let dest = Destination::ok().await;
-    let messages: Vec<Message> = (0..200)
-        .map(|n| envelope_of("person.updated", &format!("r{n}"), n, false))
-        .collect();
-    send_all(&url, &messages).await;
-    let rules = format!(
-        r#"[{{"name":"paced","events":["*"],"url":"{}","maxPerSecond":2}}]"#,
-        dest.url
-    );
-    let source = source(&url, 10);
-    let env = settings(rules, &dlq, Some(&table), &[]);
+    let (source, env, dest) = paced_backlog(200, 2).await;
     let mut workers = Vec::new();
     for _ in 0..6 {
         workers.push(WorkerProcess::start(WORKER, &source, &env).await);

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use support::destination::{Answer, Destination, Received};
 use support::event_source::{Source, WorkerProcess};
@@ -57,51 +56,6 @@ fn change_of(envelope: &Value) -> (String, String) {
             .unwrap_or_default()
             .to_owned(),
     )
-}
-
-/// The event queue, with the dead-letter queue behind it as the template sets it.
-async fn queues() -> (String, String) {
-    let sqs = sqs().await;
-    let dlq = new_queue(&sqs, false).await;
-    let url = new_queue(&sqs, false).await;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    sqs.set_queue_attributes()
-        .queue_url(&url)
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"1000"}}"#),
-        )
-        .send()
-        .await
-        .unwrap();
-    (url, dlq)
-}
-
-async fn depth(url: &str) -> usize {
-    let attributes = sqs()
-        .await
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap();
-    attributes
-        .values()
-        .map(|v| v.parse::<usize>().unwrap())
-        .sum()
 }
 
 /// One scheduled reconciliation run, as `twenty-reconcile` makes it.
@@ -153,7 +107,7 @@ async fn reconcile(twenty_url: &str, queue: &str, table: &str) {
 async fn the_whole_chain_under_faults_at_once() {
     let started = Instant::now();
     let twenty = FakeTwenty::start();
-    let (url, dlq) = queues().await;
+    let (url, dlq) = queues(false, 1000).await;
     let table = new_table().await;
 
     // The destination: down for its first 4 s of traffic, then a 500 to one call in eight.
@@ -321,7 +275,7 @@ async fn the_whole_chain_under_faults_at_once() {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(150);
     while Instant::now() < deadline {
-        if due.is_subset(&taken()) && depth(&url).await == 0 {
+        if due.is_subset(&taken()) && queue_depth(&url).await == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

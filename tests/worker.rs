@@ -232,6 +232,19 @@ async fn a_fifo_group_stops_at_its_failure_while_another_goes_on() {
     assert!(pos(&b0.id) < pos(&b1.id));
 }
 
+/// A note too large for SQS, queued as a claim check into `bucket`.
+fn big_note(bucket: &str) -> Message {
+    let big = twenty("note.created", "n1").replace(
+        r#""name":{"firstName":"Zoë"}"#,
+        &format!(r#""body":"{}""#, "Zoë écrit. ".repeat(100_000)),
+    );
+    let target = Target {
+        fifo: false,
+        payload_bucket: Some(bucket),
+    };
+    ingest_messages(&big, target).remove(0)
+}
+
 #[tokio::test]
 async fn a_claim_check_is_forwarded_as_the_stored_envelope() {
     let bucket = new_bucket().await;
@@ -241,18 +254,7 @@ async fn a_claim_check_is_forwarded_as_the_stored_envelope() {
         dest.url
     ))
     .await;
-    let big = twenty("note.created", "n1").replace(
-        r#""name":{"firstName":"Zoë"}"#,
-        &format!(r#""body":"{}""#, "Zoë écrit. ".repeat(100_000)),
-    );
-    let m = ingest_messages(
-        &big,
-        Target {
-            fifo: false,
-            payload_bucket: Some(&bucket),
-        },
-    )
-    .remove(0);
+    let m = big_note(&bucket);
     let claim = m.claim.clone().expect("a claim check");
     let store = PayloadStore::with_sdk_config(&sdk_config(moto_endpoint()).await);
     store.put(&claim).await.unwrap();
@@ -751,18 +753,7 @@ async fn a_dead_lettered_claim_check_restarts_its_objects_lifetime() {
     let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, refusing.url))
         .await
         .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq));
-    let big = twenty("note.created", "n1").replace(
-        r#""name":{"firstName":"Zoë"}"#,
-        &format!(r#""body":"{}""#, "Zoë écrit. ".repeat(100_000)),
-    );
-    let m = ingest_messages(
-        &big,
-        Target {
-            fifo: false,
-            payload_bucket: Some(&bucket),
-        },
-    )
-    .remove(0);
+    let m = big_note(&bucket);
     let claim = m.claim.clone().expect("a claim check");
     PayloadStore::with_sdk_config(&sdk)
         .put(&claim)

@@ -54,27 +54,7 @@ pub fn standard_webhooks_verify(
     body: &str,
     headers: &std::collections::HashMap<String, String>,
 ) -> Result<(), String> {
-    use std::io::Write;
-    let mut child = Command::new(python())
-        .arg(project_dir().join("tests/support/verify_standard_webhook.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the standardwebhooks check");
-    let request = serde_json::json!({ "secret": secret, "body": body, "headers": headers });
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(request.to_string().as_bytes())
-        .expect("write the request");
-    let out = child.wait_with_output().expect("standardwebhooks check");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    standard_webhooks_verify_all(secret, [(body, headers)])
 }
 
 /// `standard_webhooks_verify` for many requests, in one run of the package.
@@ -208,6 +188,52 @@ pub async fn new_queue(client: &Client, fifo: bool) -> String {
 }
 
 /// Everything in the queue now (waits up to `wait` for the first message).
+/// A queue and its dead-letter queue (redrive after `backstop` receives).
+pub async fn queues(fifo: bool, backstop: u32) -> (String, String) {
+    let sqs = sqs().await;
+    let dlq = new_queue(&sqs, fifo).await;
+    let url = new_queue(&sqs, fifo).await;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    sqs.set_queue_attributes()
+        .queue_url(&url)
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{backstop}"}}"#),
+        )
+        .send()
+        .await
+        .unwrap();
+    (url, dlq)
+}
+
+/// Messages in a queue now, visible and in flight.
+pub async fn queue_depth(url: &str) -> usize {
+    let attributes = sqs()
+        .await
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    attributes
+        .values()
+        .map(|v| v.parse::<usize>().unwrap())
+        .sum()
+}
+
 pub async fn drain(client: &Client, url: &str, wait: Duration) -> Vec<aws_sdk_sqs::types::Message> {
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
