@@ -577,15 +577,29 @@ async fn fifo_order_is_kept_through_the_breaker_and_the_limit() {
 
 /// Runs `twenty-replay` with `args` against moto; its exit code and standard output.
 fn replay(args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-replay"))
+    replay_with(args, &[])
+}
+
+/// `replay` with more settings, given up after 60 s (exit -1).
+fn replay_with(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twenty-replay"))
         .args(args)
         .env_clear()
         .env("AWS_ENDPOINT_URL", moto_endpoint())
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run twenty-replay");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("twenty-replay's output");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     (out.status.code().unwrap_or(-1), format!("{text}{err}"))
@@ -883,4 +897,35 @@ async fn a_redriven_claim_check_renews_its_object_or_stays() {
     let stays = take_all(&dlq, 1, Duration::from_secs(5)).await;
     assert_eq!(stays.len(), 1);
     assert_eq!(stays[0].body(), Some(gone.body.as_str()));
+}
+
+/// A redrive that runs longer than its hold receives again what it held: it looks at each
+/// message once all the same, counts it once, and ends. 60 messages left by the filter,
+/// held a second each (`REDRIVE_HOLD_SECS`, scaled down from 120).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_longer_than_its_hold_looks_at_each_message_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (url, dlq) = queues(false, 1000).await;
+    let messages: Vec<Message> = (0..60)
+        .map(|n| envelope_of("person.created", &format!("l{n}"), n, false))
+        .collect();
+    send_all(&dlq, &messages).await;
+    let (code, out) = replay_with(
+        &[
+            "redrive",
+            "--from",
+            &dlq,
+            "--to",
+            &url,
+            "--destination",
+            "nobody",
+        ],
+        &[("REDRIVE_HOLD_SECS", "1")],
+    );
+    assert_eq!(code, 0, "ended, all looked at: {out}");
+    assert!(
+        out.contains("moved 0, left 60 "),
+        "each counted once: {out}"
+    );
+    assert_eq!(take_all(&dlq, 60, Duration::from_secs(10)).await.len(), 60);
 }

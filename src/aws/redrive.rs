@@ -41,10 +41,10 @@ pub struct Redrive<'a> {
     pub to: &'a str,
     pub filter: &'a Filter,
     pub dry_run: bool,
+    /// Each message looked at is kept invisible this long while the run goes on (120 s);
+    /// a run longer than that receives some again, and looks at each once all the same.
+    pub hold: std::time::Duration,
 }
-
-/// Messages are kept invisible this long while a redrive looks at them.
-const HOLD_SECS: i32 = 120;
 
 impl Redrive<'_> {
     /// Runs it; `progress` is told after each receive. Errs when the queues cannot be read.
@@ -83,7 +83,7 @@ impl Redrive<'_> {
                 .queue_url(self.from)
                 .max_number_of_messages(10)
                 .wait_time_seconds(1)
-                .visibility_timeout(HOLD_SECS)
+                .visibility_timeout(self.hold.as_secs().clamp(1, 43_200) as i32)
                 .message_attribute_names("All")
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .send()

@@ -75,7 +75,12 @@ struct RedriveArgs {
     to: String,
     filter: Filter,
     dry_run: bool,
+    hold: Duration,
 }
+
+/// How long a redrive keeps each message it looked at invisible while it runs (seconds;
+/// default 120): a setting, so that a run longer than its hold can be played quickly.
+const REDRIVE_HOLD: &str = "REDRIVE_HOLD_SECS";
 
 fn parse_redrive(
     args: impl IntoIterator<Item = String>,
@@ -117,6 +122,15 @@ fn parse_redrive(
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    let hold = match env(REDRIVE_HOLD).filter(|v| !v.is_empty()) {
+        None => Duration::from_secs(120),
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=43_200).contains(n))
+            .map(Duration::from_secs)
+            .ok_or(format!("{REDRIVE_HOLD} takes seconds, 1 to 43200"))?,
+    };
     let from = from.ok_or("no dead-letter queue: set DEAD_LETTER_QUEUE_URL or pass --from")?;
     let to = to.ok_or("no queue: set QUEUE_URL or pass --to")?;
     if from == to {
@@ -127,6 +141,7 @@ fn parse_redrive(
         to,
         filter,
         dry_run,
+        hold,
     })
 }
 
@@ -153,6 +168,7 @@ async fn redrive(args: impl IntoIterator<Item = String>) -> ExitCode {
         to: &args.to,
         filter: &args.filter,
         dry_run: args.dry_run,
+        hold: args.hold,
     };
     let result = run
         .run(|r| {
