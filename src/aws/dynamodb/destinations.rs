@@ -19,8 +19,11 @@ pub(super) const BREAKER: &str = "breaker#";
 const PACE: &str = "pace#";
 /// State untouched this long is swept by the table's TTL.
 const KEEP: Duration = Duration::from_secs(7 * 86_400);
-/// A slot lease lost to another instance is tried again this often.
-const LEASE_TRIES: usize = 5;
+/// A slot lease lost to another instance is tried again this often, after a random pause
+/// of up to `LEASE_PAUSE` times the tries so far: instances asking together (a backlog
+/// under several pollers) take turns rather than collide again.
+const LEASE_TRIES: usize = 20;
+const LEASE_PAUSE: std::time::Duration = std::time::Duration::from_millis(4);
 
 pub struct DynamoDestinations {
     table: Table,
@@ -196,7 +199,11 @@ impl DestinationStore for DynamoDestinations {
 
     fn lease_slots<'a>(&'a self, destination: &'a str, ask: SlotAsk) -> StoreFuture<'a, Lease> {
         Box::pin(async move {
-            for _ in 0..LEASE_TRIES {
+            for attempt in 0..LEASE_TRIES {
+                if attempt > 0 {
+                    let pause = LEASE_PAUSE * attempt as u32;
+                    tokio::time::sleep(pause.mul_f64(crate::retry::jitter_unit())).await;
+                }
                 // Read, then move the timeline on only if nobody moved it in between.
                 let item = self.item(PACE, destination).await?;
                 let seen = item.as_ref().map(|i| Timeline {
@@ -237,7 +244,7 @@ impl DestinationStore for DynamoDestinations {
                 }
             }
             Err(AdapterError::Throttled(
-                "the rate limit's slots were contended five times in a row".into(),
+                "the rate limit's slots were contended twenty times in a row".into(),
             ))
         })
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::{DestinationStore, LocalStore, now_us};
+use crate::adapter::AdapterError;
 
 /// How long before its kept slot a held-back message comes back: it waits for the slot
 /// (at most what it may wait), rather than come back late and find it gone.
@@ -177,6 +178,11 @@ impl Pacer {
                 };
                 let lease = match self.store.lease_slots(destination, ask).await {
                     Ok(lease) => lease,
+                    // Contended or throttled: the timeline is there, just busy. Pacing
+                    // alone now would add this instance's own rate to the others'.
+                    Err(AdapterError::Throttled(_)) => {
+                        return Err(Duration::from_micros(interval).max(COME_BACK_EARLY));
+                    }
                     Err(e) => {
                         warn!(destination, error = %e, "rate limit not read; this worker paces alone");
                         self.fallback
@@ -316,5 +322,49 @@ mod tests {
             }
         );
         assert_eq!((t.kept, t.kept_from_us, t.next_us), (1, 1_500, 1_600));
+    }
+
+    /// A store too contended to lease from: the send is held back, not paced by this
+    /// instance alone (which would add its own rate to every other instance's).
+    #[tokio::test]
+    async fn a_contended_timeline_holds_the_send_back() {
+        use super::super::{BreakerState, Opening, StoreFuture};
+
+        struct Contended;
+        impl DestinationStore for Contended {
+            fn add_failure<'a>(&'a self, _: &'a str) -> StoreFuture<'a, BreakerState> {
+                Box::pin(async { Ok(Default::default()) })
+            }
+            fn open<'a>(&'a self, _: &'a str, _: Opening) -> StoreFuture<'a, bool> {
+                Box::pin(async { Ok(false) })
+            }
+            fn reset<'a>(&'a self, _: &'a str) -> StoreFuture<'a, ()> {
+                Box::pin(async { Ok(()) })
+            }
+            fn lease_probe<'a>(
+                &'a self,
+                _: &'a str,
+                _: u64,
+                _: u64,
+            ) -> StoreFuture<'a, Result<BreakerState, BreakerState>> {
+                Box::pin(async { Ok(Err(Default::default())) })
+            }
+            fn release_probe<'a>(&'a self, _: &'a str, _: u64) -> StoreFuture<'a, ()> {
+                Box::pin(async { Ok(()) })
+            }
+            fn state<'a>(&'a self, _: &'a str) -> StoreFuture<'a, BreakerState> {
+                Box::pin(async { Ok(Default::default()) })
+            }
+            fn lease_slots<'a>(&'a self, _: &'a str, _: SlotAsk) -> StoreFuture<'a, Lease> {
+                Box::pin(async { Err(AdapterError::Throttled("contended".into())) })
+            }
+        }
+        let pacer = Pacer::new(Arc::new(Contended));
+        let held = pacer.acquire("d", 50.0, Duration::from_secs(5)).await;
+        assert_eq!(
+            held,
+            Err(COME_BACK_EARLY),
+            "held, not sent on a local lease"
+        );
     }
 }
