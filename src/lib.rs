@@ -1,19 +1,37 @@
-//! Turns Twenty CRM webhooks into workflows on AWS. The parts, each in a place of its own:
+//! Turns Twenty CRM webhooks into workflows on AWS.
 //!
-//! - `twenty`: Twenty's wire format (its signature, its payload shapes);
-//! - `envelope`: the queued message, the contract between the two functions;
-//! - `ingest`: the Function URL function. One request, top to bottom:
-//!   `ingest::function_url` (HTTP adapter) → `ingest::accept` (the pure core) →
-//!   `ingest::dispatch` (the sender thread) → `delivery` (batches, retries, the fallback
-//!   log; plain code over a transport trait) → `aws`, with `ingest::inflight` keeping the
-//!   environment awake until every send is done;
-//! - `worker`: the consuming side (routing, forwarding, the SQS event source);
-//! - `aws`: the adapters to SQS, S3 and DynamoDB, their failures read as `adapter` errors; `retry`, `fallback`, `replay`: what is
-//!   retried, the undelivered log lines, sending them back; `settings`: errors in settings.
+//! # Layout
 //!
-//! Features: `ingest` (the Function URL function), `worker` (the consuming side, for a
-//! crate that only reads the queue), both by default, and `aws` under each (tokio, SQS,
-//! S3, delivery, replay). Without any, the crate is the pure request core alone.
+//! In the order an event goes through it:
+//!
+//! - `twenty`: Twenty's wire format: its signature, its payload shapes, the change an
+//!   event is (a record and its `updatedAt`, or its deletion).
+//! - `ingest` (the Function URL function, `twenty-webhook`): `ingest::function_url` (HTTP
+//!   adapter) → `ingest::accept` (the pure core) → `ingest::dispatch` (the sender thread),
+//!   with `ingest::inflight` keeping the environment awake until every send is done.
+//! - `envelope`: the queued message, the contract between every part.
+//! - `delivery` (batches, retries, the fallback log; plain code over a transport trait),
+//!   `retry` (which failures to try again, and when), `fallback` (the line written when SQS
+//!   will not take an acknowledged event) and `replay` (`twenty-replay`: those lines back
+//!   into the queue, and `redrive`: the dead-letter queue back into it).
+//! - `worker` (`twenty-worker`): reading a queued envelope, routing by name and content
+//!   filter, the targets (HTTP with Standard Webhooks, Step Functions, EventBridge, SQS),
+//!   idempotency, breakers and rate limits, the retry plan, the SQS event source.
+//! - `dead_letter`: what a moved message carries and says, and which a redrive takes.
+//! - `reconcile` (`twenty-reconcile`): the changes Twenty never sent, found through its
+//!   REST API (`twenty_api`, also `twenty-admin`'s client for Twenty's webhooks).
+//! - `admin` (`twenty-admin`): connect Twenty, rotate its secret, status, send a test.
+//! - `aws`: the adapters to AWS (SQS, S3, DynamoDB, SSM and Secrets Manager, Step
+//!   Functions, EventBridge, CloudFormation, CloudWatch); their failures read as
+//!   `adapter` errors.
+//! - Shared by all: `secrets` (secret settings kept in a store, re-read on a schedule),
+//!   `settings` (errors in settings, never a value), `logging`, `metrics` (EMF lines),
+//!   `progress` (the tools' progress bar).
+//!
+//! Features: `ingest` (the Function URL function), `worker` (the consuming side),
+//! `reconcile` (with `worker`) and `admin` (with `reconcile`), all by default; `aws` under
+//! each (tokio, SQS, S3, SSM, Secrets Manager, delivery, replay). Without any, the crate is
+//! the pure request core alone, which is what the fuzz target builds.
 
 pub mod adapter;
 pub mod dead_letter;
