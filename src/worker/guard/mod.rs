@@ -200,19 +200,17 @@ impl Gate {
         Ok(pass)
     }
 
-    /// Tells the breaker how the send went. Only an answer closes it (or a call that
-    /// failed, opens it): a send that was not made (no time left, refused before any call)
-    /// only gives back the probe it held.
+    /// Tells the breaker how the send went: a success or a refusal (the destination
+    /// answered: it is up) closes it, a failure counts against it. A send that was not
+    /// made (deferred: no time left) settles nothing, and gives back the probe it held.
     pub async fn settle(&self, pass: Pass, result: &Result<(), HandlerError>) {
         let failure = match result {
-            Ok(()) => None,
+            Err(e) if e.kind == FailureKind::Deferred => return self.release(pass).await,
             Err(e) if e.kind == FailureKind::Transient => Some(LastFailure {
                 reason: e.reason.clone(),
                 status: e.status,
             }),
-            // The destination answered: it is up.
-            Err(e) if e.kind == FailureKind::Permanent && e.status.is_some() => None,
-            Err(_) => return self.release(pass).await,
+            _ => None,
         };
         self.breakers.settle(&self.destination, pass, failure).await;
     }
