@@ -96,11 +96,7 @@ impl Redrive<'_> {
                 })?
                 .messages
                 .unwrap_or_default();
-            let fresh = messages
-                .iter()
-                .filter(|m| !seen.contains(m.message_id().unwrap_or_default()))
-                .count();
-            empty = if fresh == 0 { empty + 1 } else { 0 };
+            let seen_before = seen.len();
             for m in messages {
                 let id = m.message_id().unwrap_or_default().to_owned();
                 let handle = m.receipt_handle().unwrap_or_default().to_owned();
@@ -165,6 +161,11 @@ impl Redrive<'_> {
                     }
                 }
             }
+            empty = if seen.len() == seen_before {
+                empty + 1
+            } else {
+                0
+            };
             progress(&report);
         }
         super::queues::release(self.client, self.from, &held).await;

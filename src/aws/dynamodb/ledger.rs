@@ -15,9 +15,9 @@ use crate::adapter::AdapterError;
 use crate::aws::lazy::LazySdk;
 use crate::worker::idempotency::{Begin, Ledger};
 
-pub(super) const IN_PROGRESS: &str = "INPROGRESS";
+const IN_PROGRESS: &str = "INPROGRESS";
 pub(super) const COMPLETED: &str = "COMPLETED";
-pub(super) const FAILED: &str = "FAILED";
+const FAILED: &str = "FAILED";
 pub(super) const DEAD_LETTERED: &str = "DEADLETTERED";
 /// How long a done key is remembered (the TTL): past SQS's longest retention (14 days),
 /// so past the retry horizon (7 days at most) plus the time to redrive.

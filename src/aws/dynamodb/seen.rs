@@ -67,7 +67,6 @@ pub use index::DynamoSeen;
 mod index {
     use std::collections::HashSet;
 
-    use super::super::ledger::{COMPLETED, DEAD_LETTERED, FAILED, IN_PROGRESS};
     use super::super::{Table, text_of};
     use super::SEEN;
     use crate::adapter::AdapterError;
@@ -141,20 +140,15 @@ mod index {
             if ids.is_empty() {
                 return Ok(found);
             }
-            let done: HashSet<String> = self
+            let recorded: HashSet<String> = self
                 .table
-                .items(&ids, Some("id, #status"))
+                .items(&ids, Some("id"))
                 .await?
                 .iter()
-                .filter(|item| {
-                    text_of(item, "status").is_some_and(|s| {
-                        [COMPLETED, DEAD_LETTERED, IN_PROGRESS, FAILED].contains(&s.as_str())
-                    })
-                })
                 .filter_map(|item| text_of(item, "id").cloned())
                 .collect();
             for (probe, keys) in due {
-                if keys.iter().all(|k| done.contains(k)) {
+                if keys.iter().all(|k| recorded.contains(k)) {
                     found.insert(probe.key.clone());
                 }
             }
