@@ -127,7 +127,7 @@ async fn twenty_signed_posts_through_cargo_lambda_watch() {
             post(&http, &url, &twenty_headers(&body), &body).await.0
         }
     });
-    let statuses: Vec<u16> = futures_join_all(sends).await;
+    let statuses: Vec<u16> = join_all(sends).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let mut got = Vec::new();
     for _ in 0..20 {
@@ -143,20 +143,6 @@ async fn twenty_signed_posts_through_cargo_lambda_watch() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 20, "{ids:?}");
-}
-
-/// Runs futures concurrently on the runtime and collects their outputs in order.
-async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.expect("task"));
-    }
-    out
 }
 
 /// The whole chain under `cargo lambda watch`: a Twenty-signed POST to `twenty-webhook`,

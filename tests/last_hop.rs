@@ -36,6 +36,13 @@ fn envelope_of(event: &str, record_id: &str, n: usize, fifo: bool) -> Message {
     ingest_messages(&body, target).remove(0)
 }
 
+/// `count` events of `event`, for records `<prefix>0`, `<prefix>1`..., on a standard queue.
+fn numbered(event: &str, prefix: &str, count: usize) -> Vec<Message> {
+    (0..count)
+        .map(|n| envelope_of(event, &format!("{prefix}{n}"), n, false))
+        .collect()
+}
+
 async fn send_all(url: &str, messages: &[Message]) {
     let sqs = sqs().await;
     for chunk in messages.chunks(10) {
@@ -199,9 +206,7 @@ async fn a_destination_down_for_25_s_loses_nothing_and_is_not_hammered() {
     let dest =
         Destination::start(move |_| Answer::status(if Instant::now() < up_at { 503 } else { 204 }))
             .await;
-    let messages: Vec<Message> = (0..120)
-        .map(|n| envelope_of("person.updated", &format!("p{n}"), n, false))
-        .collect();
+    let messages = numbered("person.updated", "p", 120);
     send_all(&url, &messages).await;
     let rules = format!(r#"[{{"name":"n8n","events":["*"],"url":"{}"}}]"#, dest.url);
     let source = source(&url, 10);
@@ -246,9 +251,7 @@ async fn a_destination_that_never_recovers_is_dead_lettered_after_the_horizon_wi
     let _one = ONE_AT_A_TIME.lock().await;
     let (url, dlq) = queues(false, 1000).await;
     let dest = Destination::start(|_| Answer::status(503)).await;
-    let messages: Vec<Message> = (0..3)
-        .map(|n| envelope_of("person.created", &format!("h{n}"), n, false))
-        .collect();
+    let messages = numbered("person.created", "h", 3);
     let sent = std::time::SystemTime::now();
     send_all(&url, &messages).await;
     let rules = format!(
@@ -401,9 +404,7 @@ async fn paced_backlog(
     let (url, dlq) = queues(false, 1000).await;
     let table = new_table().await;
     let dest = Destination::ok().await;
-    let messages: Vec<Message> = (0..events)
-        .map(|n| envelope_of("person.updated", &format!("r{n}"), n, false))
-        .collect();
+    let messages = numbered("person.updated", "r", events);
     send_all(&url, &messages).await;
     let rules = format!(
         r#"[{{"name":"paced","events":["*"],"url":"{}","maxPerSecond":{per_second}}}]"#,
@@ -491,9 +492,7 @@ async fn a_destination_that_hangs_past_the_deadline_gets_every_message_failed_in
         ..Answer::status(200)
     })
     .await;
-    let messages: Vec<Message> = (0..3)
-        .map(|n| envelope_of("person.created", &format!("s{n}"), n, false))
-        .collect();
+    let messages = numbered("person.created", "s", 3);
     send_all(&url, &messages).await;
     let rules = format!(
         r#"[{{"name":"slow","events":["*"],"url":"{}","timeoutMs":60000}}]"#,
@@ -811,9 +810,7 @@ async fn a_hanging_destination_holds_messages_once_per_opening() {
         ..Answer::status(200)
     })
     .await;
-    let messages: Vec<Message> = (0..30)
-        .map(|n| envelope_of("person.created", &format!("k{n}"), n, false))
-        .collect();
+    let messages = numbered("person.created", "k", 30);
     send_all(&url, &messages).await;
     let rules = format!(
         r#"[{{"name":"hangs","events":["*"],"url":"{}","timeoutMs":2000}}]"#,
@@ -910,9 +907,7 @@ async fn a_redriven_claim_check_renews_its_object_or_stays() {
 async fn a_redrive_longer_than_its_hold_looks_at_each_message_once() {
     let _one = ONE_AT_A_TIME.lock().await;
     let (url, dlq) = queues(false, 1000).await;
-    let messages: Vec<Message> = (0..60)
-        .map(|n| envelope_of("person.created", &format!("l{n}"), n, false))
-        .collect();
+    let messages = numbered("person.created", "l", 60);
     send_all(&dlq, &messages).await;
     let (code, out) = replay_with(
         &[

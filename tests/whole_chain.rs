@@ -224,7 +224,7 @@ async fn the_whole_chain_under_faults_at_once() {
         }
         // Twenty sends in chunks of twenty concurrent calls.
         for chunk in sent.chunks(20) {
-            let answers = futures(chunk.iter().cloned().map(|(change, body)| {
+            let answers = join_all(chunk.iter().cloned().map(|(change, body)| {
                 let ingest = ingest.clone();
                 async move {
                     let (status, _) = ingest.post(&twenty_headers(&body), &body).await;
@@ -337,18 +337,4 @@ async fn the_whole_chain_under_faults_at_once() {
     assert_eq!(dead, 0, "nothing in the dead-letter queue\n{output}");
     standard_webhooks_verify_all(KEY, got.iter().map(|r| (r.body.as_str(), &r.headers)))
         .expect("every request verifies with the standardwebhooks package");
-}
-
-/// Runs `futures` concurrently; their outputs in order.
-async fn futures<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.expect("a request task"));
-    }
-    out
 }

@@ -234,6 +234,20 @@ pub async fn queue_depth(url: &str) -> usize {
         .sum()
 }
 
+/// Runs futures concurrently on the runtime; their outputs in order.
+pub async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("a task"));
+    }
+    out
+}
+
 pub async fn drain(client: &Client, url: &str, wait: Duration) -> Vec<aws_sdk_sqs::types::Message> {
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
