@@ -34,6 +34,7 @@
 //! the pure request core alone, which is what the fuzz target builds.
 
 pub mod adapter;
+pub mod clock;
 pub mod dead_letter;
 pub mod envelope;
 pub mod fallback;
@@ -58,6 +59,8 @@ pub mod replay;
 pub mod admin;
 #[cfg(feature = "reconcile")]
 pub mod reconcile;
+#[cfg(feature = "worker")]
+pub mod tls;
 #[cfg(feature = "reconcile")]
 pub mod twenty_api;
 #[cfg(feature = "worker")]

@@ -12,7 +12,6 @@
 //! thread), and the ingest function counts sends that finish after its answer.
 
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
@@ -170,9 +169,7 @@ impl Document {
         if self.is_empty() {
             return;
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now_ms = crate::clock::now_ms();
         let mut line = self.line(now_ms);
         line.push('\n');
         let mut out = std::io::stdout().lock();

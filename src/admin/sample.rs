@@ -1,10 +1,10 @@
 //! The test delivery: a `person.updated` event as Twenty sends it (its `record` marked as a
 //! test), signed with the webhook's secret as Twenty signs, POSTed to the Function URL.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use crate::ingest::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::twenty::signature;
+use crate::twenty::signature::{NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// What the Function URL answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,13 +43,10 @@ pub fn body(target_url: &str, now: SystemTime) -> String {
 
 /// Signs and sends the sample to `url` (the token, if any, is part of it).
 pub async fn send(url: &str, secret: &str, timeout: Duration) -> Result<Answer, String> {
-    crate::aws::install_tls_provider();
+    crate::tls::install_provider();
     let now = SystemTime::now();
     let body = body(url, now);
-    let timestamp = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-        .to_string();
+    let timestamp = crate::clock::millis(now).to_string();
     let signature = signature::sign(secret.as_bytes(), &timestamp, body.as_bytes());
     let nonce = crate::admin::new_secret()?;
     let answer = reqwest::Client::new()
@@ -58,7 +55,7 @@ pub async fn send(url: &str, secret: &str, timeout: Duration) -> Result<Answer, 
         .header("content-type", "application/json")
         .header(TIMESTAMP_HEADER, &timestamp)
         .header(SIGNATURE_HEADER, signature)
-        .header("x-twenty-webhook-nonce", &nonce[..32])
+        .header(NONCE_HEADER, &nonce[..32])
         .body(body)
         .send()
         .await

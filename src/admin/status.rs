@@ -220,10 +220,7 @@ async fn breakers(s: &Sources<'_>) -> Section<Option<Vec<OpenBreaker>>> {
     let Some(table) = s.table else {
         return not_configured(s, "--table", "IdempotencyTableName");
     };
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Section::of(table.open_breakers(now_ms).await)
+    Section::of(table.open_breakers(crate::clock::now_ms()).await)
 }
 
 async fn reconciliation(s: &Sources<'_>) -> Section<Reconciliation> {

@@ -75,7 +75,7 @@ macro_rules! one_client {
             }
 
             /// The client is made on the first call.
-            pub fn lazy(sdk: $crate::aws::LazySdk) -> Self {
+            pub fn lazy(sdk: $crate::aws::lazy::LazySdk) -> Self {
                 Self {
                     client: $crate::aws::lazy::Source::lazy(sdk, <$client>::new),
                 }

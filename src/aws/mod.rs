@@ -35,13 +35,3 @@ pub use sqs::SqsSender;
 pub use sqs::{SqsTransport, SqsVisibility};
 #[cfg(feature = "worker")]
 pub use {eventbridge::EventBridgePublisher, step_functions::SfnExecutions};
-
-/// Installs aws-lc as the process's TLS crypto provider, once: the AWS SDK brings rustls
-/// with it, and the other HTTP clients (forwarding, Twenty's API) use the same.
-#[cfg(feature = "worker")]
-pub fn install_tls_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    });
-}

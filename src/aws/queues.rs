@@ -10,8 +10,8 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 
 use super::lazy::{Source, one_client};
-use super::redrive::attributes_of;
 use super::sdk_error::adapter_error;
+use super::sqs::attributes_of;
 use crate::adapter::AdapterError;
 use crate::dead_letter::Census;
 

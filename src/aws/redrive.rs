@@ -10,6 +10,7 @@ use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 
 use super::dead_letters::send_as_is;
+use super::sqs::attributes_of;
 use crate::dead_letter::{Attribute, Filter, redriven_attributes};
 
 /// How a redrive went.
@@ -58,9 +59,7 @@ impl Redrive<'_> {
         };
         // Only what was there before the start: a message dead-lettered again while this
         // runs (it failed again) is not taken a second time, so a redrive always ends.
-        let started_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let started_ms = crate::clock::now_ms();
         let filter = Filter {
             until_ms: Some(
                 self.filter
@@ -235,19 +234,4 @@ impl Redrive<'_> {
 /// already, so deleting it from the dead-letter queue loses nothing.
 fn redrive_deduplication_id(original: &str, dead_letter_id: &str) -> String {
     crate::dead_letter::copy_deduplication_id(&[original, dead_letter_id])
-}
-
-pub(crate) fn attributes_of(m: &aws_sdk_sqs::types::Message) -> Vec<Attribute> {
-    m.message_attributes()
-        .map(|a| {
-            a.iter()
-                .map(|(name, v)| Attribute {
-                    name: name.clone(),
-                    data_type: v.data_type().to_owned(),
-                    string: v.string_value().map(str::to_owned),
-                    binary: v.binary_value().map(|b| b.as_ref().to_vec()),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }

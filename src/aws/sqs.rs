@@ -302,3 +302,19 @@ impl crate::worker::targets::queue::QueueSender for SqsSender {
         })
     }
 }
+
+/// A received message's attributes, as a dead-letter copy or a redrive sends them again.
+pub(crate) fn attributes_of(m: &aws_sdk_sqs::types::Message) -> Vec<crate::dead_letter::Attribute> {
+    m.message_attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(name, v)| crate::dead_letter::Attribute {
+                    name: name.clone(),
+                    data_type: v.data_type().to_owned(),
+                    string: v.string_value().map(str::to_owned),
+                    binary: v.binary_value().map(|b| b.as_ref().to_vec()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 use tokio::time::Instant;
@@ -96,9 +95,7 @@ impl Consignment {
     /// Writes what is unconfirmed to the fallback log, one write per message so that lines
     /// from concurrent sends never interleave, and empties the consignment.
     fn keep(&mut self, why: Option<&str>) -> QueueError {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::clock::now_ms();
         self.pending.retain(|p| !p.confirmed());
         let failed = self.pending.len();
         let mut first = None;

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use lambda_extension::{Error, Extension, LambdaEvent, NextEvent, service_fn};
 use tokio::sync::watch;
@@ -115,9 +115,7 @@ impl InFlight {
 /// The time left until `deadline_ms` (milliseconds since the epoch), or `MAX_HOLD` when
 /// that deadline is already past (no real deadline given).
 fn hold_bound(deadline_ms: u64) -> Duration {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = crate::clock::now_ms();
     match deadline_ms.saturating_sub(now_ms) {
         0 => MAX_HOLD,
         left => Duration::from_millis(left).min(MAX_HOLD),
@@ -158,10 +156,7 @@ mod tests {
 
     #[test]
     fn hold_bound_is_the_time_to_the_deadline() {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now_ms = crate::clock::now_ms();
         let bound = hold_bound(now_ms + 10_000);
         assert!(bound <= Duration::from_secs(10) && bound > Duration::from_secs(9));
         assert_eq!(hold_bound(1), MAX_HOLD);

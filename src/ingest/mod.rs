@@ -15,13 +15,13 @@ pub mod function_url;
 pub mod inflight;
 pub mod url_token;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::envelope::{self, Destination, Message, Receipt};
 use crate::ingest::config::{Config, Secret};
 use crate::ingest::error::IngestError;
 use crate::twenty::event;
-use crate::twenty::signature::{self, SignatureError};
+use crate::twenty::signature::{self, SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER};
 
 /// Without a payload bucket, larger bodies cannot fit in one SQS message once wrapped, so
 /// they are refused up front.
@@ -29,8 +29,6 @@ pub const MAX_BODY_BYTES: usize = envelope::SQS_MAX_MESSAGE_BYTES;
 /// With one, the limit is Lambda's own for a request payload.
 pub const MAX_BODY_BYTES_WITH_BUCKET: usize = 6 * 1024 * 1024;
 
-pub const TIMESTAMP_HEADER: &str = "x-twenty-webhook-timestamp";
-pub const SIGNATURE_HEADER: &str = "x-twenty-webhook-signature";
 const CONTENT_TYPE_HEADER: &str = "content-type";
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -180,9 +178,7 @@ fn check_signature(
         std::str::from_utf8(timestamp).map_err(|_| SignatureError::MalformedTimestamp)?;
     let signature =
         std::str::from_utf8(signature).map_err(|_| SignatureError::MalformedSignature)?;
-    let now_ms = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now_ms = crate::clock::millis(now);
     signature::verify(
         secrets,
         timestamp,
@@ -234,7 +230,7 @@ mod tests {
     }
 
     fn now() -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(NOW_MS)
+        std::time::UNIX_EPOCH + Duration::from_millis(NOW_MS)
     }
 
     fn run(

@@ -93,9 +93,7 @@ fn parse_redrive(
         let value = value.ok_or(format!("{flag} needs a time (2026-11-29T10:00:00Z)"))?;
         let at = humantime::parse_rfc3339_weak(&value)
             .map_err(|_| format!("{flag}: {value:?} is not a time like 2026-11-29T10:00:00Z"))?;
-        Ok(at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64))
+        Ok(crate::clock::millis(at))
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {

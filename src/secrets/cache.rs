@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::time::Instant;
 
-use super::{Refresh, SecretSource, SecretStore, StoreError, StoredSecret};
+use super::source::{Refresh, SecretSource, SecretStore, StoreError, StoredSecret};
 
 /// No value could be had: the store failed at first need (or within the floor after).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -6,8 +6,6 @@
 //! Timestamps are compared as instants, not as text: `…T10:00:00Z` and `…T10:00:00.000Z`
 //! are one change.
 
-use std::time::UNIX_EPOCH;
-
 use serde::Deserialize;
 
 /// The timestamps a record carries. Unknown fields are ignored.
@@ -85,9 +83,7 @@ pub fn normalise(text: &str) -> String {
     let Ok(at) = humantime::parse_rfc3339_weak(text.trim()) else {
         return text.to_owned();
     };
-    let sub_milli = at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() % 1_000_000);
+    let sub_milli = crate::clock::since_epoch(at).subsec_nanos() % 1_000_000;
     if sub_milli == 0 {
         humantime::format_rfc3339_millis(at).to_string()
     } else {

@@ -7,6 +7,12 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use thiserror::Error;
 
+/// The headers a signed delivery carries (lowercase; header names are case-insensitive):
+/// milliseconds since the epoch, the signature, and a nonce the signature does not cover.
+pub const TIMESTAMP_HEADER: &str = "x-twenty-webhook-timestamp";
+pub const SIGNATURE_HEADER: &str = "x-twenty-webhook-signature";
+pub const NONCE_HEADER: &str = "x-twenty-webhook-nonce";
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// One webhook secret, keyed into HMAC once when it is read (at start-up), so that a

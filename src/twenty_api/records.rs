@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use super::{ApiError, TwentyApi};
+use super::client::{ApiError, TwentyApi};
 
 /// An object as the metadata API names it.
 #[derive(Debug, Clone, PartialEq, Eq)]

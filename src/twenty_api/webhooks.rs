@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{ApiError, Call, TwentyApi};
+use super::client::{ApiError, Call, TwentyApi};
 
 /// Which path answered: the current one, or the deprecated alias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

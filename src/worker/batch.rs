@@ -112,7 +112,6 @@ pub async fn run<P: Process>(
                         .insert(id.to_owned(), failure);
                 };
                 let mut items = unit.into_iter();
-                let mut held: Option<Duration> = None;
                 for item in items.by_ref() {
                     if bounds.start_by.is_some_and(|t| Instant::now() >= t) {
                         settle(
@@ -123,13 +122,11 @@ pub async fn run<P: Process>(
                                 retry_after: Some(Duration::ZERO),
                             }),
                         );
-                        held = Some(Duration::ZERO);
                         break;
                     }
                     match process.process(&item, bounds, &tally).await {
                         Ok(()) => settle(&item.message_id, None),
                         Err((reason, retry_after)) => {
-                            held = Some(retry_after.unwrap_or_default());
                             settle(
                                 &item.message_id,
                                 Some(ItemFailure {
@@ -145,14 +142,13 @@ pub async fn run<P: Process>(
                 // What follows a failure in its group waits for it: visible again at once,
                 // it is still held back by the queue while the failed one is in flight, and
                 // comes after it.
-                let held = held.map(|_| Duration::ZERO);
                 for item in items {
                     settle(
                         &item.message_id,
                         Some(ItemFailure {
                             message_id: item.message_id.clone(),
                             reason: "an earlier message of its group failed".into(),
-                            retry_after: held,
+                            retry_after: Some(Duration::ZERO),
                         }),
                     );
                 }

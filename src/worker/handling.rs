@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use tokio::time::Instant;
@@ -242,7 +242,7 @@ impl<L: Ledger> Process for Handling<L> {
         }
         let age = item
             .sent_at_ms
-            .map(|sent| Duration::from_millis(now_ms().saturating_sub(sent)))
+            .map(|sent| Duration::from_millis(crate::clock::now_ms().saturating_sub(sent)))
             .unwrap_or_default();
         let unit = jitter_unit();
         let has_dead_letters = self.dead_letters.is_some();
@@ -348,12 +348,6 @@ impl<L: Ledger> Process for Handling<L> {
             }
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A failure of the message itself (not of a handler).

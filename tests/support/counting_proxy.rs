@@ -29,7 +29,7 @@ impl CountingProxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (log, upstream) = (seen.clone(), upstream.to_owned());
-        twenty_webhook::aws::install_tls_provider();
+        twenty_webhook::tls::install_provider();
         let client = reqwest::Client::new();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {

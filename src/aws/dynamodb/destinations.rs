@@ -9,8 +9,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::{Item, Table, condition_failed, error, now, number, number_of};
+use super::table::{Item, Table, condition_failed, error, number, number_of};
 use crate::adapter::AdapterError;
+use crate::clock::now;
 use crate::worker::guard::{
     BreakerState, DestinationStore, Lease, Opening, SlotAsk, StoreFuture, Timeline,
 };

@@ -10,18 +10,15 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{Table, condition_failed, error, now, number, number_of, text_of};
+use super::table::{COMPLETED, KEEP, Table, condition_failed, error, number, number_of, text_of};
 use crate::adapter::AdapterError;
 use crate::aws::lazy::LazySdk;
+use crate::clock::now;
 use crate::worker::idempotency::{Begin, Ledger};
 
 const IN_PROGRESS: &str = "INPROGRESS";
-pub(super) const COMPLETED: &str = "COMPLETED";
 const FAILED: &str = "FAILED";
 pub(super) const DEAD_LETTERED: &str = "DEADLETTERED";
-/// How long a done key is remembered (the TTL): past SQS's longest retention (14 days),
-/// so past the retry horizon (7 days at most) plus the time to redrive.
-pub(super) const KEEP: Duration = Duration::from_secs(15 * 86_400);
 
 pub struct DynamoLedger {
     table: Table,

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::destinations::BREAKER;
 use super::seen::published_routes;
+use super::table::{Table, number_of, text_of};
 use super::watermarks::{LAST_RUN, WATERMARK};
-use super::{Table, number_of, text_of};
 use crate::adapter::AdapterError;
 use crate::reconcile::run::{LastRun, Pass};
 

@@ -6,9 +6,9 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::ledger::{COMPLETED, KEEP};
-use super::{Table, error, now, number};
+use super::table::{COMPLETED, KEEP, Table, error, number};
 use crate::adapter::AdapterError;
+use crate::clock::now;
 
 const SEEN: &str = "seen#";
 const ROUTES: &str = "routes#worker";
@@ -20,7 +20,9 @@ pub(super) async fn published_routes(
     table: &Table,
 ) -> Result<Option<Vec<(String, Vec<String>)>>, AdapterError> {
     let item = table.item(ROUTES.to_owned()).await?;
-    let text = item.as_ref().and_then(|i| super::text_of(i, "routes"));
+    let text = item
+        .as_ref()
+        .and_then(|i| super::table::text_of(i, "routes"));
     Ok(text.and_then(|t| serde_json::from_str(t).ok()))
 }
 
@@ -67,7 +69,7 @@ pub use index::DynamoSeen;
 mod index {
     use std::collections::HashSet;
 
-    use super::super::{Table, text_of};
+    use super::super::table::{Table, text_of};
     use super::SEEN;
     use crate::adapter::AdapterError;
     use crate::reconcile::run::{Probe, SeenIndex};

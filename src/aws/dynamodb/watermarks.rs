@@ -4,7 +4,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{Table, condition_failed, error, text_of};
+use super::table::{Table, condition_failed, error, text_of};
 use crate::adapter::AdapterError;
 use crate::reconcile::run::LastRun;
 use crate::reconcile::run::Watermarks;

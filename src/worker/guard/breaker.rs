@@ -17,94 +17,11 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::{DestinationStore, LocalStore, Pass, now_ms};
+use super::state::{Admission, BreakerSettings, BreakerState, Opening, Pass};
+use super::store::{DestinationStore, LocalStore};
+use crate::clock::now_ms;
 use crate::metrics::Unit;
 use crate::retry::jitter_unit;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BreakerSettings {
-    /// Consecutive failures that open the breaker.
-    pub failures: u32,
-    /// How long it first stays open.
-    pub open: Duration,
-    /// The longest it stays open, however long the destination keeps failing.
-    pub cap: Duration,
-    /// How long a message waits while another worker holds the probe.
-    pub probe_wait: Duration,
-}
-
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        Self {
-            failures: 5,
-            open: Duration::from_secs(30),
-            cap: Duration::from_secs(900),
-            probe_wait: Duration::from_secs(5),
-        }
-    }
-}
-
-/// An opening of a breaker: until `until_ms`, for `period_ms`, made on the state read
-/// with `expected_until_ms` (a store refuses it if another worker changed that since).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Opening {
-    pub expected_until_ms: u64,
-    pub until_ms: u64,
-    pub period_ms: u64,
-}
-
-/// A breaker's state, as kept in the store. `open_until_ms` 0 is closed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BreakerState {
-    pub failures: u32,
-    pub open_until_ms: u64,
-    /// The last opening's length: the next one doubles it. 0 once closed.
-    pub period_ms: u64,
-    pub probe_until_ms: u64,
-}
-
-/// What a breaker says to a send, from its state alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    Send,
-    /// Open: wait this long.
-    Wait(Duration),
-    /// The opening ran out: a probe may go, if this worker gets it.
-    Probe,
-}
-
-impl BreakerState {
-    pub fn admission(&self, now_ms: u64) -> Admission {
-        if self.open_until_ms == 0 {
-            Admission::Send
-        } else if now_ms < self.open_until_ms {
-            Admission::Wait(Duration::from_millis(self.open_until_ms - now_ms))
-        } else {
-            Admission::Probe
-        }
-    }
-
-    /// The opening that follows this state's failure, if it should open: the first for
-    /// `settings.open`, each next one twice the last, up to the cap.
-    pub fn next_opening(
-        &self,
-        now_ms: u64,
-        probe: bool,
-        settings: &BreakerSettings,
-    ) -> Option<u64> {
-        let open_or_ran_out = self.open_until_ms <= now_ms || probe;
-        if self.failures < settings.failures || !open_or_ran_out {
-            return None;
-        }
-        let cap = settings.cap.as_millis() as u64;
-        Some(if self.period_ms == 0 {
-            (settings.open.as_millis() as u64).min(cap)
-        } else {
-            self.period_ms.saturating_mul(2).min(cap)
-        })
-        .map(|p| p.max(1))
-    }
-}
 
 /// The breakers of every destination, over one store.
 pub struct Breakers {

@@ -16,87 +16,14 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::{DestinationStore, LocalStore, now_us};
+use super::state::{Lease, SlotAsk};
+use super::store::{DestinationStore, LocalStore};
 use crate::adapter::AdapterError;
+use crate::clock::now_us;
 
 /// How long before its kept slot a held-back message comes back: it waits for the slot
 /// (at most what it may wait), rather than come back late and find it gone.
 const COME_BACK_EARLY: Duration = Duration::from_secs(1);
-
-/// What the store gave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lease {
-    /// `count` slots from `start_us` on, one interval apart.
-    Granted { start_us: u64, count: u32 },
-    /// None soon enough: the slot at `at_us` is kept for this send, to be taken by a send
-    /// that asks again by then.
-    Kept { at_us: u64 },
-}
-
-/// A request for send slots, at `now_us`: `count` slots `interval_us` apart, from the
-/// earliest free one, if that is no later than `latest_start_us`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlotAsk {
-    pub now_us: u64,
-    pub count: u32,
-    pub interval_us: u64,
-    pub latest_start_us: u64,
-}
-
-/// One destination's timeline, as a store keeps it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Timeline {
-    /// The first slot after every slot leased or kept.
-    pub next_us: u64,
-    /// Slots kept for held-back messages: `kept` of them, one interval apart from
-    /// `kept_from_us` on, the last of them just before `next_us`.
-    pub kept: u32,
-    pub kept_from_us: u64,
-}
-
-impl SlotAsk {
-    /// The lease a store grants on `timeline`, and the timeline after it. One rule for
-    /// every store. A kept slot is taken by whoever asks first within its reach (the
-    /// message it was kept for comes back just before it); one more than an interval
-    /// past is gone, as a leased one is. Blocks are leased only when no slot is kept, so
-    /// kept slots stay one interval apart at the end of the timeline.
-    pub fn lease_on(self, timeline: Timeline) -> (Lease, Timeline) {
-        let mut t = timeline;
-        let interval = self.interval_us.max(1);
-        if t.kept > 0 && t.kept_from_us + interval <= self.now_us {
-            let gone = ((self.now_us - t.kept_from_us) / interval).min(u64::from(t.kept));
-            t.kept -= gone as u32;
-            t.kept_from_us += gone * interval;
-        }
-        if t.kept > 0 {
-            if t.kept_from_us <= self.latest_start_us {
-                let start_us = t.kept_from_us;
-                t.kept -= 1;
-                t.kept_from_us += interval;
-                return (Lease::Granted { start_us, count: 1 }, t);
-            }
-            let at_us = t.next_us;
-            t.next_us += interval;
-            t.kept += 1;
-            return (Lease::Kept { at_us }, t);
-        }
-        let start_us = t.next_us.max(self.now_us);
-        if start_us <= self.latest_start_us {
-            t.next_us = start_us + u64::from(self.count) * interval;
-            return (
-                Lease::Granted {
-                    start_us,
-                    count: self.count,
-                },
-                t,
-            );
-        }
-        t.kept = 1;
-        t.kept_from_us = start_us;
-        t.next_us = start_us + interval;
-        (Lease::Kept { at_us: start_us }, t)
-    }
-}
 
 /// Slots leased by this instance for one destination.
 #[derive(Debug, Default)]
@@ -214,6 +141,7 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::guard::state::Timeline;
 
     #[tokio::test]
     async fn two_pacers_on_one_store_share_the_rate() {

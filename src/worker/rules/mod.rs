@@ -54,19 +54,6 @@ pub struct HttpTarget {
     pub headers: Vec<(String, String)>,
 }
 
-impl Target {
-    /// Where it is, for logs: a URL's host (no credentials, path or query), or an ARN or
-    /// name.
-    pub fn describe(&self) -> &str {
-        match self {
-            Self::Http(h) => super::targets::http::origin(&h.url),
-            Self::StateMachine { arn } => arn,
-            Self::EventBus { bus, .. } => bus,
-            Self::Queue { url, .. } => url,
-        }
-    }
-}
-
 /// EventBridge `Source` when a rule gives none.
 pub const DEFAULT_SOURCE: &str = "twenty";
 

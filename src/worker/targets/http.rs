@@ -4,7 +4,7 @@
 //! connection error is retried.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use tokio::sync::OnceCell;
 
@@ -21,7 +21,7 @@ impl HttpClient {
     async fn get(&self) -> Result<&reqwest::Client, HandlerError> {
         self.0
             .get_or_try_init(|| async {
-                crate::aws::install_tls_provider();
+                crate::tls::install_provider();
                 reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
                     .build()
@@ -63,9 +63,7 @@ impl Http {
         } = delivery;
         let origin = origin(&self.target.url);
         let client = self.client.get().await?;
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let timestamp = crate::clock::now().as_secs();
         let headers = headers(&self.target, &event.id, timestamp, event.body.as_bytes());
         let mut request = client
             .post(&self.target.url)
