@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::SqsEvent;
 use support::destination::{Answer, Destination};
 use twenty_webhook::envelope::Message;
+use twenty_webhook::worker::Forwarder;
 use twenty_webhook::worker::NoLedger;
 use twenty_webhook::worker::handling::Worker;
 use twenty_webhook::worker::rules::parse_rules;
-use twenty_webhook::worker::targets::Forwarder;
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

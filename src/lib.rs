@@ -15,8 +15,9 @@
 //!   will not take an acknowledged event) and `replay` (`twenty-replay`: those lines back
 //!   into the queue, and `redrive`: the dead-letter queue back into it).
 //! - `worker` (`twenty-worker`): reading a queued envelope, routing by name and content
-//!   filter, the targets (HTTP with Standard Webhooks, Step Functions, EventBridge, SQS),
-//!   idempotency, breakers and rate limits, the retry plan, the SQS event source.
+//!   filter, the targets (one file per kind: HTTP with Standard Webhooks, Step Functions,
+//!   EventBridge, SQS), idempotency, breakers and rate limits, the retry plan, the SQS
+//!   event source.
 //! - `dead_letter`: what a moved message carries and says, and which a redrive takes.
 //! - `reconcile` (`twenty-reconcile`): the changes Twenty never sent, found through its
 //!   REST API (`twenty_api`, also `twenty-admin`'s client for Twenty's webhooks).
@@ -26,7 +27,8 @@
 //!   `adapter` errors.
 //! - Shared by all: `secrets` (secret settings kept in a store, re-read on a schedule),
 //!   `settings` (errors in settings, never a value), `logging`, `metrics` (EMF lines),
-//!   `progress` (the tools' progress bar).
+//!   `progress` (the tools' progress bar), `clock` (the one wall clock), `tls` (the TLS
+//!   provider of the HTTP clients that are not the AWS SDK's).
 //!
 //! Features: `ingest` (the Function URL function), `worker` (the consuming side),
 //! `reconcile` (with `worker`) and `admin` (with `reconcile`), all by default; `aws` under

@@ -21,9 +21,9 @@ use twenty_webhook::reconcile::setup::Table;
 use twenty_webhook::reconcile::window::{self, Window};
 use twenty_webhook::reconcile::{ApiKey, Mode, Object, ObjectReport, Reconciler, TwentyApi};
 use twenty_webhook::secrets::Rotating;
+use twenty_webhook::worker::Forwarder;
 use twenty_webhook::worker::handling::Worker;
 use twenty_webhook::worker::rules::parse_rules;
-use twenty_webhook::worker::targets::Forwarder;
 
 fn api(twenty: &FakeTwenty) -> TwentyApi {
     TwentyApi::new(

@@ -11,13 +11,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::counting_proxy::CountingProxy;
 use support::*;
-use twenty_webhook::aws::{EventBridgePublisher, SfnExecutions, SqsSender};
+use twenty_webhook::aws::{LazySdk, target_clients};
 use twenty_webhook::envelope::{Destination as Target, Message};
+use twenty_webhook::worker::Forwarder;
 use twenty_webhook::worker::NoLedger;
 use twenty_webhook::worker::handling::Worker;
 use twenty_webhook::worker::rules::parse_rules;
 use twenty_webhook::worker::targets::state_machine::execution_name;
-use twenty_webhook::worker::targets::{AwsTargets, Forwarder};
 
 /// An opportunity update as Twenty sends it, queued as the ingest function queues it.
 fn opportunity(id: &str, stage: &str) -> Message {
@@ -34,13 +34,8 @@ fn opportunity(id: &str, stage: &str) -> Message {
 
 async fn worker(rules: &str, endpoint: &str) -> Worker<NoLedger> {
     let sdk = sdk_config(endpoint).await;
-    let aws = AwsTargets {
-        executions: Some(Arc::new(SfnExecutions::with_sdk_config(&sdk))),
-        events: Some(Arc::new(EventBridgePublisher::with_sdk_config(&sdk))),
-        queues: Some(Arc::new(SqsSender::with_sdk_config(&sdk))),
-    };
     let router = Forwarder::default()
-        .with_aws(aws)
+        .with_clients(target_clients(&LazySdk::ready(sdk)))
         .router(parse_rules(rules).expect("valid rules"))
         .expect("a router");
     Worker::new(router, None, Arc::new(NoLedger), 10)

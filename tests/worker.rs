@@ -12,9 +12,9 @@ use support::destination::{Answer, Destination};
 use support::*;
 use twenty_webhook::aws::{DynamoLedger, PayloadStore, SqsVisibility};
 use twenty_webhook::envelope::{Destination as Target, Message};
+use twenty_webhook::worker::Forwarder;
 use twenty_webhook::worker::handling::Worker;
 use twenty_webhook::worker::rules::parse_rules;
-use twenty_webhook::worker::targets::Forwarder;
 use twenty_webhook::worker::{Ledger, NoLedger};
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -12,7 +12,7 @@ use twenty_webhook::adapter::AdapterError;
 
 use twenty_webhook::metrics::Tally;
 use twenty_webhook::worker::batch::{self, Bounds, Item, Process};
-use twenty_webhook::worker::rules::{self as forward, RulesError, Target, parse_rules};
+use twenty_webhook::worker::rules::{self as forward, RulesError, parse_rules};
 use twenty_webhook::worker::standard_webhooks::WebhookKey;
 use twenty_webhook::worker::targets::http;
 use twenty_webhook::worker::{
@@ -473,7 +473,8 @@ fn signatures_verify_with_the_standardwebhooks_package() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let Target::Http(target) = &rules[0].target else {
+    let spec: &dyn std::any::Any = rules[0].target.as_ref();
+    let Some(target) = spec.downcast_ref::<http::HttpTarget>() else {
         panic!("an HTTP rule")
     };
     let headers = http::headers(target, "abc", timestamp, body.as_bytes());

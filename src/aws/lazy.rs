@@ -14,6 +14,11 @@ use tokio::sync::OnceCell;
 pub struct LazySdk(Arc<OnceCell<SdkConfig>>);
 
 impl LazySdk {
+    /// One given ready: for local servers and tests.
+    pub fn ready(config: SdkConfig) -> Self {
+        Self(Arc::new(OnceCell::new_with(Some(config))))
+    }
+
     /// Every call made with it is bounded in time (a hung service must not hold a
     /// function past its deadline); retries are the SDK's standard ones within that.
     pub async fn get(&self) -> &SdkConfig {

@@ -21,6 +21,8 @@ pub mod secret_store;
 pub mod sqs;
 #[cfg(feature = "worker")]
 pub mod step_functions;
+#[cfg(feature = "worker")]
+mod targets;
 
 pub use dead_letters::SqsDeadLetters;
 #[cfg(feature = "worker")]
@@ -33,5 +35,7 @@ pub use secret_store::AwsSecretStore;
 #[cfg(feature = "worker")]
 pub use sqs::SqsSender;
 pub use sqs::{SqsTransport, SqsVisibility};
+#[cfg(feature = "worker")]
+pub use targets::target_clients;
 #[cfg(feature = "worker")]
 pub use {eventbridge::EventBridgePublisher, step_functions::SfnExecutions};

@@ -10,15 +10,15 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use tracing::error;
 
 use super::config::WorkerConfig;
+use super::forward::Forwarder;
 use super::guard::{Breakers, DestinationStore, LocalStore, Pacer};
 use super::handling::Worker;
 use super::idempotency::{Ledger, NoLedger};
 use super::router::Router;
 use super::rules::stored::{Routes, parse_stored_rules};
-use super::targets::{AwsTargets, Forwarder};
 use crate::aws::{
-    AwsSecretStore, DynamoDestinations, DynamoLedger, EventBridgePublisher, LazySdk, PayloadStore,
-    SfnExecutions, SqsDeadLetters, SqsSender, SqsVisibility,
+    AwsSecretStore, DynamoDestinations, DynamoLedger, LazySdk, PayloadStore, SqsDeadLetters,
+    SqsVisibility, target_clients,
 };
 use crate::secrets::Rotating;
 
@@ -50,17 +50,11 @@ async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
         Some(table) => Arc::new(DynamoDestinations::lazy(sdk.clone(), table)),
         None => Arc::new(LocalStore::default()),
     };
-    // Clients for Step Functions, EventBridge and SQS targets, made on their first call.
-    let aws = AwsTargets {
-        executions: Some(Arc::new(SfnExecutions::lazy(sdk.clone()))),
-        events: Some(Arc::new(EventBridgePublisher::lazy(sdk.clone()))),
-        queues: Some(Arc::new(SqsSender::lazy(sdk.clone()))),
-    };
     let forwarder = Forwarder::new(
         Arc::new(Breakers::new(store.clone(), config.breaker)),
         Arc::new(Pacer::new(store)),
     )
-    .with_aws(aws);
+    .with_clients(target_clients(&sdk));
     let router = match forwarder.clone().add_rules(router, config.rules.clone()) {
         Ok(router) => router,
         Err(e) => {

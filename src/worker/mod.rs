@@ -6,8 +6,9 @@
 //! the deadline), `idempotency` keeps a handler from acting twice on one event,
 //! `retry_policy` decides what becomes of a failure (back-off, horizon, dead-letter queue),
 //! `guard` holds a destination's breaker and pace, `rules` reads `FORWARD_RULES` (and
-//! `rules::stored`, rules kept in a store), `targets` delivers (one module per kind: HTTP
-//! signed per `standard_webhooks`, Step Functions, EventBridge, SQS, behind one trait). The
+//! `rules::stored`, rules kept in a store), `targets` delivers (one file per kind, owning
+//! its rule fields and its delivery: HTTP signed per `standard_webhooks`, Step Functions,
+//! EventBridge, SQS), `forward` makes each rule a guarded handler. The
 //! adapters: `handling` (one SQS batch), `lambda` (the function's start), and `crate::aws`
 //! (S3 for claim checks, DynamoDB for idempotency and destination state, SQS for back-off
 //! and the dead-letter queue, and the targets' clients).
@@ -33,6 +34,7 @@ pub mod batch;
 pub mod config;
 pub mod event;
 pub mod filter;
+pub mod forward;
 pub mod guard;
 pub mod handling;
 pub mod idempotency;
@@ -46,6 +48,7 @@ pub mod targets;
 
 pub use event::{Event, EventError, Queued};
 pub use filter::{Filter, FilterError};
+pub use forward::Forwarder;
 pub use idempotency::{Begin, Ledger, NoLedger};
 pub use patterns::Pattern;
 pub use router::{FailureKind, HandlerError, Outcome, RouteError, Router, Selection};

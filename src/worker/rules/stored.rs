@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Rule, parse_rules};
 use crate::secrets::Rotating;
+use crate::worker::forward::Forwarder;
 use crate::worker::router::Router;
-use crate::worker::targets::Forwarder;
 
 /// Routers are shared, not copied: each message takes an `Arc`, not a copy of the routes.
 pub struct Routes {

@@ -6,11 +6,69 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{DeliverFuture, Delivery, Target, failed, within};
+use super::{
+    Clients, DeliverFuture, Delivery, Kind, Target, TargetSpec, failed, is_arn, text, within,
+};
 use crate::adapter::{AdapterError, AdapterFuture};
+
+/// `eventBusName`, with the events' `source`.
+pub static KIND: Kind = Kind {
+    key: "eventBusName",
+    fields: &["source"],
+    parse,
+};
+
+/// EventBridge `Source` when a rule gives none.
+pub const DEFAULT_SOURCE: &str = "twenty";
+
+/// A rule's bus (a name or an ARN), and the `Source` its events carry.
+#[derive(Debug, Clone)]
+pub struct EventBusTarget {
+    pub bus: String,
+    pub source: String,
+}
+
+fn parse(map: &Map<String, Value>) -> Result<Arc<dyn TargetSpec>, String> {
+    let bus = text(map, "eventBusName");
+    let name_ok = !bus.is_empty()
+        && bus.len() <= 256
+        && bus
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+    if !(name_ok || is_arn(bus, "events", "event-bus/")) {
+        return Err("`eventBusName` must be an event bus's name or ARN".to_owned());
+    }
+    let source = match map.get("source") {
+        None | Some(Value::Null) => DEFAULT_SOURCE.to_owned(),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 && !s.starts_with("aws.") => {
+            s.clone()
+        }
+        Some(_) => {
+            return Err(
+                "`source` must be a string of 1 to 256 characters, not starting with `aws.`"
+                    .to_owned(),
+            );
+        }
+    };
+    Ok(Arc::new(EventBusTarget {
+        bus: bus.to_owned(),
+        source,
+    }))
+}
+
+impl TargetSpec for EventBusTarget {
+    fn build(&self, clients: &Clients) -> Result<Arc<dyn Target>, &'static str> {
+        Ok(Arc::new(EventBus {
+            batcher: clients.get::<Batcher>().ok_or("EventBridge")?,
+            bus: self.bus.clone(),
+            source: self.source.clone(),
+        }))
+    }
+}
 
 /// `PutEvents` takes at most 10 entries, of 256 KiB in all.
 pub const MAX_ENTRIES: usize = 10;

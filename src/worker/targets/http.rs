@@ -6,12 +6,112 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-use super::{Delivery, Target};
+use super::{Clients, Delivery, Kind, Target, TargetSpec, valid_url};
 use crate::worker::event::Event;
 use crate::worker::router::HandlerError;
-use crate::worker::rules::HttpTarget;
+use crate::worker::standard_webhooks::WebhookKey;
+
+/// `url`, with a Standard Webhooks `secret` and extra `headers`.
+pub static KIND: Kind = Kind {
+    key: "url",
+    fields: &["secret", "headers"],
+    parse,
+};
+
+/// A rule's URL, with its key and headers.
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    pub url: String,
+    pub secret: Option<WebhookKey>,
+    /// Extra request headers (`Authorization`, say). Values are never logged.
+    pub headers: Vec<(String, String)>,
+}
+
+impl TargetSpec for HttpTarget {
+    fn build(&self, clients: &Clients) -> Result<Arc<dyn Target>, &'static str> {
+        Ok(Arc::new(Http {
+            client: clients.get::<HttpClient>().ok_or("an HTTP client")?,
+            target: self.clone(),
+        }))
+    }
+}
+
+/// Headers a rule may not set: the worker sets them, and receivers verify them; and the
+/// hop-by-hop and framing headers, which belong to the connection, not to the rule.
+const RESERVED: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "trailer",
+];
+
+fn parse(map: &Map<String, Value>) -> Result<Arc<dyn TargetSpec>, String> {
+    Ok(Arc::new(http_target(map)?))
+}
+
+fn http_target(map: &Map<String, Value>) -> Result<HttpTarget, String> {
+    let url = match map.get("url") {
+        Some(Value::String(u)) if valid_url(u) => u.clone(),
+        _ => return Err("`url` must be an http:// or https:// URL".to_owned()),
+    };
+    let secret = match map.get("secret") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(WebhookKey::parse(s).map_err(|e| format!("`secret`: {e}"))?),
+        Some(_) => return Err("`secret` must be a string".to_owned()),
+    };
+    let headers = match map.get("headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(h)) => h
+            .iter()
+            .map(|(k, v)| {
+                let lower = k.to_ascii_lowercase();
+                let repeated = h.keys().filter(|o| o.eq_ignore_ascii_case(k)).count() > 1;
+                match v {
+                    _ if repeated => Err(format!(
+                        "header `{k}` is given more than once (names are case-insensitive)"
+                    )),
+                    _ if RESERVED.contains(&lower.as_str()) => {
+                        Err(format!("header `{k}` is set by the worker"))
+                    }
+                    _ if !valid_header_name(k) => Err(format!("`{k}` is not a header name")),
+                    Value::String(v) if valid_header_value(v) => Ok((k.clone(), v.clone())),
+                    _ => Err(format!("header `{k}` must have a printable string value")),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("`headers` must be an object of strings".to_owned()),
+    };
+    Ok(HttpTarget {
+        url,
+        secret,
+        headers,
+    })
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn valid_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
 
 /// One HTTP client for every rule, made on the first forward (it reads the TLS roots).
 #[derive(Clone, Default)]
@@ -33,7 +133,7 @@ impl HttpClient {
 
 /// One rule's URL, with its key and headers.
 pub struct Http {
-    pub client: HttpClient,
+    pub client: Arc<HttpClient>,
     pub target: HttpTarget,
 }
 

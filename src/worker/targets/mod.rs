@@ -1,27 +1,36 @@
-//! Where rules deliver: one module per kind of target behind one small trait, `Target`.
-//! `http` (a signed POST), `state_machine` (Step Functions `StartExecution`), `event_bus`
-//! (EventBridge `PutEvents`, batched across the messages of a batch) and `queue` (SQS
-//! `SendMessage`). The AWS calls are behind traits here, implemented in `crate::aws`.
+//! Where rules deliver: one file per kind of target, each owning its rule fields, their
+//! checks and error messages, and its delivery: `http` (a signed POST), `state_machine`
+//! (Step Functions `StartExecution`), `event_bus` (EventBridge `PutEvents`, batched across
+//! the messages of a batch) and `queue` (SQS `SendMessage`). The rule parser asks `KINDS`
+//! which fields there are; a kind's AWS calls are behind a trait in its file, implemented
+//! in `crate::aws`, and reach it through `Clients`.
 //!
 //! Every target runs behind the rule's breaker and pace, and under idempotency, partial
 //! batch failures and the back-off, as HTTP does: throttling and outages are transient;
 //! access denied, a missing resource and validation errors are permanent (the message goes
 //! to the dead-letter queue), unless the rule says `retryAllErrors`.
+//!
+//! Adding a kind: its file here (a `Kind`, a `TargetSpec` and a `Target`) and one line in
+//! `KINDS`; its AWS adapter in `crate::aws` and one line in `aws::target_clients`; its SDK
+//! crate in `Cargo.toml`; its IAM permission in `template.yaml`.
 
 pub mod event_bus;
 pub mod http;
 pub mod queue;
 pub mod state_machine;
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
+
 use super::event::Event;
-use super::guard::{BreakerSettings, Breakers, Gate, Pacer};
-use super::router::{HandlerError, RouteError, Router, Selection};
-use super::rules::{Rule, Target as Kind};
+use super::router::HandlerError;
 use crate::adapter::AdapterError;
 
 pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
@@ -42,126 +51,93 @@ pub trait Target: Send + Sync + 'static {
     fn deliver(&self, delivery: Delivery) -> DeliverFuture<'_>;
 }
 
-/// The AWS services that targets other than HTTP call. A rule whose kind has no client here
-/// is refused when the router is built.
+/// A kind of target, as rules name it.
+pub struct Kind {
+    /// The field that gives this kind's destination (`url`, `queueUrl`, ...): a rule has
+    /// exactly one such field.
+    pub key: &'static str,
+    /// The other fields only this kind takes.
+    pub fields: &'static [&'static str],
+    /// Reads a rule's fields into the kind's target.
+    pub parse: ParseFields,
+}
+
+/// How a kind reads a rule's fields: its target, or what is wrong (never a value).
+pub type ParseFields = fn(&Map<String, Value>) -> Result<Arc<dyn TargetSpec>, String>;
+
+/// Every kind of target, in the order errors list them.
+pub static KINDS: &[&Kind] = &[
+    &http::KIND,
+    &state_machine::KIND,
+    &event_bus::KIND,
+    &queue::KIND,
+];
+
+/// A rule's target as parsed: where it delivers. It becomes a `Target` once the clients
+/// it needs are at hand.
+pub trait TargetSpec: Any + Debug + Send + Sync {
+    /// The target, with its client from `clients`; Err names the service the worker has no
+    /// client for.
+    fn build(&self, clients: &Clients) -> Result<Arc<dyn Target>, &'static str>;
+}
+
+/// The clients targets call through, one per service, by type: `Arc<dyn Executions>`,
+/// `Arc<event_bus::Batcher>`, `Arc<http::HttpClient>`... (`crate::aws::target_clients`
+/// makes the AWS ones).
 #[derive(Clone, Default)]
-pub struct AwsTargets {
-    pub executions: Option<Arc<dyn state_machine::Executions>>,
-    pub events: Option<Arc<dyn event_bus::Publisher>>,
-    pub queues: Option<Arc<dyn queue::QueueSender>>,
+pub struct Clients {
+    services: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
 
-/// Makes each rule a handler: its target, behind its breaker and pace.
-#[derive(Clone)]
-pub struct Forwarder {
-    http: http::HttpClient,
-    breakers: Arc<Breakers>,
-    pacer: Arc<Pacer>,
-    aws: AwsTargets,
-    /// One batcher for every bus: a `PutEvents` call carries entries for several.
-    bus: Option<Arc<event_bus::Batcher>>,
-}
-
-impl Default for Forwarder {
-    /// Breakers and paces kept in this process, with the default settings; HTTP only.
-    fn default() -> Self {
-        Self::new(
-            Arc::new(Breakers::local(BreakerSettings::default())),
-            Arc::new(Pacer::local()),
-        )
-    }
-}
-
-impl Forwarder {
-    pub fn new(breakers: Arc<Breakers>, pacer: Arc<Pacer>) -> Self {
-        Self {
-            http: http::HttpClient::default(),
-            breakers,
-            pacer,
-            aws: AwsTargets::default(),
-            bus: None,
-        }
-    }
-
-    /// With the AWS clients that Step Functions, EventBridge and SQS targets use.
-    pub fn with_aws(mut self, aws: AwsTargets) -> Self {
-        self.bus = aws
-            .events
-            .clone()
-            .map(|p| Arc::new(event_bus::Batcher::new(p)));
-        self.aws = aws;
+impl Clients {
+    /// With `client` as the one of its type.
+    pub fn with<T: ?Sized + Send + Sync + 'static>(mut self, client: Arc<T>) -> Self {
+        self.services
+            .insert(TypeId::of::<Arc<T>>(), Arc::new(client));
         self
     }
 
-    /// A router with one handler per rule, named after it.
-    pub fn router(self, rules: Vec<Rule>) -> Result<Router, RouteError> {
-        self.add_rules(Router::new(), rules)
+    /// The client of type `T`, if there is one.
+    pub fn get<T: ?Sized + Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.services
+            .get(&TypeId::of::<Arc<T>>())
+            .and_then(|c| c.downcast_ref::<Arc<T>>())
+            .cloned()
     }
 
-    /// `router` with one more handler per rule, named after it.
-    pub fn add_rules(self, router: Router, rules: Vec<Rule>) -> Result<Router, RouteError> {
-        rules.into_iter().try_fold(router, |router, rule| {
-            let target = self.target(&rule)?;
-            let patterns: Vec<&str> = rule.events.iter().map(String::as_str).collect();
-            let mut selection = Selection::events(&patterns);
-            if let Some(filter) = rule.filter.clone() {
-                selection = selection.filter(filter);
-            }
-            let pace = rule.max_per_second.map(|n| (self.pacer.clone(), n));
-            let gate = Arc::new(Gate::new(&rule.name, self.breakers.clone(), pace));
-            let name: Arc<str> = Arc::from(rule.name.as_str());
-            let (timeout, retry_all_errors) = (rule.timeout, rule.retry_all_errors);
-            router.on_gated(&rule.name, selection, Some(gate), move |event| {
-                let (target, rule) = (target.clone(), name.clone());
-                async move {
-                    let Some(timeout) = time_for(&event, timeout) else {
-                        return Err(HandlerError::deferred(
-                            "no time left in this invocation",
-                            Duration::ZERO,
-                        ));
-                    };
-                    let delivery = Delivery {
-                        event,
-                        rule,
-                        timeout,
-                        retry_all_errors,
-                    };
-                    target.deliver(delivery).await
-                }
-            })
-        })
+    /// These clients, and those of `other` where these have none of its type.
+    pub fn or(mut self, other: &Clients) -> Self {
+        for (id, client) in &other.services {
+            self.services.entry(*id).or_insert_with(|| client.clone());
+        }
+        self
     }
+}
 
-    fn target(&self, rule: &Rule) -> Result<Arc<dyn Target>, RouteError> {
-        let missing = |service: &str| RouteError::NoClient {
-            name: rule.name.clone(),
-            service: service.to_owned(),
-        };
-        Ok(match &rule.target {
-            Kind::Http(target) => Arc::new(http::Http {
-                client: self.http.clone(),
-                target: target.clone(),
-            }),
-            Kind::StateMachine { arn } => Arc::new(state_machine::StateMachine {
-                executions: self
-                    .aws
-                    .executions
-                    .clone()
-                    .ok_or_else(|| missing("Step Functions"))?,
-                arn: arn.clone(),
-            }),
-            Kind::EventBus { bus, source } => Arc::new(event_bus::EventBus {
-                batcher: self.bus.clone().ok_or_else(|| missing("EventBridge"))?,
-                bus: bus.clone(),
-                source: source.clone(),
-            }),
-            Kind::Queue { url, fifo } => Arc::new(queue::Queue {
-                sender: self.aws.queues.clone().ok_or_else(|| missing("SQS"))?,
-                url: url.clone(),
-                fifo: *fifo,
-            }),
-        })
-    }
+/// The text of a field, "" when it is missing or not a string.
+pub(crate) fn text<'a>(map: &'a Map<String, Value>, field: &str) -> &'a str {
+    map.get(field).and_then(Value::as_str).unwrap_or("")
+}
+
+/// An `http://` or `https://` URL with a host and no blanks or control characters.
+pub(crate) fn valid_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let host = r.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty() && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
+}
+
+/// `arn:<partition>:<service>:<region>:<account>:<resource>`, the resource starting with
+/// `resource` and naming something after it.
+pub(crate) fn is_arn(text: &str, service: &str, resource: &str) -> bool {
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, s, region, account, rest]
+        if partition.starts_with("aws") && *s == service && !region.is_empty()
+            && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+            && rest.strip_prefix(resource).is_some_and(|name| !name.is_empty()))
 }
 
 /// An AWS target's failure as the handler's: throttling and outages retried; the rest
@@ -186,14 +162,4 @@ pub(crate) fn within(event: &Event, limit: usize) -> Option<&str> {
         .as_ref()
         .and_then(|r| r.pointer.as_deref())
         .filter(|p| p.len() <= limit)
-}
-
-/// The time a call may take: the rule's, or less when the invocation has less left.
-/// None when nothing is left.
-fn time_for(event: &Event, rule_timeout: Duration) -> Option<Duration> {
-    let timeout = match event.time_left() {
-        Some(left) if left < rule_timeout => left,
-        _ => rule_timeout,
-    };
-    (!timeout.is_zero()).then_some(timeout)
 }

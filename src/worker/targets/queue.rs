@@ -5,9 +5,48 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{DeliverFuture, Delivery, Target, failed, within};
+use serde_json::{Map, Value};
+
+use super::{
+    Clients, DeliverFuture, Delivery, Kind, Target, TargetSpec, failed, text, valid_url, within,
+};
 use crate::adapter::AdapterFuture;
 use crate::dead_letter::Attribute;
+
+/// `queueUrl`.
+pub static KIND: Kind = Kind {
+    key: "queueUrl",
+    fields: &[],
+    parse,
+};
+
+/// A rule's queue; FIFO when its URL ends in `.fifo`.
+#[derive(Debug, Clone)]
+pub struct QueueTarget {
+    pub url: String,
+    pub fifo: bool,
+}
+
+fn parse(map: &Map<String, Value>) -> Result<Arc<dyn TargetSpec>, String> {
+    let url = text(map, "queueUrl");
+    if !valid_url(url) {
+        return Err("`queueUrl` must be an SQS queue's https:// URL".to_owned());
+    }
+    Ok(Arc::new(QueueTarget {
+        url: url.to_owned(),
+        fifo: url.trim_end_matches('/').ends_with(".fifo"),
+    }))
+}
+
+impl TargetSpec for QueueTarget {
+    fn build(&self, clients: &Clients) -> Result<Arc<dyn Target>, &'static str> {
+        Ok(Arc::new(Queue {
+            sender: clients.get::<dyn QueueSender>().ok_or("SQS")?,
+            url: self.url.clone(),
+            fifo: self.fifo,
+        }))
+    }
+}
 
 /// SQS takes messages of at most 1 MiB (attributes included; the envelope's are small).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024 - 16 * 1024;

@@ -2,12 +2,48 @@
 //! is named after the envelope's `id` and the rule, the same on every retry, so a repeat
 //! never starts a second run (`ExecutionAlreadyExists` counts as done).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{DeliverFuture, Delivery, Target, failed, within};
+use super::{
+    Clients, DeliverFuture, Delivery, Kind, Target, TargetSpec, failed, is_arn, text, within,
+};
 use crate::adapter::{AdapterError, AdapterFuture};
+
+/// `stateMachineArn`.
+pub static KIND: Kind = Kind {
+    key: "stateMachineArn",
+    fields: &[],
+    parse,
+};
+
+/// A rule's state machine.
+#[derive(Debug, Clone)]
+pub struct StateMachineTarget {
+    pub arn: String,
+}
+
+fn parse(map: &Map<String, Value>) -> Result<Arc<dyn TargetSpec>, String> {
+    let arn = text(map, "stateMachineArn");
+    if !is_arn(arn, "states", "stateMachine:") {
+        return Err("`stateMachineArn` must be a state machine's ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)".to_owned());
+    }
+    Ok(Arc::new(StateMachineTarget {
+        arn: arn.to_owned(),
+    }))
+}
+
+impl TargetSpec for StateMachineTarget {
+    fn build(&self, clients: &Clients) -> Result<Arc<dyn Target>, &'static str> {
+        Ok(Arc::new(StateMachine {
+            executions: clients.get::<dyn Executions>().ok_or("Step Functions")?,
+            arn: self.arn.clone(),
+        }))
+    }
+}
 
 /// Step Functions takes inputs of at most 256 KiB.
 pub const MAX_INPUT_BYTES: usize = 256 * 1024;
@@ -28,7 +64,7 @@ pub trait Executions: Send + Sync + 'static {
 }
 
 pub struct StateMachine {
-    pub executions: std::sync::Arc<dyn Executions>,
+    pub executions: Arc<dyn Executions>,
     pub arn: String,
 }
 

@@ -1,0 +1,103 @@
+//! Forwarding rules as router handlers: each rule's target, built with the worker's
+//! clients, behind the rule's breaker and pace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::event::Event;
+use super::guard::{BreakerSettings, Breakers, Gate, Pacer};
+use super::router::{HandlerError, RouteError, Router, Selection};
+use super::rules::Rule;
+use super::targets::http::HttpClient;
+use super::targets::{Clients, Delivery};
+
+/// Makes each rule a handler: its target, behind its breaker and pace.
+#[derive(Clone)]
+pub struct Forwarder {
+    breakers: Arc<Breakers>,
+    pacer: Arc<Pacer>,
+    clients: Clients,
+}
+
+impl Default for Forwarder {
+    /// Breakers and paces kept in this process, with the default settings; HTTP only.
+    fn default() -> Self {
+        Self::new(
+            Arc::new(Breakers::local(BreakerSettings::default())),
+            Arc::new(Pacer::local()),
+        )
+    }
+}
+
+impl Forwarder {
+    /// HTTP targets only, until `with_clients` gives the others theirs.
+    pub fn new(breakers: Arc<Breakers>, pacer: Arc<Pacer>) -> Self {
+        Self {
+            breakers,
+            pacer,
+            // One HTTP client for every rule, so they share its connections.
+            clients: Clients::default().with(Arc::new(HttpClient::default())),
+        }
+    }
+
+    /// With the clients that other kinds of target call (`crate::aws::target_clients`).
+    pub fn with_clients(mut self, clients: Clients) -> Self {
+        self.clients = clients.or(&self.clients);
+        self
+    }
+
+    /// A router with one handler per rule, named after it.
+    pub fn router(self, rules: Vec<Rule>) -> Result<Router, RouteError> {
+        self.add_rules(Router::new(), rules)
+    }
+
+    /// `router` with one more handler per rule, named after it.
+    pub fn add_rules(self, router: Router, rules: Vec<Rule>) -> Result<Router, RouteError> {
+        rules.into_iter().try_fold(router, |router, rule| {
+            let target =
+                rule.target
+                    .build(&self.clients)
+                    .map_err(|service| RouteError::NoClient {
+                        name: rule.name.clone(),
+                        service: service.to_owned(),
+                    })?;
+            let patterns: Vec<&str> = rule.events.iter().map(String::as_str).collect();
+            let mut selection = Selection::events(&patterns);
+            if let Some(filter) = rule.filter.clone() {
+                selection = selection.filter(filter);
+            }
+            let pace = rule.max_per_second.map(|n| (self.pacer.clone(), n));
+            let gate = Arc::new(Gate::new(&rule.name, self.breakers.clone(), pace));
+            let name: Arc<str> = Arc::from(rule.name.as_str());
+            let (timeout, retry_all_errors) = (rule.timeout, rule.retry_all_errors);
+            router.on_gated(&rule.name, selection, Some(gate), move |event| {
+                let (target, rule) = (target.clone(), name.clone());
+                async move {
+                    let Some(timeout) = time_for(&event, timeout) else {
+                        return Err(HandlerError::deferred(
+                            "no time left in this invocation",
+                            Duration::ZERO,
+                        ));
+                    };
+                    let delivery = Delivery {
+                        event,
+                        rule,
+                        timeout,
+                        retry_all_errors,
+                    };
+                    target.deliver(delivery).await
+                }
+            })
+        })
+    }
+}
+
+/// The time a call may take: the rule's, or less when the invocation has less left.
+/// None when nothing is left.
+fn time_for(event: &Event, rule_timeout: Duration) -> Option<Duration> {
+    let timeout = match event.time_left() {
+        Some(left) if left < rule_timeout => left,
+        _ => rule_timeout,
+    };
+    (!timeout.is_zero()).then_some(timeout)
+}
