@@ -6,7 +6,9 @@
 //! Runtime API itself.
 //!
 //! A binary whose name holds `worker` or `runtime` is given an SQS event instead: one
-//! queued envelope, which the worker forwards to the stub (its `/hook` answers 204).
+//! queued envelope, which the worker forwards to the stub (its `/hook` answers 204). One
+//! whose name holds `reconcile` is given a scheduled event: its run asks the stub for
+//! Twenty's objects, gets a 404, and answers.
 //!
 //! `BINARY@ssm` runs the binary with its secrets in SSM Parameter Store instead of the
 //! environment (`TWENTY_WEBHOOK_SECRET_PARAMETER`, `FORWARD_RULES_PARAMETER`), the stub
@@ -38,11 +40,17 @@ enum Mark {
 /// a signed Function URL delivery (and the extension its INVOKE); later calls wait forever.
 /// Anything else (the function's SQS calls, pointed here so that no traffic leaves the
 /// machine) gets a 404.
-fn stub_runtime_api(sqs: bool) -> (String, mpsc::Receiver<Mark>) {
+fn stub_runtime_api(binary: &str) -> (String, mpsc::Receiver<Mark>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (tx, rx) = mpsc::channel();
-    let event = Arc::new(if sqs { sqs_event() } else { invocation_event() });
+    let event = Arc::new(if binary.contains("reconcile") {
+        scheduled_event()
+    } else if takes_sqs(binary) {
+        sqs_event()
+    } else {
+        invocation_event()
+    });
     let calls = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -199,6 +207,17 @@ fn sqs_event() -> String {
     .to_string()
 }
 
+/// What EventBridge Scheduler hands `twenty-reconcile`: its run then asks the stub for
+/// Twenty's objects (a 404), and answers.
+fn scheduled_event() -> String {
+    serde_json::json!({
+        "version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-12-03T10:00:00Z", "region": "eu-west-1",
+        "resources": [], "detail": {}
+    })
+    .to_string()
+}
+
 fn takes_sqs(binary: &str) -> bool {
     binary.contains("worker") || binary.contains("runtime")
 }
@@ -256,6 +275,11 @@ fn command(program: &str, ssm: bool, api: &str) -> Command {
         )
         // The send after the answer goes to the stub (a 404), never off the machine.
         .env("AWS_ENDPOINT_URL_SQS", format!("http://{api}"))
+        // Reconciliation's Twenty: the stub too.
+        .env("TWENTY_API_URL", format!("http://{api}"))
+        .env("TWENTY_API_KEY", "key")
+        .env("IDEMPOTENCY_TABLE", "twenty")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", format!("http://{api}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if ssm {
@@ -272,7 +296,7 @@ fn command(program: &str, ssm: bool, api: &str) -> Command {
 /// One cold start: time to the first call for work, time to the first answer, and the
 /// peak RSS in KiB until then.
 fn once(binary: &str) -> (Duration, Duration, u64) {
-    let (api, marks) = stub_runtime_api(takes_sqs(binary));
+    let (api, marks) = stub_runtime_api(binary);
     let start = Instant::now();
     let (program, ssm) = variant(binary);
     let mut child = command(program, ssm, &api).spawn().expect("start binary");
@@ -297,7 +321,7 @@ fn once(binary: &str) -> (Duration, Duration, u64) {
 
 /// Connections other than to the Runtime API made before the first call for work.
 fn network_during_init(binary: &str) -> Option<Vec<String>> {
-    let (api, first_next) = stub_runtime_api(takes_sqs(binary));
+    let (api, first_next) = stub_runtime_api(binary);
     let trace = std::env::temp_dir().join(format!("coldstart-{}.strace", std::process::id()));
     let (program, ssm) = variant(binary);
     let mut child = command("strace", ssm, &api)

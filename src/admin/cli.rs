@@ -26,18 +26,137 @@ use crate::twenty_api::TwentyApi;
 use crate::twenty_api::settings::ApiSettings;
 use crate::twenty_api::webhooks::redact_token;
 
-const USAGE: &str = "usage:
-  twenty-admin connect PLACE [--events person.*,company.*] [--description TEXT] [--show-secret]
-                       [--new-secret [--propagation-secs N] [--overlap-secs N | --no-wait]]
-  twenty-admin rotate-secret PLACE [--propagation-secs N] [--overlap-secs N | --no-wait] [--finish]
-  twenty-admin send-test PLACE
-  twenty-admin status (--stack NAME | --webhook-url URL) [--json] [--queue-url URL]
-                       [--dead-letter-queue-url URL] [--table NAME] [--alarm-prefix PREFIX]
-                       [--count-dead-letters N]
-PLACE is --stack NAME (its outputs give the Function URL and where the secret is kept), or
-  --webhook-url URL (--secret-parameter NAME | --secret-id ID)
-settings from the environment: TWENTY_API_URL, TWENTY_API_KEY (or _PARAMETER, _SECRET_ID);
-  TWENTY_WEBHOOK_URL_TOKEN for a stack that requires a URL token";
+/// What `--help` adds after the flags.
+const SETTINGS: &str = "Settings from the environment: TWENTY_API_URL, TWENTY_API_KEY (or \
+_PARAMETER, _SECRET_ID); TWENTY_WEBHOOK_URL_TOKEN for a stack that requires a URL token.
+
+Exit codes: 0 done; 1 a service refused or failed (the message says which), or for status \
+some part could not be read; 2 bad arguments or settings.";
+
+/// Sets Twenty up for this stack through its webhook API, and reports on the whole chain.
+#[derive(Debug, clap::Parser)]
+#[command(name = "twenty-admin", after_help = SETTINGS)]
+struct Cli {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// One webhook in Twenty for the Function URL, its secret stored first.
+    Connect {
+        #[command(flatten)]
+        place: PlaceArgs,
+        /// The operations it sends, comma-separated: <object>.<action>, `*` for either.
+        // The whole path: clap reads a plain `Vec` as a repeated flag, this is one list.
+        #[arg(long, value_name = "LIST", default_value = "*.*", value_parser = operations)]
+        events: std::vec::Vec<String>,
+        /// The webhook's description in Twenty.
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        /// Print the secret Twenty signs with, once.
+        #[arg(long)]
+        show_secret: bool,
+        /// Rotate the secret of a webhook that exists (see rotate-secret for the waits).
+        #[arg(long)]
+        new_secret: bool,
+        #[command(flatten)]
+        waits: WaitFlags,
+    },
+    /// A new secret: stored beside the old, given to Twenty once the function reads it, the
+    /// old dropped after the overlap.
+    RotateSecret {
+        #[command(flatten)]
+        place: PlaceArgs,
+        #[command(flatten)]
+        waits: WaitFlags,
+        /// Drop the old secret now (a rotation stopped with --no-wait).
+        #[arg(long)]
+        finish: bool,
+    },
+    /// A signed test delivery to the Function URL, as Twenty would send it.
+    SendTest {
+        #[command(flatten)]
+        place: PlaceArgs,
+    },
+    /// The whole chain: Twenty's webhook, the queues, the table, the alarms.
+    Status {
+        /// The stack: its outputs give the rest.
+        #[arg(long, value_name = "NAME")]
+        stack: Option<String>,
+        /// The ingest function's URL, without a stack.
+        #[arg(long, value_name = "URL")]
+        webhook_url: Option<String>,
+        /// One JSON document instead of the report.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "URL")]
+        queue_url: Option<String>,
+        #[arg(long, value_name = "URL")]
+        dead_letter_queue_url: Option<String>,
+        /// The idempotency table.
+        #[arg(long, value_name = "NAME")]
+        table: Option<String>,
+        /// The alarms whose names start with this.
+        #[arg(long, value_name = "PREFIX")]
+        alarm_prefix: Option<String>,
+        /// Count at most this many dead letters.
+        #[arg(long, value_name = "N", default_value_t = CENSUS_LIMIT,
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        count_dead_letters: u64,
+    },
+}
+
+/// Where the command acts: --stack, or --webhook-url and where the secret is kept.
+#[derive(Debug, clap::Args)]
+struct PlaceArgs {
+    /// The stack: its outputs give the Function URL and where the secret is kept.
+    #[arg(long, value_name = "NAME")]
+    stack: Option<String>,
+    /// The ingest function's URL, without a stack.
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
+    /// The SSM parameter the ingest function reads its secret from.
+    #[arg(long, value_name = "NAME", conflicts_with = "secret_id")]
+    secret_parameter: Option<String>,
+    /// The Secrets Manager secret it reads it from.
+    #[arg(long, value_name = "ID")]
+    secret_id: Option<String>,
+}
+
+/// The waits of a rotation.
+#[derive(Debug, clap::Args)]
+struct WaitFlags {
+    /// How long the function takes to read the new secret; the stack's refresh and a
+    /// margin by default (330 s without a stack).
+    #[arg(long, value_name = "N", value_parser = seconds)]
+    propagation_secs: Option<Duration>,
+    /// How long deliveries signed with the old secret may still come (900 by default).
+    #[arg(long, value_name = "N", value_parser = seconds)]
+    overlap_secs: Option<Duration>,
+    /// Do not wait out the overlap: finish later with rotate-secret --finish.
+    #[arg(long, conflicts_with = "overlap_secs")]
+    no_wait: bool,
+}
+
+fn seconds(value: &str) -> Result<Duration, String> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n <= 86_400)
+        .map(Duration::from_secs)
+        .ok_or("whole seconds, at most 86400".to_owned())
+}
+
+fn operations(list: &str) -> Result<Vec<String>, String> {
+    let ops: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
+    if ops.iter().any(|o| !valid_operation(o)) {
+        return Err(format!(
+            "{list:?}: each is <object>.<action>, `*` for either (person.*, *.created, *.*)"
+        ));
+    }
+    Ok(ops)
+}
 
 /// The ingest function re-reads its secret every `SecretRefreshSeconds` (300 by default):
 /// the new secret is given to Twenty after that, and a margin.
@@ -114,128 +233,125 @@ enum Command {
     },
 }
 
+/// The arguments after the program's name; as the tests give them; Err is what would be printed (clap's own usage errors
+/// included).
+#[cfg(test)]
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
-    let mut args = args.into_iter();
-    let sub = args
-        .next()
-        .ok_or("a subcommand is needed: connect, rotate-secret, send-test or status")?;
-    let (mut url, mut stack, mut secret, mut events, mut description, mut show) =
-        (None, None, None, None, None, false);
-    let (mut new_secret, mut finish, mut no_wait) = (false, false, false);
-    let (mut propagation, mut overlap) = (None, Some(OVERLAP));
-    let mut status = StatusArgs {
-        json: false,
-        queue_url: None,
-        dead_letter_queue_url: None,
-        table: None,
-        alarm_prefix: None,
-        census_limit: CENSUS_LIMIT,
-    };
-    let rotates = sub == "rotate-secret" || sub == "connect";
-    let is_status = sub == "status";
-    let secs = |flag: &str, value: Result<String, String>| -> Result<Duration, String> {
-        value?
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n <= 86_400)
-            .map(Duration::from_secs)
-            .ok_or(format!("{flag} needs whole seconds, at most 86400"))
-    };
-    while let Some(arg) = args.next() {
-        let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
-        match arg.as_str() {
-            "--webhook-url" => url = Some(value("the Function URL")?),
-            "--stack" => stack = Some(value("a stack name")?),
-            "--secret-parameter" | "--secret-id" if secret.is_some() => {
-                return Err("give one of --secret-parameter and --secret-id".into());
-            }
-            "--secret-parameter" if !is_status => {
-                secret = Some(Location::Parameter(value("a parameter name")?));
-            }
-            "--secret-id" if !is_status => secret = Some(Location::SecretId(value("a secret id")?)),
-            "--events" if sub == "connect" => {
-                let list = value("a list of operations")?;
-                let ops: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
-                if ops.iter().any(|o| !valid_operation(o)) {
-                    return Err(format!(
-                        "--events {list:?}: each is <object>.<action>, `*` for either (person.*, *.created, *.*)"
-                    ));
-                }
-                events = Some(ops);
-            }
-            "--description" if sub == "connect" => description = Some(value("a text")?),
-            "--show-secret" if sub == "connect" => show = true,
-            "--new-secret" if sub == "connect" => new_secret = true,
-            "--finish" if sub == "rotate-secret" => finish = true,
-            "--no-wait" if rotates => no_wait = true,
-            "--propagation-secs" if rotates => propagation = Some(secs(&arg, value("seconds"))?),
-            "--overlap-secs" if rotates => overlap = Some(secs(&arg, value("seconds"))?),
-            "--json" if is_status => status.json = true,
-            "--queue-url" if is_status => status.queue_url = Some(value("a queue URL")?),
-            "--dead-letter-queue-url" if is_status => {
-                status.dead_letter_queue_url = Some(value("a queue URL")?);
-            }
-            "--table" if is_status => status.table = Some(value("a table name")?),
-            "--alarm-prefix" if is_status => status.alarm_prefix = Some(value("a prefix")?),
-            "--count-dead-letters" if is_status => {
-                status.census_limit = value("a number")?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=100_000).contains(n))
-                    .ok_or("--count-dead-letters needs a number from 1 to 100000")?;
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if no_wait {
-        overlap = None;
-    }
-    let waits = WaitArgs {
-        propagation,
-        overlap,
-    };
-    let place = match (url, stack) {
-        (Some(_), Some(_)) => return Err("give one of --webhook-url and --stack".into()),
-        (None, Some(stack)) if secret.is_some() => {
-            return Err(format!(
+    let cli = <Cli as clap::Parser>::try_parse_from(
+        std::iter::once("twenty-admin".to_owned()).chain(args),
+    )
+    .map_err(|e| e.to_string())?;
+    Command::try_from(cli.command)
+}
+
+impl PlaceArgs {
+    /// The place: a stack, or a URL and where its secret is kept.
+    fn place(self) -> Result<Place, String> {
+        let secret = match (self.secret_parameter, self.secret_id) {
+            (Some(name), _) => Some(Location::Parameter(name)),
+            (None, Some(id)) => Some(Location::SecretId(id)),
+            (None, None) => None,
+        };
+        match (self.webhook_url, self.stack) {
+            (Some(_), Some(_)) => Err("give one of --webhook-url and --stack".into()),
+            (None, Some(stack)) if secret.is_some() => Err(format!(
                 "--stack {stack:?} gives where the secret is kept: drop --secret-parameter / --secret-id"
-            ));
-        }
-        (None, Some(stack)) => Place::Stack(stack),
-        (Some(_), None) if secret.is_none() && !is_status => {
-            return Err(
+            )),
+            (None, Some(stack)) => Ok(Place::Stack(stack)),
+            (Some(_), None) if secret.is_none() => Err(
                 "--secret-parameter or --secret-id is required with --webhook-url (where ingest reads its secret)"
                     .into(),
-            );
+            ),
+            (Some(webhook_url), None) => Ok(Place::Given {
+                webhook_url,
+                secret,
+            }),
+            (None, None) => {
+                Err("--stack or --webhook-url is required (the ingest function's URL)".into())
+            }
         }
-        (Some(webhook_url), None) => Place::Given {
-            webhook_url,
-            secret,
-        },
-        (None, None) => {
-            return Err("--stack or --webhook-url is required (the ingest function's URL)".into());
+    }
+}
+
+impl From<WaitFlags> for WaitArgs {
+    fn from(flags: WaitFlags) -> Self {
+        Self {
+            propagation: flags.propagation_secs,
+            overlap: (!flags.no_wait).then(|| flags.overlap_secs.unwrap_or(OVERLAP)),
         }
-    };
-    match sub.as_str() {
-        "connect" => Ok(Command::Connect {
-            place,
-            operations: events.unwrap_or_else(|| vec!["*.*".into()]),
-            description,
-            show_secret: show,
-            new_secret: new_secret.then_some(waits),
-        }),
-        "rotate-secret" => Ok(Command::Rotate {
-            place,
-            waits,
-            finish,
-        }),
-        "send-test" => Ok(Command::SendTest { place }),
-        "status" => Ok(Command::Status {
-            place,
-            args: status,
-        }),
-        other => Err(format!("unknown subcommand {other:?}")),
+    }
+}
+
+impl TryFrom<Sub> for Command {
+    type Error = String;
+
+    fn try_from(sub: Sub) -> Result<Self, String> {
+        Ok(match sub {
+            Sub::Connect {
+                place,
+                events,
+                description,
+                show_secret,
+                new_secret,
+                waits,
+            } => Command::Connect {
+                place: place.place()?,
+                operations: events,
+                description,
+                show_secret,
+                new_secret: new_secret.then(|| waits.into()),
+            },
+            Sub::RotateSecret {
+                place,
+                waits,
+                finish,
+            } => Command::Rotate {
+                place: place.place()?,
+                waits: waits.into(),
+                finish,
+            },
+            Sub::SendTest { place } => Command::SendTest {
+                place: place.place()?,
+            },
+            Sub::Status {
+                stack,
+                webhook_url,
+                json,
+                queue_url,
+                dead_letter_queue_url,
+                table,
+                alarm_prefix,
+                count_dead_letters,
+            } => {
+                let place = match (webhook_url, stack) {
+                    (Some(_), Some(_)) => {
+                        return Err("give one of --webhook-url and --stack".into());
+                    }
+                    (None, Some(stack)) => Place::Stack(stack),
+                    (Some(webhook_url), None) => Place::Given {
+                        webhook_url,
+                        secret: None,
+                    },
+                    (None, None) => {
+                        return Err(
+                            "--stack or --webhook-url is required (the ingest function's URL)"
+                                .into(),
+                        );
+                    }
+                };
+                Command::Status {
+                    place,
+                    args: StatusArgs {
+                        json,
+                        queue_url,
+                        dead_letter_queue_url,
+                        table,
+                        alarm_prefix,
+                        census_limit: count_dead_letters,
+                    },
+                }
+            }
+        })
     }
 }
 
@@ -247,13 +363,12 @@ fn valid_operation(op: &str) -> bool {
 
 pub async fn main() -> ExitCode {
     crate::logging::init_with_writer(std::io::stderr);
-    let command = match parse(std::env::args().skip(1)) {
+    // --help prints and exits 0; a usage error prints with the usage line and exits 2.
+    let cli = <Cli as clap::Parser>::parse();
+    let command = match Command::try_from(cli.command) {
         Ok(command) => command,
         Err(why) => {
-            if !why.is_empty() {
-                eprintln!("twenty-admin: {why}");
-            }
-            eprintln!("{USAGE}");
+            eprintln!("twenty-admin: {why}");
             return ExitCode::from(2);
         }
     };

@@ -15,12 +15,48 @@ use super::setup::Setup;
 use super::window::{self, Window};
 use crate::twenty_api::ApiError;
 
-const USAGE: &str = "usage: twenty-reconcile --since <RFC 3339 time> [--until <time>] \
-[--objects people,companies] [--dry-run]
-       twenty-reconcile --scheduled [--dry-run]   (from the watermarks, as the schedule runs)
-settings from the environment: TWENTY_API_URL, TWENTY_API_KEY (or _PARAMETER, _SECRET_ID),
-QUEUE_URL, IDEMPOTENCY_TABLE (skips changes the worker took; keeps the watermarks),
-RECONCILE_TIME_LIMIT_SECS (how long a run may take)";
+/// What `--help` adds after the flags.
+const SETTINGS: &str =
+    "Settings from the environment: TWENTY_API_URL, TWENTY_API_KEY (or _PARAMETER, \
+_SECRET_ID), QUEUE_URL, IDEMPOTENCY_TABLE (skips changes the worker took; keeps the \
+watermarks), RECONCILE_TIME_LIMIT_SECS (how long a run may take).
+
+Exit codes: 0 done; 1 an error (the message says which setting, object or service; the \
+other objects were still read); 2 bad arguments or settings; 3 stopped before the end, or \
+no progress at all (run it again).";
+
+/// Queues the changes Twenty made but never delivered: a backfill of a window, or a run
+/// from the watermarks as the schedule runs it.
+#[derive(Debug, clap::Parser)]
+#[command(name = "twenty-reconcile", after_help = SETTINGS)]
+struct Cli {
+    /// The window's start (RFC 3339: 2026-11-01T00:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = time, required_unless_present = "scheduled")]
+    since: Option<SystemTime>,
+    /// The window's end; now if not given.
+    #[arg(long, value_name = "TIME", value_parser = time)]
+    until: Option<SystemTime>,
+    /// Only these objects, by plural name (people,companies); all of them if not given.
+    // The whole path: clap reads a plain `Vec` as a repeated flag, this is one list.
+    #[arg(long, value_name = "LIST", value_parser = objects)]
+    objects: Option<std::vec::Vec<String>>,
+    /// Read and count, queue nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// From the watermarks, as the schedule runs (IDEMPOTENCY_TABLE keeps them).
+    #[arg(long, conflicts_with = "since")]
+    scheduled: bool,
+}
+
+fn time(value: &str) -> Result<SystemTime, String> {
+    window::parse(value).ok_or(format!(
+        "{value:?} is not an RFC 3339 time (2026-11-01T00:00:00Z)"
+    ))
+}
+
+fn objects(list: &str) -> Result<Vec<String>, String> {
+    super::config::parse_objects(list)
+}
 
 /// `people [########------------] 40% 400/1000 read, 380 queued, 20 already seen`
 fn progress_line(r: &ObjectReport) -> String {
@@ -39,51 +75,37 @@ struct Args {
     dry_run: bool,
 }
 
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
-    let (mut since, mut until, mut objects, mut dry_run, mut scheduled) =
-        (None, None, None, false, false);
-    let mut args = args.into_iter();
-    let time = |flag: &str, value: Option<String>| {
-        let value = value.ok_or(format!("{flag} needs a time"))?;
-        window::parse(&value).ok_or(format!(
-            "{flag} {value:?} is not an RFC 3339 time (2026-11-01T00:00:00Z)"
-        ))
-    };
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--since" => since = Some(time("--since", args.next())?),
-            "--until" => until = Some(time("--until", args.next())?),
-            "--objects" => {
-                let list = args.next().ok_or("--objects needs a list")?;
-                objects = Some(
-                    super::config::parse_objects(&list).map_err(|e| format!("--objects: {e}"))?,
-                );
+impl TryFrom<Cli> for Args {
+    type Error = String;
+
+    fn try_from(cli: Cli) -> Result<Self, String> {
+        let window = match cli.since {
+            Some(since) => {
+                let until = cli.until.unwrap_or_else(SystemTime::now);
+                if since >= until {
+                    return Err("--since must be before --until".into());
+                }
+                Some(Window { since, until })
             }
-            "--dry-run" => dry_run = true,
-            "--scheduled" => scheduled = true,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+            None => None,
+        };
+        Ok(Self {
+            window,
+            objects: cli.objects.unwrap_or_default(),
+            dry_run: cli.dry_run,
+        })
     }
-    let window = match (since, scheduled) {
-        (Some(_), true) => {
-            return Err("--scheduled reads from the watermarks: give no --since".into());
-        }
-        (Some(since), false) => {
-            let until = until.unwrap_or_else(SystemTime::now);
-            if since >= until {
-                return Err("--since must be before --until".into());
-            }
-            Some(Window { since, until })
-        }
-        (None, true) => None,
-        (None, false) => return Err("--since (or --scheduled) is required".into()),
-    };
-    Ok(Args {
-        window,
-        objects: objects.unwrap_or_default(),
-        dry_run,
-    })
+}
+
+/// The arguments after the program's name; as the tests give them; Err is what would be printed (clap's own usage errors
+/// included).
+#[cfg(test)]
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    let cli = <Cli as clap::Parser>::try_parse_from(
+        std::iter::once("twenty-reconcile".to_owned()).chain(args),
+    )
+    .map_err(|e| e.to_string())?;
+    Args::try_from(cli)
 }
 
 /// The command. Exit codes: 0 done; 1 an error (the message says which setting, object or
@@ -101,13 +123,12 @@ pub async fn main() -> ExitCode {
         };
     }
     crate::logging::init_with_writer(std::io::stderr);
-    let args = match parse_args(std::env::args().skip(1)) {
+    // --help prints and exits 0; a usage error prints with the usage line and exits 2.
+    let cli = <Cli as clap::Parser>::parse();
+    let args = match Args::try_from(cli) {
         Ok(args) => args,
         Err(why) => {
-            if !why.is_empty() {
-                eprintln!("twenty-reconcile: {why}");
-            }
-            eprintln!("{USAGE}");
+            eprintln!("twenty-reconcile: {why}");
             return ExitCode::from(2);
         }
     };

@@ -12,9 +12,70 @@ use crate::settings::QUEUE_URL;
 
 use super::replay;
 
-const USAGE: &str = "usage: twenty-replay [--queue-url URL] [--budget-secs N] [FILE ...]
-       twenty-replay redrive [--from DLQ_URL] [--to QUEUE_URL] [--destination RULE]
-                             [--reason CODE] [--since TIME] [--until TIME] [--dry-run]";
+/// What `--help` adds after the flags.
+const SETTINGS: &str = "Reads the files (or standard input, also as `-`), for example lines \
+exported from CloudWatch Logs, and sends every undelivered event found in them. The usual \
+AWS settings apply (AWS_ENDPOINT_URL_SQS...).
+
+Exit codes: 0 done; 1 an event could not be sent, or a redrive failed or could not look at \
+every message; 2 bad arguments or settings.";
+
+/// Sends the events in the ingest function's fallback log lines back to the queue; or,
+/// with `redrive`, dead-lettered messages back to it.
+#[derive(Debug, clap::Parser)]
+#[command(name = "twenty-replay", args_conflicts_with_subcommands = true, after_help = SETTINGS)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// The queue; QUEUE_URL if not given.
+    #[arg(long, value_name = "URL")]
+    queue_url: Option<String>,
+    /// How long the sends may be retried, in seconds.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    budget_secs: u64,
+    /// Files of log lines; none, or `-`, for standard input.
+    #[arg(value_name = "FILE")]
+    files: Vec<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Moves dead-lettered messages back to the queue, byte for byte, each at most once a
+    /// run; those a filter leaves stay.
+    Redrive(RedriveCli),
+}
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "twenty-replay redrive")]
+struct RedriveCli {
+    /// The dead-letter queue; DEAD_LETTER_QUEUE_URL if not given.
+    #[arg(long, value_name = "DLQ_URL")]
+    from: Option<String>,
+    /// The queue; QUEUE_URL if not given.
+    #[arg(long, value_name = "QUEUE_URL")]
+    to: Option<String>,
+    /// Only what this rule's destination failed.
+    #[arg(long, value_name = "RULE")]
+    destination: Option<String>,
+    /// Only what failed for this reason (destination_refused, horizon_passed, unreadable, …).
+    #[arg(long, value_name = "CODE")]
+    reason: Option<String>,
+    /// Only what was dead-lettered at or after this time (2026-11-29T10:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = epoch_ms)]
+    since: Option<u64>,
+    /// Only what was dead-lettered before this time.
+    #[arg(long, value_name = "TIME", value_parser = epoch_ms)]
+    until: Option<u64>,
+    /// Count what would move; move nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn epoch_ms(value: &str) -> Result<u64, String> {
+    let at = humantime::parse_rfc3339_weak(value)
+        .map_err(|_| format!("{value:?} is not a time like 2026-11-29T10:00:00Z"))?;
+    Ok(crate::clock::millis(at))
+}
 
 struct Args {
     queue_url: String,
@@ -22,28 +83,18 @@ struct Args {
     files: Vec<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut queue_url = std::env::var(QUEUE_URL).ok().filter(|u| !u.is_empty());
-    let mut budget = Duration::from_secs(60);
-    let mut files = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--queue-url" => queue_url = Some(args.next().ok_or("--queue-url needs a URL")?),
-            "--budget-secs" => {
-                let n = args.next().ok_or("--budget-secs needs a number")?;
-                budget =
-                    Duration::from_secs(n.parse().map_err(|_| "--budget-secs needs a number")?);
-            }
-            "-h" | "--help" => return Err(String::new()),
-            _ => files.push(arg),
-        }
+impl Args {
+    fn of(cli: Cli) -> Result<Self, String> {
+        let queue_url = cli
+            .queue_url
+            .or_else(|| std::env::var(QUEUE_URL).ok())
+            .filter(|u| !u.is_empty());
+        Ok(Self {
+            queue_url: queue_url.ok_or("no queue: set QUEUE_URL or pass --queue-url")?,
+            budget: Duration::from_secs(cli.budget_secs),
+            files: cli.files,
+        })
     }
-    Ok(Args {
-        queue_url: queue_url.ok_or("no queue: set QUEUE_URL or pass --queue-url")?,
-        budget,
-        files,
-    })
 }
 
 fn read_input(files: &[String]) -> Result<String, String> {
@@ -82,44 +133,35 @@ struct RedriveArgs {
 /// default 120): a setting, so that a run longer than its hold can be played quickly.
 const REDRIVE_HOLD: &str = "REDRIVE_HOLD_SECS";
 
+/// `redrive`'s arguments (after `redrive`) and settings; as the tests give them; Err is what would be printed.
+#[cfg(test)]
 fn parse_redrive(
     args: impl IntoIterator<Item = String>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<RedriveArgs, String> {
-    let mut from = env("DEAD_LETTER_QUEUE_URL").filter(|u| !u.is_empty());
-    let mut to = env(QUEUE_URL).filter(|u| !u.is_empty());
-    let (mut filter, mut dry_run) = (Filter::default(), false);
-    let time = |flag: &str, value: Option<String>| -> Result<u64, String> {
-        let value = value.ok_or(format!("{flag} needs a time (2026-11-29T10:00:00Z)"))?;
-        let at = humantime::parse_rfc3339_weak(&value)
-            .map_err(|_| format!("{flag}: {value:?} is not a time like 2026-11-29T10:00:00Z"))?;
-        Ok(crate::clock::millis(at))
+    let cli = <RedriveCli as clap::Parser>::try_parse_from(
+        std::iter::once("redrive".to_owned()).chain(args),
+    )
+    .map_err(|e| e.to_string())?;
+    redrive_settings(cli, env)
+}
+
+fn redrive_settings(
+    cli: RedriveCli,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<RedriveArgs, String> {
+    let from = cli
+        .from
+        .or_else(|| env("DEAD_LETTER_QUEUE_URL"))
+        .filter(|u| !u.is_empty());
+    let to = cli.to.or_else(|| env(QUEUE_URL)).filter(|u| !u.is_empty());
+    let filter = Filter {
+        destination: cli.destination,
+        reason: cli.reason,
+        since_ms: cli.since,
+        until_ms: cli.until,
     };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--from" => {
-                from = Some(
-                    args.next()
-                        .ok_or("--from needs the dead-letter queue's URL")?,
-                )
-            }
-            "--to" => to = Some(args.next().ok_or("--to needs the queue's URL")?),
-            "--destination" => {
-                filter.destination = Some(args.next().ok_or("--destination needs a rule name")?)
-            }
-            "--reason" => {
-                filter.reason = Some(args.next().ok_or(
-                    "--reason needs a code (destination_refused, horizon_passed, unreadable, …)",
-                )?)
-            }
-            "--since" => filter.since_ms = Some(time("--since", args.next())?),
-            "--until" => filter.until_ms = Some(time("--until", args.next())?),
-            "--dry-run" => dry_run = true,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
+    let dry_run = cli.dry_run;
     let hold = match env(REDRIVE_HOLD).filter(|v| !v.is_empty()) {
         None => Duration::from_secs(120),
         Some(v) => v
@@ -144,14 +186,11 @@ fn parse_redrive(
 }
 
 /// `twenty-replay redrive`: from the dead-letter queue back to the queue.
-async fn redrive(args: impl IntoIterator<Item = String>) -> ExitCode {
-    let args = match parse_redrive(args, |k| std::env::var(k).ok()) {
+async fn redrive(cli: RedriveCli) -> ExitCode {
+    let args = match redrive_settings(cli, |k| std::env::var(k).ok()) {
         Ok(args) => args,
         Err(why) => {
-            if !why.is_empty() {
-                eprintln!("twenty-replay redrive: {why}");
-            }
-            eprintln!("{USAGE}");
+            eprintln!("twenty-replay redrive: {why}");
             return ExitCode::from(2);
         }
     };
@@ -218,17 +257,16 @@ async fn redrive(args: impl IntoIterator<Item = String>) -> ExitCode {
 
 /// The whole command: arguments, input, the replay, the report, the exit code.
 pub async fn run() -> ExitCode {
-    let mut argv = std::env::args().skip(1).peekable();
-    if argv.peek().map(String::as_str) == Some("redrive") {
-        return redrive(argv.skip(1)).await;
-    }
-    let args = match parse_args() {
+    // --help prints and exits 0; a usage error prints with the usage line and exits 2.
+    let cli = <Cli as clap::Parser>::parse();
+    let cli = match cli.command {
+        Some(Sub::Redrive(redrive_cli)) => return redrive(redrive_cli).await,
+        None => cli,
+    };
+    let args = match Args::of(cli) {
         Ok(args) => args,
         Err(why) => {
-            if !why.is_empty() {
-                eprintln!("twenty-replay: {why}");
-            }
-            eprintln!("{USAGE}");
+            eprintln!("twenty-replay: {why}");
             return ExitCode::from(2);
         }
     };
@@ -314,8 +352,11 @@ mod tests {
         assert!(a.dry_run && a.to == "http://q/other");
         for (bad, why) in [
             (vec!["--since", "yesterday"], "not a time"),
-            (vec!["--bogus"], "unknown argument"),
-            (vec!["--destination"], "needs a rule name"),
+            (vec!["--bogus"], "unexpected argument '--bogus'"),
+            (
+                vec!["--destination"],
+                "a value is required for '--destination <RULE>'",
+            ),
             (vec!["--to", "http://q/dlq"], "the same queue"),
         ] {
             let e = redrive_args(&bad, &env).unwrap_err();
