@@ -4,27 +4,27 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `at` since the epoch.
-pub fn since_epoch(at: SystemTime) -> Duration {
+pub(crate) fn since_epoch(at: SystemTime) -> Duration {
     at.duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 /// Now, since the epoch.
-pub fn now() -> Duration {
+pub(crate) fn now() -> Duration {
     since_epoch(SystemTime::now())
 }
 
 /// `at` in whole milliseconds since the epoch.
-pub fn millis(at: SystemTime) -> u64 {
+pub(crate) fn millis(at: SystemTime) -> u64 {
     u64::try_from(since_epoch(at).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Now in whole milliseconds since the epoch.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     millis(SystemTime::now())
 }
 
 /// Now in whole microseconds since the epoch.
-pub fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     u64::try_from(now().as_micros()).unwrap_or(u64::MAX)
 }
 

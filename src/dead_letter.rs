@@ -48,7 +48,7 @@ fn text_of<'a>(attributes: &'a [Attribute], name: &str) -> Option<&'a str> {
 /// What the dead-letter queue holds, counted by `failedDestination` (each of a message's
 /// destinations) and by the `failureReason` code, for `twenty-admin status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Census {
+pub(crate) struct Census {
     /// Messages looked at.
     pub counted: u64,
     #[serde(rename = "byDestination")]
@@ -58,7 +58,7 @@ pub struct Census {
 }
 
 impl Census {
-    pub fn add(&mut self, attributes: &[Attribute]) {
+    pub(crate) fn add(&mut self, attributes: &[Attribute]) {
         let text = |name| text_of(attributes, name);
         self.counted += 1;
         // A message moved before it reached a handler (unreadable) names none.
@@ -74,12 +74,12 @@ impl Census {
 }
 
 /// The attributes the worker adds to what it moves.
-pub const FAILURE_REASON: &str = "failureReason";
-pub const FAILED_DESTINATION: &str = "failedDestination";
-pub const LAST_STATUS: &str = "lastStatus";
-pub const ATTEMPTS: &str = "attempts";
+pub(crate) const FAILURE_REASON: &str = "failureReason";
+pub(crate) const FAILED_DESTINATION: &str = "failedDestination";
+pub(crate) const LAST_STATUS: &str = "lastStatus";
+pub(crate) const ATTEMPTS: &str = "attempts";
 /// Set by `twenty-replay redrive` on what it sends back.
-pub const REDRIVEN: &str = "redriven";
+pub(crate) const REDRIVEN: &str = "redriven";
 /// SQS takes at most 10 attributes a message.
 const MAX_ATTRIBUTES: usize = 10;
 /// SQS takes at most 256 characters of text we control here; the reason is cut to it.
@@ -134,7 +134,7 @@ impl DeadLetter {
 /// never reuses the id it was made from, nor another copy's. SHA-256 of the parts, as 64
 /// hex characters: within SQS's 128 however often copies are made of copies, where
 /// joining the parts would be cut and collide.
-pub fn copy_deduplication_id(parts: &[&str]) -> String {
+pub(crate) fn copy_deduplication_id(parts: &[&str]) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     for part in parts {
@@ -157,7 +157,7 @@ pub struct Why<'a> {
 /// Which dead-lettered messages a redrive takes: all, or those of a destination, a reason
 /// code, a time range (when they were dead-lettered). Every given part must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
+pub(crate) struct Filter {
     pub destination: Option<String>,
     /// A `failureReason` code: `destination_refused`, `horizon_passed`, `unreadable`, …
     pub reason: Option<String>,
@@ -169,7 +169,7 @@ pub struct Filter {
 
 impl Filter {
     /// Whether a message with these attributes, dead-lettered at `sent_ms`, is taken.
-    pub fn matches(&self, attributes: &[Attribute], sent_ms: Option<u64>) -> bool {
+    pub(crate) fn matches(&self, attributes: &[Attribute], sent_ms: Option<u64>) -> bool {
         let text = |name| text_of(attributes, name);
         let destination_ok = self.destination.as_deref().is_none_or(|want| {
             text(FAILED_DESTINATION).is_some_and(|d| d.split(',').any(|d| d == want))
@@ -188,7 +188,7 @@ impl Filter {
 
 /// What a redriven message carries: the original attributes, without why it failed, and
 /// `redriven` (for whoever looks at it; the worker knows a redrive by its new message id).
-pub fn redriven_attributes(attributes: &[Attribute]) -> Vec<Attribute> {
+pub(crate) fn redriven_attributes(attributes: &[Attribute]) -> Vec<Attribute> {
     let mut out = original_attributes(attributes);
     out.push(Attribute::text(REDRIVEN, "true"));
     out
@@ -212,7 +212,7 @@ fn original_attributes(attributes: &[Attribute]) -> Vec<Attribute> {
         .collect()
 }
 
-pub type SendFuture<'a> =
+pub(crate) type SendFuture<'a> =
     Pin<Box<dyn Future<Output = Result<(), crate::adapter::AdapterError>> + Send + 'a>>;
 
 /// Where moved messages go.

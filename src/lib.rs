@@ -35,19 +35,33 @@
 //! each (tokio, SQS, S3, SSM, Secrets Manager, delivery, replay). Without any, the crate is
 //! the pure request core alone, which is what the fuzz target builds.
 
+// What is `pub` is what a binary, an example or a test names; the rest is `pub(crate)`.
+#![warn(unreachable_pub, rust_2018_idioms, nonstandard_style)]
+// A build with fewer parts (the fuzz target's has none) leaves helpers of the others unused,
+// and what is public for one part crate-internal for it.
+#![cfg_attr(
+    not(all(
+        feature = "ingest",
+        feature = "worker",
+        feature = "reconcile",
+        feature = "admin"
+    )),
+    allow(dead_code, unreachable_pub)
+)]
+
 pub mod adapter;
-pub mod clock;
-pub mod dead_letter;
+pub(crate) mod clock;
+pub(crate) mod dead_letter;
 pub mod envelope;
 pub mod fallback;
 pub mod ingest;
 #[cfg(any(feature = "ingest", feature = "worker"))]
-pub mod logging;
+pub(crate) mod logging;
 pub mod metrics;
-pub mod progress;
+pub(crate) mod progress;
 pub mod retry;
 pub mod secrets;
-pub mod settings;
+pub(crate) mod settings;
 pub mod twenty;
 
 #[cfg(feature = "aws")]

@@ -12,12 +12,12 @@ use subscriber::filter::{EnvFilter, LevelFilter};
 use subscriber::fmt::MakeWriter;
 
 /// Sets up logging to standard output.
-pub fn init() {
+pub(crate) fn init() {
     init_with_writer(std::io::stdout);
 }
 
 /// Sets up logging to `writer`.
-pub fn init_with_writer<W>(writer: W)
+pub(crate) fn init_with_writer<W>(writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {

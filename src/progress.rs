@@ -3,7 +3,7 @@
 const WIDTH: u64 = 20;
 
 /// `done` of `expected` (which grows to `done` if it was an estimate).
-pub fn bar(done: u64, expected: u64) -> String {
+pub(crate) fn bar(done: u64, expected: u64) -> String {
     let expected = expected.max(done);
     let whole = expected.max(1);
     let filled = (done * WIDTH / whole) as usize;

@@ -18,7 +18,7 @@ use crate::twenty_api::{ApiError, TwentyApi, Webhook, WebhookChange};
 
 /// What the webhook should be.
 #[derive(Debug, Clone)]
-pub struct Wanted {
+pub(crate) struct Wanted {
     /// The Function URL, with its `token` query when the stack uses one.
     pub webhook_url: String,
     /// `object.action` patterns, `*` allowed (`*.*` by default).
@@ -29,7 +29,7 @@ pub struct Wanted {
 
 /// What `connect` did.
 #[derive(Debug)]
-pub struct Connected {
+pub(crate) struct Connected {
     pub webhook: Webhook,
     pub outcome: Outcome,
     /// The store was written (a new secret, or Twenty's adopted).
@@ -37,7 +37,7 @@ pub struct Connected {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Created,
     /// Which fields were set.
     Updated(Vec<&'static str>),
@@ -46,7 +46,7 @@ pub enum Outcome {
 
 /// What went wrong, naming the setting or the place; never a secret.
 #[derive(Debug, Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("--webhook-url {0:?} is not an http(s) URL")]
     BadUrl(String),
     #[error(transparent)]
@@ -59,7 +59,7 @@ pub enum ConnectError {
     NotCreated { error: ApiError, undone: String },
 }
 
-pub async fn connect<S: SecretSlot>(
+pub(crate) async fn connect<S: SecretSlot>(
     api: &TwentyApi,
     slot: &S,
     wanted: &Wanted,

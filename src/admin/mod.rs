@@ -18,11 +18,11 @@
 //! `SecretSlot` (where the ingest function reads its secret; `crate::aws::AwsSecretStore`).
 
 pub mod cli;
-pub mod connect;
-pub mod rotate;
-pub mod sample;
-pub mod stack;
-pub mod status;
+pub(crate) mod connect;
+pub(crate) mod rotate;
+pub(crate) mod sample;
+pub(crate) mod stack;
+pub(crate) mod status;
 
 use std::future::Future;
 

@@ -15,7 +15,7 @@ use crate::twenty_api::{ApiError, TwentyApi, WebhookChange};
 
 /// How long each step waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Waits {
+pub(crate) struct Waits {
     /// After the store holds both, before Twenty is given the new one: longer than the
     /// ingest function's `SECRET_REFRESH_SECS`.
     pub propagation: Duration,
@@ -26,7 +26,7 @@ pub struct Waits {
 
 /// Where a rotation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rotated {
+pub(crate) enum Rotated {
     /// Twenty signs with the new secret; the store holds it alone.
     Done,
     /// Twenty signs with the new secret; the store holds both until `--finish`.
@@ -34,7 +34,7 @@ pub enum Rotated {
 }
 
 #[derive(Debug, Error)]
-pub enum RotateError {
+pub(crate) enum RotateError {
     #[error("no webhook in Twenty targets {0}: run connect first")]
     NoWebhook(String),
     #[error(transparent)]
@@ -53,7 +53,7 @@ pub enum RotateError {
 
 /// Rotates the secret of the webhook that targets `webhook_url`. `progress` is told each
 /// step as it starts.
-pub async fn rotate<S: SecretSlot>(
+pub(crate) async fn rotate<S: SecretSlot>(
     api: &TwentyApi,
     slot: &S,
     webhook_url: &str,
@@ -138,7 +138,7 @@ pub async fn rotate<S: SecretSlot>(
 }
 
 /// Ends a rotation left with both secrets: the store keeps Twenty's alone.
-pub async fn finish<S: SecretSlot>(
+pub(crate) async fn finish<S: SecretSlot>(
     api: &TwentyApi,
     slot: &S,
     webhook_url: &str,

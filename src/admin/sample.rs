@@ -8,20 +8,20 @@ use crate::twenty::signature::{NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER}
 
 /// What the Function URL answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     /// The start of the body (the ingest function answers with a short JSON).
     pub body: String,
 }
 
 impl Answer {
-    pub fn accepted(&self) -> bool {
+    pub(crate) fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
     }
 }
 
 /// The sample body: a person.updated whose record says it is a test.
-pub fn body(target_url: &str, now: SystemTime) -> String {
+pub(crate) fn body(target_url: &str, now: SystemTime) -> String {
     let at = humantime::format_rfc3339_millis(now).to_string();
     serde_json::json!({
         "targetUrl": target_url,
@@ -42,7 +42,7 @@ pub fn body(target_url: &str, now: SystemTime) -> String {
 }
 
 /// Signs and sends the sample to `url` (the token, if any, is part of it).
-pub async fn send(url: &str, secret: &str, timeout: Duration) -> Result<Answer, String> {
+pub(crate) async fn send(url: &str, secret: &str, timeout: Duration) -> Result<Answer, String> {
     crate::tls::install_provider();
     let now = SystemTime::now();
     let body = body(url, now);

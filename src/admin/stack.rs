@@ -10,7 +10,7 @@ use crate::secrets::Location;
 
 /// The stack as `twenty-admin` sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deployment {
+pub(crate) struct Deployment {
     /// The stack's name.
     pub name: String,
     /// The Function URL, with `?token=` when the stack requires one.
@@ -28,7 +28,7 @@ pub struct Deployment {
 
 impl Deployment {
     /// From the outputs of stack `name`; `token` is `TWENTY_WEBHOOK_URL_TOKEN`.
-    pub fn from_outputs(
+    pub(crate) fn from_outputs(
         name: &str,
         outputs: &BTreeMap<String, String>,
         token: Option<&str>,

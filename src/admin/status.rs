@@ -21,7 +21,7 @@ use crate::twenty_api::webhooks::{normalise_url, redact_token, same_target};
 /// One part of the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub enum Section<T> {
+pub(crate) enum Section<T> {
     Ok(T),
     /// It could not be read: why.
     Unreadable(String),
@@ -42,7 +42,7 @@ impl<T> Section<T> {
 /// Twenty's side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TwentyView {
+pub(crate) struct TwentyView {
     /// The webhook whose target is this stack's Function URL.
     pub webhook: Option<HookView>,
     /// The workspace's other webhooks.
@@ -51,7 +51,7 @@ pub struct TwentyView {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HookView {
+pub(crate) struct HookView {
     pub id: String,
     /// With its token hidden.
     pub target_url: String,
@@ -65,7 +65,7 @@ pub struct HookView {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct QueueView {
+pub(crate) struct QueueView {
     pub depth: Depth,
     /// SQS's `ApproximateAgeOfOldestMessage`, latest minute; None without data.
     pub oldest_age_secs: Section<Option<f64>>,
@@ -73,7 +73,7 @@ pub struct QueueView {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeadLetterView {
+pub(crate) struct DeadLetterView {
     pub depth: Depth,
     pub census: Census,
     /// Every message was counted (else the first `limit`).
@@ -82,7 +82,7 @@ pub struct DeadLetterView {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Report {
+pub(crate) struct Report {
     pub webhook_url: String,
     pub twenty: Section<TwentyView>,
     pub queue: Section<QueueView>,
@@ -95,7 +95,7 @@ pub struct Report {
 
 impl Report {
     /// Some part could not be read.
-    pub fn incomplete(&self) -> bool {
+    pub(crate) fn incomplete(&self) -> bool {
         let oldest = matches!(&self.queue, Section::Ok(q) if q.oldest_age_secs.unreadable());
         oldest
             || self.twenty.unreadable()
@@ -108,7 +108,7 @@ impl Report {
 }
 
 /// Where each part is read from; None where nothing says.
-pub struct Sources<'a> {
+pub(crate) struct Sources<'a> {
     pub webhook_url: &'a str,
     /// The API client, or why there is none (its settings).
     pub twenty: Result<&'a TwentyApi, String>,
@@ -128,7 +128,7 @@ const TWENTY_TIME: Duration = Duration::from_secs(30);
 const AGE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// Reads every part at once.
-pub async fn gather(s: &Sources<'_>) -> Report {
+pub(crate) async fn gather(s: &Sources<'_>) -> Report {
     let (twenty, queue, dead_letters, open_breakers, reconciliation, alarms) = tokio::join!(
         twenty(s),
         queue(s),
@@ -238,7 +238,7 @@ async fn alarms(s: &Sources<'_>) -> Section<Vec<Firing>> {
 }
 
 /// The report as one screen of text.
-pub fn render(r: &Report) -> String {
+pub(crate) fn render(r: &Report) -> String {
     let mut out = String::new();
     let mut line = |label: &str, text: String| {
         let _ = writeln!(out, "{label:<16}{text}");

@@ -8,7 +8,7 @@ use super::lazy::{Source, one_client};
 use super::sdk_error::adapter_error;
 use crate::adapter::AdapterError;
 
-pub struct StackOutputs {
+pub(crate) struct StackOutputs {
     client: Source<Client>,
 }
 
@@ -16,7 +16,7 @@ one_client!(StackOutputs, Client);
 
 impl StackOutputs {
     /// The outputs of stack `name`, by key. A stack that does not exist is `NotFound`.
-    pub async fn read(&self, name: &str) -> Result<BTreeMap<String, String>, AdapterError> {
+    pub(crate) async fn read(&self, name: &str) -> Result<BTreeMap<String, String>, AdapterError> {
         let out = self
             .client
             .get()

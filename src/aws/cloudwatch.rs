@@ -11,7 +11,7 @@ use super::lazy::{Source, one_client};
 use super::sdk_error::adapter_error;
 use crate::adapter::AdapterError;
 
-pub struct CloudWatch {
+pub(crate) struct CloudWatch {
     client: Source<Client>,
 }
 
@@ -19,7 +19,7 @@ one_client!(CloudWatch, Client);
 
 /// An alarm in ALARM: its name, since when (RFC 3339) and CloudWatch's reason.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Firing {
+pub(crate) struct Firing {
     pub name: String,
     pub since: Option<String>,
     pub reason: String,
@@ -30,7 +30,7 @@ const PAGES: usize = 10;
 
 impl CloudWatch {
     /// The metric alarms whose names start with `prefix` that are in ALARM now.
-    pub async fn firing(&self, prefix: &str) -> Result<Vec<Firing>, AdapterError> {
+    pub(crate) async fn firing(&self, prefix: &str) -> Result<Vec<Firing>, AdapterError> {
         let client = self.client.get().await;
         let mut firing = Vec::new();
         let mut token = None;
@@ -61,7 +61,7 @@ impl CloudWatch {
 
     /// The largest value of `metric` over the last `window`, in one-minute periods; None
     /// when the metric has no data there.
-    pub async fn latest_maximum(
+    pub(crate) async fn latest_maximum(
         &self,
         namespace: &str,
         metric: &str,

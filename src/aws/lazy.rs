@@ -72,6 +72,9 @@ impl<C> Source<C> {
 /// (`client: Source<$client>`).
 macro_rules! one_client {
     ($adapter:ident, $client:ty) => {
+        // Public for the adapters a binary or a test names; the others are crate-internal,
+        // and not every build uses both constructors.
+        #[allow(unreachable_pub, dead_code)]
         impl $adapter {
             pub fn with_sdk_config(shared: &aws_config::SdkConfig) -> Self {
                 Self {

@@ -4,23 +4,23 @@
 //! errors are read for the retry policy. Everything AWS-typed lives here.
 
 #[cfg(feature = "admin")]
-pub mod cloudformation;
+pub(crate) mod cloudformation;
 #[cfg(feature = "admin")]
-pub mod cloudwatch;
-pub mod dead_letters;
+pub(crate) mod cloudwatch;
+pub(crate) mod dead_letters;
 #[cfg(feature = "worker")]
-pub mod dynamodb;
+pub(crate) mod dynamodb;
 #[cfg(feature = "worker")]
-pub mod eventbridge;
+pub(crate) mod eventbridge;
 mod lazy;
-pub mod queues;
-pub mod redrive;
-pub mod s3;
+pub(crate) mod queues;
+pub(crate) mod redrive;
+pub(crate) mod s3;
 mod sdk_error;
-pub mod secret_store;
-pub mod sqs;
+pub(crate) mod secret_store;
+pub(crate) mod sqs;
 #[cfg(feature = "worker")]
-pub mod step_functions;
+pub(crate) mod step_functions;
 #[cfg(feature = "worker")]
 mod targets;
 

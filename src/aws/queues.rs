@@ -18,7 +18,7 @@ use crate::dead_letter::Census;
 /// SQS's approximate counts of a queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Depth {
+pub(crate) struct Depth {
     /// Waiting to be received.
     pub visible: u64,
     /// Received and not yet deleted (being handled, or held back for a retry).
@@ -32,21 +32,25 @@ const HOLD: Duration = Duration::from_secs(30);
 /// Counting stops after this long, well within `HOLD`: a message is never counted twice.
 const COUNTING: Duration = Duration::from_secs(20);
 
-pub struct Queues {
+pub(crate) struct Queues {
     client: Source<Client>,
 }
 
 one_client!(Queues, Client);
 
 impl Queues {
-    pub async fn depth(&self, url: &str) -> Result<Depth, AdapterError> {
+    pub(crate) async fn depth(&self, url: &str) -> Result<Depth, AdapterError> {
         depth(self.client.get().await, url).await
     }
 
     /// Up to `limit` messages of the queue (or as many as `COUNTING` allows) counted with
     /// `Census`, and whether that was all of them. Each is made visible again before this
     /// returns.
-    pub async fn census(&self, url: &str, limit: u64) -> Result<(Census, bool), AdapterError> {
+    pub(crate) async fn census(
+        &self,
+        url: &str,
+        limit: u64,
+    ) -> Result<(Census, bool), AdapterError> {
         let client = self.client.get().await;
         // On FIFO, an empty answer can also mean every group's head is held: all were
         // counted only if as many as the queue held at the start.

@@ -15,7 +15,7 @@ use crate::dead_letter::{Attribute, Filter, redriven_attributes};
 
 /// How a redrive went.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RedriveReport {
+pub(crate) struct RedriveReport {
     /// Sent back and deleted (with `dry_run`: would have been).
     pub moved: u64,
     /// Looked at and left: not matching the filter.
@@ -32,7 +32,7 @@ pub struct RedriveReport {
     pub unexamined: u64,
 }
 
-pub struct Redrive<'a> {
+pub(crate) struct Redrive<'a> {
     pub client: &'a Client,
     /// Where claim checks are stored: a claim check sent back has its stored envelope's
     /// lifetime restarted first (the copy lives as long again), and one whose envelope is
@@ -49,7 +49,7 @@ pub struct Redrive<'a> {
 
 impl Redrive<'_> {
     /// Runs it; `progress` is told after each receive. Errs when the queues cannot be read.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         mut progress: impl FnMut(&RedriveReport),
     ) -> Result<RedriveReport, String> {

@@ -142,7 +142,7 @@ struct Pointer {
 }
 
 /// Where the envelope of a queued message is stored, if the message is a claim check.
-pub fn claim_of(message_body: &str) -> Option<ClaimCheck> {
+pub(crate) fn claim_of(message_body: &str) -> Option<ClaimCheck> {
     serde_json::from_str::<Pointer>(message_body)
         .ok()?
         .claim_check

@@ -179,7 +179,7 @@ impl SecretStore for AwsSecretStore {
 
 /// One parameter or secret, as `twenty-admin` writes the webhook secret.
 #[cfg(feature = "admin")]
-pub struct StoreSlot {
+pub(crate) struct StoreSlot {
     pub store: AwsSecretStore,
     pub location: Location,
 }

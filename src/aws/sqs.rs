@@ -240,7 +240,7 @@ fn visibility_seconds(delay: Duration) -> i32 {
 }
 
 /// `arn:aws:sqs:<region>:<account>:<name>` to `https://sqs.<region>.amazonaws.com/<account>/<name>`.
-pub fn queue_url_of(arn: &str) -> Option<String> {
+pub(crate) fn queue_url_of(arn: &str) -> Option<String> {
     let mut parts = arn.split(':');
     let (Some("arn"), Some(partition), Some("sqs"), Some(region), Some(account), Some(name), None) = (
         parts.next(),

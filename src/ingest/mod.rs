@@ -13,7 +13,7 @@ pub mod error;
 pub mod function_url;
 #[cfg(feature = "ingest")]
 pub mod inflight;
-pub mod url_token;
+pub(crate) mod url_token;
 
 use std::time::SystemTime;
 

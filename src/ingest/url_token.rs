@@ -8,7 +8,7 @@ use crate::settings::{ConfigError, invalid};
 
 pub const URL_TOKEN: &str = "TWENTY_WEBHOOK_URL_TOKEN";
 /// The query parameter that carries it.
-pub const QUERY_PARAMETER: &str = "token";
+pub(crate) const QUERY_PARAMETER: &str = "token";
 /// Short tokens can be guessed; a URL has room for long ones.
 const MIN_LEN: usize = 16;
 const MAX_LEN: usize = 256;

@@ -3,17 +3,17 @@
 
 use std::time::Duration;
 
-pub use crate::settings::QUEUE_URL;
+pub(crate) use crate::settings::QUEUE_URL;
 use crate::settings::{ConfigError, invalid, queue_url, whole_number};
-pub use crate::twenty_api::settings::{API_KEY, API_URL, ApiSettings, RATE};
-pub const OBJECTS: &str = "RECONCILE_OBJECTS";
-pub const TABLE: &str = "IDEMPOTENCY_TABLE";
-pub const OVERLAP: &str = "RECONCILE_OVERLAP_SECS";
-pub const SETTLE: &str = "RECONCILE_SETTLE_SECS";
-pub const LOOKBACK: &str = "RECONCILE_FIRST_LOOKBACK_SECS";
-pub const WORKSPACE: &str = "TWENTY_WORKSPACE_ID";
-pub const PAYLOAD_BUCKET: &str = "PAYLOAD_BUCKET";
-pub const TIME_LIMIT: &str = "RECONCILE_TIME_LIMIT_SECS";
+pub(crate) use crate::twenty_api::settings::ApiSettings;
+pub(crate) const OBJECTS: &str = "RECONCILE_OBJECTS";
+pub(crate) const TABLE: &str = "IDEMPOTENCY_TABLE";
+pub(crate) const OVERLAP: &str = "RECONCILE_OVERLAP_SECS";
+pub(crate) const SETTLE: &str = "RECONCILE_SETTLE_SECS";
+pub(crate) const LOOKBACK: &str = "RECONCILE_FIRST_LOOKBACK_SECS";
+pub(crate) const WORKSPACE: &str = "TWENTY_WORKSPACE_ID";
+pub(crate) const PAYLOAD_BUCKET: &str = "PAYLOAD_BUCKET";
+pub(crate) const TIME_LIMIT: &str = "RECONCILE_TIME_LIMIT_SECS";
 /// A run with no limit of its own (a backfill from the command) may take this long.
 const NO_LIMIT: Duration = Duration::from_secs(7 * 86_400);
 
@@ -80,7 +80,7 @@ impl ReconcileConfig {
 }
 
 /// A comma-separated list of plural object names (`people,companies`).
-pub fn parse_objects(list: &str) -> Result<Vec<String>, String> {
+pub(crate) fn parse_objects(list: &str) -> Result<Vec<String>, String> {
     list.split(',')
         .map(str::trim)
         .map(|name| {
@@ -98,6 +98,7 @@ pub fn parse_objects(list: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::twenty_api::settings::{API_KEY, API_URL, RATE};
 
     fn config(pairs: &[(&str, &str)]) -> Result<ReconcileConfig, ConfigError> {
         ReconcileConfig::from_lookup(|k| {

@@ -17,7 +17,7 @@ use super::setup::Setup;
 /// Lambda stops the function at its deadline; the run stops reading this much before.
 const LAMBDA_MARGIN: Duration = Duration::from_secs(10);
 
-pub async fn main() -> Result<(), Error> {
+pub(super) async fn main() -> Result<(), Error> {
     crate::logging::init();
     let config = ReconcileConfig::from_env()?;
     if config.table.is_none() {

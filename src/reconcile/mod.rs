@@ -15,9 +15,9 @@
 
 pub mod change;
 pub mod cli;
-pub mod config;
+pub(crate) mod config;
 mod lambda;
-pub mod report;
+pub(crate) mod report;
 pub mod run;
 pub mod setup;
 pub mod window;

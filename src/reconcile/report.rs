@@ -3,7 +3,7 @@
 use super::run::{LastRun, ObjectReport, Verdict};
 use crate::metrics::{self, Unit};
 
-pub struct Summary<'a> {
+pub(crate) struct Summary<'a> {
     pub reports: &'a [ObjectReport],
     /// API requests sent, retries included, and how many Twenty answered 429.
     pub requests: u64,
@@ -12,7 +12,7 @@ pub struct Summary<'a> {
 }
 
 impl<'a> Summary<'a> {
-    pub fn new(reports: &'a [ObjectReport], requests: u64, throttled: u64) -> Self {
+    pub(crate) fn new(reports: &'a [ObjectReport], requests: u64, throttled: u64) -> Self {
         Self {
             reports,
             requests,
@@ -27,7 +27,7 @@ impl<'a> Summary<'a> {
 
     /// `people read 7 queued 5 seen 2 skipped 0; total read 7 queued 5 seen 2 skipped 0;
     /// 4 API requests (0 throttled)`
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let per: Vec<String> = self
             .reports
             .iter()
@@ -56,7 +56,7 @@ impl<'a> Summary<'a> {
     }
 
     /// What is kept of a scheduled run for `twenty-admin status`.
-    pub fn last_run(&self, finished_at: std::time::SystemTime) -> LastRun {
+    pub(crate) fn last_run(&self, finished_at: std::time::SystemTime) -> LastRun {
         LastRun {
             finished_at: humantime::format_rfc3339_seconds(finished_at).to_string(),
             verdict: self.verdict.to_string(),
@@ -68,7 +68,7 @@ impl<'a> Summary<'a> {
     }
 
     /// The run's metrics, `Reconcile`-prefixed, in one document.
-    pub fn document(&self) -> metrics::Document {
+    pub(crate) fn document(&self) -> metrics::Document {
         let mut doc = metrics::document();
         let count = |f: fn(&ObjectReport) -> u64| self.sum(f) as f64;
         let failed_objects = self.reports.iter().filter(|r| r.failure.is_some()).count();

@@ -11,7 +11,7 @@ use serde::Deserialize;
 /// The timestamps a record carries. Unknown fields are ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Stamps {
+pub(crate) struct Stamps {
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
@@ -22,14 +22,14 @@ pub struct Stamps {
 
 /// What the record's timestamps say happened last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Created,
     Updated,
     Deleted,
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
             Self::Updated => "updated",
@@ -41,7 +41,7 @@ impl Action {
     /// restore does not move `updatedAt`, so keyed on the timestamps it would pass for the
     /// update before it and be skipped; it, a hard delete (`destroyed`) and anything newer
     /// are keyed on the event itself instead.
-    pub fn keyed(action: &str) -> Option<Self> {
+    pub(crate) fn keyed(action: &str) -> Option<Self> {
         match action {
             "created" => Some(Self::Created),
             "updated" => Some(Self::Updated),
@@ -54,7 +54,7 @@ impl Action {
 impl Stamps {
     /// When the last change happened, in the one form a key uses: `deletedAt` for a
     /// soft-deleted record, else `updatedAt`. None when the record carries neither.
-    pub fn changed_at(&self) -> Option<String> {
+    pub(crate) fn changed_at(&self) -> Option<String> {
         self.deleted_at
             .as_deref()
             .or(self.updated_at.as_deref())
@@ -63,7 +63,7 @@ impl Stamps {
 
     /// Deleted when `deletedAt` is set; created when `updatedAt` is `createdAt` (Twenty
     /// sets both at once); updated otherwise.
-    pub fn action(&self) -> Action {
+    pub(crate) fn action(&self) -> Action {
         if self.deleted_at.is_some() {
             Action::Deleted
         } else if let (Some(c), Some(u)) = (&self.created_at, &self.updated_at)
@@ -79,7 +79,7 @@ impl Stamps {
 /// One text per instant: RFC 3339 in UTC with milliseconds (Twenty's own form), or with
 /// nanoseconds when the time has a finer part. A text that is no RFC 3339 time is kept as
 /// it is: still a key, if not a normalised one.
-pub fn normalise(text: &str) -> String {
+pub(crate) fn normalise(text: &str) -> String {
     let Ok(at) = humantime::parse_rfc3339_weak(text.trim()) else {
         return text.to_owned();
     };
@@ -96,7 +96,7 @@ pub fn normalise(text: &str) -> String {
 /// deletion's webhook may carry the record as it was before (no `deletedAt`): its key then
 /// takes `updatedAt`, still marked deleted, so that it can never pass for the update before
 /// it. None without a record id or a timestamp (schema events, records without timestamps).
-pub fn key(
+pub(crate) fn key(
     object: &str,
     record_id: Option<&str>,
     deletion: bool,

@@ -2,6 +2,6 @@
 //! (`../shared/twenty-wire-format.md` in the project's notes; docs/message-format.md), and
 //! what a record's timestamps say about its last change.
 
-pub mod change;
+pub(crate) mod change;
 pub mod event;
 pub mod signature;

@@ -6,9 +6,9 @@
 //! name the setting at fault (`TWENTY_API_KEY`, `TWENTY_API_URL`), never the key.
 
 mod client;
-pub mod records;
-pub mod settings;
-pub mod webhooks;
+pub(crate) mod records;
+pub(crate) mod settings;
+pub(crate) mod webhooks;
 
 pub use client::{ApiError, ApiKey, TwentyApi};
 pub use records::{Object, Page, Query};

@@ -7,14 +7,14 @@ use super::{ApiKey, TwentyApi};
 use crate::secrets::{Refresh, Rotating, SecretSetting, SecretSource, SecretStore};
 use crate::settings::{ConfigError, invalid, whole_number};
 
-pub const API_URL: &str = "TWENTY_API_URL";
-pub const API_KEY: &str = "TWENTY_API_KEY";
+pub(crate) const API_URL: &str = "TWENTY_API_URL";
+pub(crate) const API_KEY: &str = "TWENTY_API_KEY";
 const API_KEY_SETTING: SecretSetting = SecretSetting::named(
     API_KEY,
     "TWENTY_API_KEY_PARAMETER",
     "TWENTY_API_KEY_SECRET_ID",
 );
-pub const RATE: &str = "TWENTY_API_REQUESTS_PER_MINUTE";
+pub(crate) const RATE: &str = "TWENTY_API_REQUESTS_PER_MINUTE";
 
 #[derive(Debug, Clone)]
 pub struct ApiSettings {

@@ -94,7 +94,7 @@ impl std::fmt::Debug for WebhookChange {
 /// A URL as Twenty stores a webhook's (`new URL(u).toString()`: scheme and host lower-cased,
 /// the default port dropped, a bare origin given `/`), trimmed. None when it is no http(s)
 /// URL.
-pub fn normalise_url(text: &str) -> Option<String> {
+pub(crate) fn normalise_url(text: &str) -> Option<String> {
     let url = reqwest::Url::parse(text.trim()).ok()?;
     matches!(url.scheme(), "http" | "https")
         .then(|| url.host_str().is_some())
@@ -104,7 +104,7 @@ pub fn normalise_url(text: &str) -> Option<String> {
 
 /// `text` with the value of its `token` query parameter hidden, for printing (an
 /// unparseable URL is not printed at all).
-pub fn redact_token(text: &str) -> String {
+pub(crate) fn redact_token(text: &str) -> String {
     let Ok(mut url) = reqwest::Url::parse(text.trim()) else {
         return "<not a URL>".into();
     };
@@ -128,7 +128,7 @@ pub fn redact_token(text: &str) -> String {
 
 /// Whether two webhook URLs point at the same place: compared normalised, and without their
 /// `token` query parameter (the Function URL's token may be added or rotated).
-pub fn same_target(a: &str, b: &str) -> bool {
+pub(crate) fn same_target(a: &str, b: &str) -> bool {
     let without_token = |text: &str| {
         let mut url = reqwest::Url::parse(text.trim()).ok()?;
         let kept: Vec<(String, String)> = url

@@ -10,27 +10,27 @@ use super::guard::BreakerSettings;
 use super::retry_policy::RetryPolicy;
 use super::rules::{Rule, parse_rules};
 
-pub const FORWARD_RULES: &str = "FORWARD_RULES";
-pub const FORWARD_RULES_PARAMETER: &str = "FORWARD_RULES_PARAMETER";
-pub const FORWARD_RULES_SECRET_ID: &str = "FORWARD_RULES_SECRET_ID";
+pub(crate) const FORWARD_RULES: &str = "FORWARD_RULES";
+pub(crate) const FORWARD_RULES_PARAMETER: &str = "FORWARD_RULES_PARAMETER";
+pub(crate) const FORWARD_RULES_SECRET_ID: &str = "FORWARD_RULES_SECRET_ID";
 const RULES_SETTING: SecretSetting = SecretSetting::named(
     FORWARD_RULES,
     FORWARD_RULES_PARAMETER,
     FORWARD_RULES_SECRET_ID,
 );
-pub const CONCURRENCY: &str = "WORKER_CONCURRENCY";
-pub const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
-pub use crate::settings::QUEUE_URL;
-pub const IN_PROGRESS: &str = "IDEMPOTENCY_IN_PROGRESS_SECS";
-pub const DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
-pub const RETRY_HORIZON: &str = "RETRY_HORIZON_SECS";
-pub const BACKOFF_BASE: &str = "BACKOFF_BASE_SECS";
-pub const BACKOFF_CAP: &str = "BACKOFF_CAP_SECS";
-pub const BREAKER_FAILURES: &str = "BREAKER_FAILURES";
-pub const BREAKER_OPEN: &str = "BREAKER_OPEN_SECS";
-pub const DEADLINE_MARGIN: &str = "DEADLINE_MARGIN_MS";
+pub(crate) const CONCURRENCY: &str = "WORKER_CONCURRENCY";
+pub(crate) const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
+pub(crate) use crate::settings::QUEUE_URL;
+pub(crate) const IN_PROGRESS: &str = "IDEMPOTENCY_IN_PROGRESS_SECS";
+pub(crate) const DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
+pub(crate) const RETRY_HORIZON: &str = "RETRY_HORIZON_SECS";
+pub(crate) const BACKOFF_BASE: &str = "BACKOFF_BASE_SECS";
+pub(crate) const BACKOFF_CAP: &str = "BACKOFF_CAP_SECS";
+pub(crate) const BREAKER_FAILURES: &str = "BREAKER_FAILURES";
+pub(crate) const BREAKER_OPEN: &str = "BREAKER_OPEN_SECS";
+pub(crate) const DEADLINE_MARGIN: &str = "DEADLINE_MARGIN_MS";
 /// The queue's redrive policy's `maxReceiveCount` (the template sets both).
-pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
+pub(crate) const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
 
 const DEFAULT_CONCURRENCY: u64 = 10;
 const MAX_CONCURRENCY: u64 = 100;
@@ -45,7 +45,7 @@ const MAX_DELAY_SECS: u64 = 43_200;
 const DEFAULT_DEADLINE_MARGIN_MS: u64 = 5_000;
 
 #[derive(Debug, Clone)]
-pub struct WorkerConfig {
+pub(crate) struct WorkerConfig {
     /// The rules given in the environment (checked at start-up).
     pub rules: Vec<Rule>,
     /// Or the rules kept in a store (they hold destination secrets), read on first need.
@@ -71,11 +71,11 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// `rules_required`: whether `FORWARD_RULES` must be set (it must for `twenty-worker`,
     /// which has no other handlers).
-    pub fn from_env(rules_required: bool) -> Result<Self, ConfigError> {
+    pub(crate) fn from_env(rules_required: bool) -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok(), rules_required)
     }
 
-    pub fn from_lookup(
+    pub(crate) fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
         rules_required: bool,
     ) -> Result<Self, ConfigError> {

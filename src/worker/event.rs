@@ -67,7 +67,7 @@ pub struct Received {
 }
 
 /// A claim-check pointer found in a queued message.
-pub use crate::envelope::ClaimCheck;
+pub(crate) use crate::envelope::ClaimCheck;
 
 /// Every field the worker reads, in one pass over the body. All optional, so that a body
 /// of another version still gives its version.

@@ -103,7 +103,7 @@ const MARK_BACKOFF: Backoff = Backoff {
 
 /// Makes a mark with `op`, trying again while the error is transient, there are tries
 /// left and the wait ends before `deadline`. The last error if it never took.
-pub async fn mark<F, Fut>(deadline: Option<Instant>, mut op: F) -> Result<(), AdapterError>
+pub(crate) async fn mark<F, Fut>(deadline: Option<Instant>, mut op: F) -> Result<(), AdapterError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), AdapterError>>,

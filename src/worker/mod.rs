@@ -31,16 +31,16 @@
 //! ```
 
 pub mod batch;
-pub mod config;
-pub mod event;
+pub(crate) mod config;
+pub(crate) mod event;
 pub mod filter;
-pub mod forward;
-pub mod guard;
+pub(crate) mod forward;
+pub(crate) mod guard;
 pub mod handling;
-pub mod idempotency;
+pub(crate) mod idempotency;
 pub mod lambda;
-pub mod patterns;
-pub mod retry_policy;
+pub(crate) mod patterns;
+pub(crate) mod retry_policy;
 pub mod router;
 pub mod rules;
 pub mod standard_webhooks;

@@ -28,7 +28,7 @@ const BEFORE_INVOCATION: Duration = Duration::from_secs(300 + 5);
 /// The longest a message may be kept from coming back, `since_invocation` into the
 /// invocation that received it: what is left of SQS's 12 hours. Asking more fails, and
 /// the message would come back after the queue's visibility timeout instead.
-pub fn longest_hold(since_invocation: Duration) -> Duration {
+pub(crate) fn longest_hold(since_invocation: Duration) -> Duration {
     MAX_VISIBILITY.saturating_sub(BEFORE_INVOCATION + since_invocation)
 }
 

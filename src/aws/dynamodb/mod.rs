@@ -7,6 +7,9 @@
 /// `with_sdk_config` and `lazy` for a role that holds the table alone (`table: Table`).
 macro_rules! on_table {
     ($role:ident) => {
+        // Public for the roles a binary or a test names; the others are crate-internal,
+        // and not every build uses both constructors.
+        #[allow(unreachable_pub, dead_code)]
         impl $role {
             pub fn with_sdk_config(shared: &aws_config::SdkConfig, table: &str) -> Self {
                 Self {
@@ -36,7 +39,7 @@ mod watermarks;
 pub use destinations::DynamoDestinations;
 pub use ledger::DynamoLedger;
 #[cfg(feature = "admin")]
-pub use overview::{OpenBreaker, Reconciliation, TableOverview};
+pub(crate) use overview::{OpenBreaker, Reconciliation, TableOverview};
 #[cfg(feature = "reconcile")]
 pub use seen::DynamoSeen;
 #[cfg(feature = "reconcile")]

@@ -11,7 +11,7 @@ use super::watermarks::{LAST_RUN, WATERMARK};
 use crate::adapter::AdapterError;
 use crate::reconcile::run::{LastRun, Pass};
 
-pub struct TableOverview {
+pub(crate) struct TableOverview {
     table: Table,
 }
 
@@ -20,7 +20,7 @@ on_table!(TableOverview);
 /// A destination whose breaker is open: no send goes to it until `open_until`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OpenBreaker {
+pub(crate) struct OpenBreaker {
     pub destination: String,
     /// RFC 3339.
     pub open_until: String,
@@ -31,7 +31,7 @@ pub struct OpenBreaker {
 /// Reconciliation's last scheduled run and the watermarks of the objects it read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Reconciliation {
+pub(crate) struct Reconciliation {
     pub last_run: Option<LastRun>,
     /// `(scope, at)`: `people` for changes, `people#deleted` for deletions.
     pub watermarks: Vec<(String, String)>,
@@ -40,7 +40,7 @@ pub struct Reconciliation {
 impl TableOverview {
     /// The open breakers of the worker's handlers; None when the worker has not published
     /// its handlers (it does on its first message).
-    pub async fn open_breakers(
+    pub(crate) async fn open_breakers(
         &self,
         now_ms: u64,
     ) -> Result<Option<Vec<OpenBreaker>>, AdapterError> {
@@ -73,7 +73,7 @@ impl TableOverview {
         Ok(Some(open))
     }
 
-    pub async fn reconciliation(&self) -> Result<Reconciliation, AdapterError> {
+    pub(crate) async fn reconciliation(&self) -> Result<Reconciliation, AdapterError> {
         let item = self.table.item(LAST_RUN.to_owned()).await?;
         let Some(run) = item
             .as_ref()

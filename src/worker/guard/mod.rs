@@ -7,14 +7,14 @@
 //! so a message held back by an open breaker or a missing token costs no table write and
 //! no call: it is reported failed, to come back when the destination may be tried again.
 
-pub mod breaker;
-pub mod gate;
-pub mod pace;
-pub mod state;
-pub mod store;
+pub(crate) mod breaker;
+pub(crate) mod gate;
+pub(crate) mod pace;
+pub(crate) mod state;
+pub(crate) mod store;
 
-pub use breaker::{Breakers, LastFailure};
-pub use gate::Gate;
-pub use pace::Pacer;
-pub use state::{BreakerSettings, BreakerState, Lease, Opening, Pass, SlotAsk, Timeline};
-pub use store::{DestinationStore, LocalStore, StoreFuture};
+pub(crate) use breaker::Breakers;
+pub(crate) use gate::Gate;
+pub(crate) use pace::Pacer;
+pub(crate) use state::{BreakerSettings, BreakerState, Lease, Opening, SlotAsk, Timeline};
+pub(crate) use store::{DestinationStore, LocalStore, StoreFuture};

@@ -11,7 +11,8 @@ use super::state::{BreakerState, Lease, Opening, SlotAsk, Timeline};
 use crate::adapter::AdapterError;
 
 /// A store call's answer.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, AdapterError>> + Send + 'a>>;
+pub(crate) type StoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, AdapterError>> + Send + 'a>>;
 
 /// Where breaker and rate-limit state is kept. Each call is one atomic step, so several
 /// worker instances sharing one store never undo each other.
@@ -43,7 +44,7 @@ pub trait DestinationStore: Send + Sync + 'static {
 
 /// The state in this process alone: what each instance keeps when there is no table.
 #[derive(Default)]
-pub struct LocalStore {
+pub(crate) struct LocalStore {
     state: Mutex<HashMap<String, (BreakerState, Timeline)>>,
 }
 

@@ -16,18 +16,18 @@ use super::{
 use crate::adapter::{AdapterError, AdapterFuture};
 
 /// `eventBusName`, with the events' `source`.
-pub static KIND: Kind = Kind {
+pub(crate) static KIND: Kind = Kind {
     key: "eventBusName",
     fields: &["source"],
     parse,
 };
 
 /// EventBridge `Source` when a rule gives none.
-pub const DEFAULT_SOURCE: &str = "twenty";
+pub(crate) const DEFAULT_SOURCE: &str = "twenty";
 
 /// A rule's bus (a name or an ARN), and the `Source` its events carry.
 #[derive(Debug, Clone)]
-pub struct EventBusTarget {
+pub(crate) struct EventBusTarget {
     pub bus: String,
     pub source: String,
 }
@@ -71,15 +71,15 @@ impl TargetSpec for EventBusTarget {
 }
 
 /// `PutEvents` takes at most 10 entries, of 256 KiB in all.
-pub const MAX_ENTRIES: usize = 10;
-pub const MAX_CALL_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_ENTRIES: usize = 10;
+pub(crate) const MAX_CALL_BYTES: usize = 256 * 1024;
 /// How long the first entry waits for others to join its call: the messages of one batch
 /// are handled at once, so they arrive within it.
 const LINGER: Duration = Duration::from_millis(10);
 
 /// One event for a bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BusEntry {
+pub(crate) struct BusEntry {
     pub bus: String,
     pub source: String,
     pub detail_type: String,
@@ -88,13 +88,13 @@ pub struct BusEntry {
 
 impl BusEntry {
     /// Its size as EventBridge counts it (the time takes 14 bytes).
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         14 + self.bus.len() + self.source.len() + self.detail_type.len() + self.detail.len()
     }
 }
 
 /// Puts entries on buses (`crate::aws::EventBridgePublisher`).
-pub trait Publisher: Send + Sync + 'static {
+pub(crate) trait Publisher: Send + Sync + 'static {
     /// One `PutEvents` call of at most `MAX_ENTRIES`: the call's error, or one result per
     /// entry, in order.
     fn put<'a>(
@@ -108,7 +108,7 @@ pub trait Publisher: Send + Sync + 'static {
 type Waiting = (BusEntry, Instant, oneshot::Sender<Result<(), AdapterError>>);
 
 /// Gathers the entries of concurrent deliveries into as few calls as the limits allow.
-pub struct Batcher {
+pub(crate) struct Batcher {
     publisher: Arc<dyn Publisher>,
     state: Mutex<State>,
 }
@@ -121,7 +121,7 @@ struct State {
 }
 
 impl Batcher {
-    pub fn new(publisher: Arc<dyn Publisher>) -> Self {
+    pub(crate) fn new(publisher: Arc<dyn Publisher>) -> Self {
         Self {
             publisher,
             state: Mutex::new(State::default()),
@@ -133,7 +133,7 @@ impl Batcher {
     }
 
     /// Puts `entry` in the next call; its own result.
-    pub async fn put(&self, entry: BusEntry, timeout: Duration) -> Result<(), AdapterError> {
+    pub(crate) async fn put(&self, entry: BusEntry, timeout: Duration) -> Result<(), AdapterError> {
         let (tx, rx) = oneshot::channel();
         let lead = {
             let mut state = self.lock();
@@ -212,7 +212,7 @@ fn take_call(waiting: &mut Vec<Waiting>) -> Vec<Waiting> {
     waiting.drain(..count).collect()
 }
 
-pub struct EventBus {
+pub(crate) struct EventBus {
     pub batcher: Arc<Batcher>,
     pub bus: String,
     pub source: String,

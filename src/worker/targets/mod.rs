@@ -14,9 +14,9 @@
 //! `KINDS`; its AWS adapter in `crate::aws` and one line in `aws::target_clients`; its SDK
 //! crate in `Cargo.toml`; its IAM permission in `template.yaml`.
 
-pub mod event_bus;
+pub(crate) mod event_bus;
 pub mod http;
-pub mod queue;
+pub(crate) mod queue;
 pub mod state_machine;
 
 use std::any::{Any, TypeId};

@@ -14,7 +14,7 @@ use crate::adapter::AdapterFuture;
 use crate::dead_letter::Attribute;
 
 /// `queueUrl`.
-pub static KIND: Kind = Kind {
+pub(crate) static KIND: Kind = Kind {
     key: "queueUrl",
     fields: &[],
     parse,
@@ -22,7 +22,7 @@ pub static KIND: Kind = Kind {
 
 /// A rule's queue; FIFO when its URL ends in `.fifo`.
 #[derive(Debug, Clone)]
-pub struct QueueTarget {
+pub(crate) struct QueueTarget {
     pub url: String,
     pub fifo: bool,
 }
@@ -49,11 +49,11 @@ impl TargetSpec for QueueTarget {
 }
 
 /// SQS takes messages of at most 1 MiB (attributes included; the envelope's are small).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024 - 16 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024 - 16 * 1024;
 
 /// One message for a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueMessage<'a> {
+pub(crate) struct QueueMessage<'a> {
     pub body: &'a str,
     pub attributes: &'a [Attribute],
     pub group_id: Option<&'a str>,
@@ -61,7 +61,7 @@ pub struct QueueMessage<'a> {
 }
 
 /// Sends messages (`crate::aws::SqsSender`).
-pub trait QueueSender: Send + Sync + 'static {
+pub(crate) trait QueueSender: Send + Sync + 'static {
     fn send<'a>(
         &'a self,
         queue_url: &'a str,
@@ -70,7 +70,7 @@ pub trait QueueSender: Send + Sync + 'static {
     ) -> AdapterFuture<'a, ()>;
 }
 
-pub struct Queue {
+pub(crate) struct Queue {
     pub sender: Arc<dyn QueueSender>,
     pub url: String,
     pub fifo: bool,
