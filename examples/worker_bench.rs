@@ -45,7 +45,7 @@ fn sqs_event(messages: &[Message]) -> SqsEvent {
     serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
 
-fn worker(url: &str) -> Worker<NoLedger> {
+fn worker(url: &str) -> Worker {
     let rules = parse_rules(&format!(
         r#"[{{"name":"bench","events":["*"],"url":"{url}","secret":"{KEY}"}}]"#
     ))

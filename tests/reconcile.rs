@@ -104,7 +104,7 @@ fn webhook(event: &str, object: &str, row: &Value) -> String {
 /// Plays the event source: everything in the queue, to the worker, until it is empty; a
 /// message reported failed (another copy of its change in progress, say) is handed over
 /// again, as SQS would after its visibility timeout.
-async fn work_off(worker: &Worker<DynamoLedger>, queue: &str) -> usize {
+async fn work_off(worker: &Worker, queue: &str) -> usize {
     let sqs = sqs().await;
     let mut handled = 0;
     let mut retry: Vec<(String, String)> = Vec::new();
@@ -164,7 +164,7 @@ fn changes_at(destination: &Destination) -> HashMap<(String, String), usize> {
     seen
 }
 
-async fn worker(table: &str, destination: &Destination) -> Worker<DynamoLedger> {
+async fn worker(table: &str, destination: &Destination) -> Worker {
     let rules = format!(
         r#"[{{"name":"crm","events":["*"],"url":"{}"}}]"#,
         destination.url

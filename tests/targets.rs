@@ -32,7 +32,7 @@ fn opportunity(id: &str, stage: &str) -> Message {
     ingest_messages(&body.to_string(), Target::default()).remove(0)
 }
 
-async fn worker(rules: &str, endpoint: &str) -> Worker<NoLedger> {
+async fn worker(rules: &str, endpoint: &str) -> Worker {
     let sdk = sdk_config(endpoint).await;
     let router = Forwarder::default()
         .with_clients(target_clients(&LazySdk::ready(sdk)))

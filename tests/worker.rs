@@ -29,7 +29,7 @@ fn one(event: &str, record_id: &str) -> Message {
     ingest_messages(&twenty(event, record_id), Target::default()).remove(0)
 }
 
-async fn worker_with<L: Ledger>(rules: &str, ledger: L) -> Worker<L> {
+async fn worker_with(rules: &str, ledger: impl Ledger) -> Worker {
     let router = Forwarder::default()
         .router(parse_rules(rules).expect("valid rules"))
         .expect("a router");
@@ -42,7 +42,7 @@ async fn worker_with<L: Ledger>(rules: &str, ledger: L) -> Worker<L> {
     )
 }
 
-async fn worker(rules: &str) -> Worker<NoLedger> {
+async fn worker(rules: &str) -> Worker {
     worker_with(rules, NoLedger).await
 }
 

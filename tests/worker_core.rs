@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use twenty_webhook::adapter::AdapterError;
 
 use twenty_webhook::metrics::Tally;
 use twenty_webhook::worker::batch::{self, Bounds, Item, Process};
@@ -16,7 +15,7 @@ use twenty_webhook::worker::rules::{self as forward, RulesError, parse_rules};
 use twenty_webhook::worker::standard_webhooks::WebhookKey;
 use twenty_webhook::worker::targets::http;
 use twenty_webhook::worker::{
-    Begin, Event, HandlerError, Ledger, NoLedger, Outcome, Pattern, Queued, Router,
+    Begin, Event, HandlerError, Ledger, LedgerFuture, NoLedger, Outcome, Pattern, Queued, Router,
 };
 
 #[test]
@@ -152,31 +151,39 @@ async fn every_matching_handler_runs() {
 struct MemoryLedger(Mutex<HashMap<String, bool>>);
 
 impl Ledger for MemoryLedger {
-    async fn begin(&self, key: &str, _message_id: Option<&str>) -> Result<Begin, AdapterError> {
-        let mut map = self.0.lock().unwrap();
-        Ok(match map.get(key) {
-            Some(true) => Begin::Done,
-            Some(false) => Begin::Busy(Duration::from_secs(30)),
-            None => {
-                map.insert(key.to_owned(), false);
-                Begin::Proceed
-            }
+    fn begin<'a>(&'a self, key: &'a str, _message_id: Option<&'a str>) -> LedgerFuture<'a, Begin> {
+        Box::pin(async move {
+            let mut map = self.0.lock().unwrap();
+            Ok(match map.get(key) {
+                Some(true) => Begin::Done,
+                Some(false) => Begin::Busy(Duration::from_secs(30)),
+                None => {
+                    map.insert(key.to_owned(), false);
+                    Begin::Proceed
+                }
+            })
         })
     }
-    async fn complete(&self, key: &str) -> Result<(), AdapterError> {
-        self.0.lock().unwrap().insert(key.to_owned(), true);
-        Ok(())
+    fn complete<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async move {
+            self.0.lock().unwrap().insert(key.to_owned(), true);
+            Ok(())
+        })
     }
-    async fn failed(&self, key: &str) -> Result<Option<u32>, AdapterError> {
-        self.0.lock().unwrap().remove(key);
-        Ok(None)
+    fn failed<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<u32>> {
+        Box::pin(async move {
+            self.0.lock().unwrap().remove(key);
+            Ok(None)
+        })
     }
-    async fn dead_lettered(&self, key: &str, _message_id: &str) -> Result<(), AdapterError> {
-        self.0.lock().unwrap().insert(key.to_owned(), true);
-        Ok(())
+    fn dead_lettered<'a>(&'a self, key: &'a str, _message_id: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async move {
+            self.0.lock().unwrap().insert(key.to_owned(), true);
+            Ok(())
+        })
     }
-    async fn done(&self, key: &str) -> Result<bool, AdapterError> {
-        Ok(self.0.lock().unwrap().get(key) == Some(&true))
+    fn done<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, bool> {
+        Box::pin(async move { Ok(self.0.lock().unwrap().get(key) == Some(&true)) })
     }
 }
 

@@ -24,29 +24,29 @@ use crate::retry::{Failure, jitter_unit};
 
 /// The worker: a router, where to fetch claim checks, an idempotency ledger, and how to
 /// retry or dead-letter what fails.
-pub struct Worker<L: Ledger> {
-    handling: Arc<Handling<L>>,
+pub struct Worker {
+    handling: Arc<Handling>,
     concurrency: usize,
     visibility: Option<SqsVisibility>,
     margin: Duration,
 }
 
-struct Handling<L: Ledger> {
+struct Handling {
     routes: Routes,
     claims: Option<PayloadStore>,
-    ledger: Arc<L>,
+    ledger: Arc<dyn Ledger>,
     retry: RetryPolicy,
     dead_letters: Option<Box<dyn DeadLetters>>,
     /// The router whose handlers were last published to the ledger (for reconciliation).
     published: std::sync::Mutex<Option<Arc<Router>>>,
 }
 
-impl<L: Ledger> Worker<L> {
+impl Worker {
     /// `routes`: a `Router`, or `Routes` with forwarding rules kept in a store.
     pub fn new(
         routes: impl Into<Routes>,
         claims: Option<PayloadStore>,
-        ledger: Arc<L>,
+        ledger: Arc<dyn Ledger>,
         concurrency: usize,
     ) -> Self {
         Self {
@@ -65,7 +65,7 @@ impl<L: Ledger> Worker<L> {
     }
 
     /// The handling, while it is not shared yet (settings are given before any batch).
-    fn configure(mut self, set: impl FnOnce(&mut Handling<L>)) -> Self {
+    fn configure(mut self, set: impl FnOnce(&mut Handling)) -> Self {
         if let Some(handling) = Arc::get_mut(&mut self.handling) {
             set(handling);
         }
@@ -216,7 +216,7 @@ fn item(message_id: String, record: SqsMessage) -> Item {
     }
 }
 
-impl<L: Ledger> Process for Handling<L> {
+impl Process for Handling {
     async fn process(
         &self,
         item: &Item,
@@ -363,7 +363,7 @@ fn message_failure(code: &'static str, kind: FailureKind, reason: String) -> Fai
     }
 }
 
-impl<L: Ledger> Handling<L> {
+impl Handling {
     /// The event with what the invocation knows of it: its message, its deadline.
     fn prepare(&self, mut event: Event, item: &Item, bounds: Bounds) -> Event {
         event.message_id = Some(item.message_id.clone());

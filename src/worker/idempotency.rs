@@ -4,6 +4,7 @@
 //! worker runs with `NoLedger`, and delivery is at least once.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -22,47 +23,40 @@ pub enum Begin {
     Busy(Duration),
 }
 
+/// A ledger call's answer.
+pub type LedgerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, AdapterError>> + Send + 'a>>;
+
+/// The worker holds its ledger as `Arc<dyn Ledger>`: one worker type, whatever keeps it.
 pub trait Ledger: Send + Sync + 'static {
     /// Marks `key` in progress unless it is done or in progress elsewhere. A key whose
     /// event was moved to the dead-letter queue counts as done for the SQS message that
     /// was moved (its retries), not for another (a redrive, however it was made).
-    fn begin(
-        &self,
-        key: &str,
-        message_id: Option<&str>,
-    ) -> impl Future<Output = Result<Begin, AdapterError>> + Send;
+    fn begin<'a>(&'a self, key: &'a str, message_id: Option<&'a str>) -> LedgerFuture<'a, Begin>;
     /// Marks `key` done.
-    fn complete(&self, key: &str) -> impl Future<Output = Result<(), AdapterError>> + Send;
+    fn complete<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, ()>;
     /// Records a failure and lifts our in-progress mark, so a retry may run at once;
     /// returns how often `key` has failed, if the ledger counts.
-    fn failed(&self, key: &str) -> impl Future<Output = Result<Option<u32>, AdapterError>> + Send;
+    fn failed<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<u32>>;
     /// Whether `key` is done (its destination took the event), read consistently: a
     /// destination that took an event is never named in a dead-letter copy. False without
     /// a record.
-    fn done(&self, key: &str) -> impl Future<Output = Result<bool, AdapterError>> + Send;
+    fn done<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, bool>;
     /// Marks `key` as moved to the dead-letter queue with the SQS message `message_id`:
     /// retries of that message skip it, a redrive (another message) runs it again. Never
     /// over a done mark: a redrive must not repeat what a destination took.
-    fn dead_lettered(
-        &self,
-        key: &str,
-        message_id: &str,
-    ) -> impl Future<Output = Result<(), AdapterError>> + Send;
+    fn dead_lettered<'a>(&'a self, key: &'a str, message_id: &'a str) -> LedgerFuture<'a, ()>;
     /// Publishes the handlers in force (name and event-name patterns), so that
     /// reconciliation can read each one's record of a change whose seen mark was lost.
     /// Nothing by default.
-    fn routes(
-        &self,
-        routes: &[(String, Vec<String>)],
-    ) -> impl Future<Output = Result<(), AdapterError>> + Send {
+    fn routes<'a>(&'a self, routes: &'a [(String, Vec<String>)]) -> LedgerFuture<'a, ()> {
         let _ = routes;
-        async { Ok(()) }
+        Box::pin(async { Ok(()) })
     }
     /// Records that every handler has taken the record change `change`, so that
     /// reconciliation can skip it. Nothing by default.
-    fn seen(&self, change: &str) -> impl Future<Output = Result<(), AdapterError>> + Send {
+    fn seen<'a>(&'a self, change: &'a str) -> LedgerFuture<'a, ()> {
         let _ = change;
-        async { Ok(()) }
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -71,24 +65,24 @@ pub trait Ledger: Send + Sync + 'static {
 pub struct NoLedger;
 
 impl Ledger for NoLedger {
-    async fn begin(&self, _key: &str, _message_id: Option<&str>) -> Result<Begin, AdapterError> {
-        Ok(Begin::Proceed)
+    fn begin<'a>(&'a self, _key: &'a str, _message_id: Option<&'a str>) -> LedgerFuture<'a, Begin> {
+        Box::pin(async move { Ok(Begin::Proceed) })
     }
 
-    async fn complete(&self, _key: &str) -> Result<(), AdapterError> {
-        Ok(())
+    fn complete<'a>(&'a self, _key: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async move { Ok(()) })
     }
 
-    async fn failed(&self, _key: &str) -> Result<Option<u32>, AdapterError> {
-        Ok(None)
+    fn failed<'a>(&'a self, _key: &'a str) -> LedgerFuture<'a, Option<u32>> {
+        Box::pin(async move { Ok(None) })
     }
 
-    async fn done(&self, _key: &str) -> Result<bool, AdapterError> {
-        Ok(false)
+    fn done<'a>(&'a self, _key: &'a str) -> LedgerFuture<'a, bool> {
+        Box::pin(async move { Ok(false) })
     }
 
-    async fn dead_lettered(&self, _key: &str, _message_id: &str) -> Result<(), AdapterError> {
-        Ok(())
+    fn dead_lettered<'a>(&'a self, _key: &'a str, _message_id: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async move { Ok(()) })
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use tracing::error;
 
@@ -80,7 +80,7 @@ async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
         let worker = &worker;
         async move {
             let deadline = deadline_of(&event.context);
-            worker.handle(event.payload, deadline).await
+            worker.handle_until(event.payload, deadline).await
         }
     }))
     .await
@@ -93,44 +93,19 @@ fn deadline_of(context: &lambda_runtime::Context) -> Option<tokio::time::Instant
     Some(tokio::time::Instant::now() + left)
 }
 
-fn build(config: &WorkerConfig, sdk: LazySdk, routes: Routes) -> Arc<dyn Run> {
-    match &config.idempotency_table {
-        Some(table) => {
-            let ledger = DynamoLedger::lazy(sdk.clone(), table, config.in_progress);
-            Arc::new(worker(config, sdk, routes, ledger))
-        }
-        None => Arc::new(worker(config, sdk, routes, NoLedger)),
-    }
-}
-
-fn worker<L: Ledger>(config: &WorkerConfig, sdk: LazySdk, routes: Routes, ledger: L) -> Worker<L> {
+fn build(config: &WorkerConfig, sdk: LazySdk, routes: Routes) -> Worker {
+    let ledger: Arc<dyn Ledger> = match &config.idempotency_table {
+        Some(table) => Arc::new(DynamoLedger::lazy(sdk.clone(), table, config.in_progress)),
+        None => Arc::new(NoLedger),
+    };
     let claims = Some(PayloadStore::lazy(sdk.clone()));
     let visibility = SqsVisibility::lazy(sdk.clone(), config.queue_url.clone());
-    let worker = Worker::new(routes, claims, Arc::new(ledger), config.concurrency)
+    let worker = Worker::new(routes, claims, ledger, config.concurrency)
         .with_visibility(visibility)
         .with_retry(config.retry)
         .with_deadline_margin(config.deadline_margin);
     match &config.dead_letter_queue_url {
         Some(url) => worker.with_dead_letters(SqsDeadLetters::lazy(sdk, url)),
         None => worker,
-    }
-}
-
-/// A worker whatever its ledger.
-trait Run: Send + Sync {
-    fn handle(
-        &self,
-        event: SqsEvent,
-        deadline: Option<tokio::time::Instant>,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<SqsBatchResponse, Error>> + Send + '_>>;
-}
-
-impl<L: Ledger> Run for Worker<L> {
-    fn handle(
-        &self,
-        event: SqsEvent,
-        deadline: Option<tokio::time::Instant>,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<SqsBatchResponse, Error>> + Send + '_>> {
-        Box::pin(self.handle_until(event, deadline))
     }
 }

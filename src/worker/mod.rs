@@ -49,6 +49,6 @@ pub mod targets;
 pub use event::{Event, EventError, Queued};
 pub use filter::{Filter, FilterError};
 pub use forward::Forwarder;
-pub use idempotency::{Begin, Ledger, NoLedger};
+pub use idempotency::{Begin, Ledger, LedgerFuture, NoLedger};
 pub use patterns::Pattern;
 pub use router::{FailureKind, HandlerError, Outcome, RouteError, Router, Selection};

@@ -273,12 +273,12 @@ impl Router {
 
     /// Runs every matching handler, concurrently, each at most once per event as far as
     /// `ledger` can tell. Also says how each run went, for the metrics.
-    pub async fn dispatch<L: Ledger>(&self, event: Arc<Event>, ledger: Arc<L>) -> Outcome {
+    pub async fn dispatch<L: Ledger + ?Sized>(&self, event: Arc<Event>, ledger: Arc<L>) -> Outcome {
         self.dispatch_timed(event, ledger).await.0
     }
 
     /// `dispatch`, with each handler's run.
-    pub async fn dispatch_timed<L: Ledger>(
+    pub async fn dispatch_timed<L: Ledger + ?Sized>(
         &self,
         event: Arc<Event>,
         ledger: Arc<L>,
@@ -353,7 +353,7 @@ pub fn ledger_key(event: &Event, handler: &str) -> String {
 /// unrecorded.
 type HandlerRun = (Result<Ran, HandlerError>, Duration, bool);
 
-async fn once<L: Ledger>(route: Route, event: Arc<Event>, ledger: Arc<L>) -> HandlerRun {
+async fn once<L: Ledger + ?Sized>(route: Route, event: Arc<Event>, ledger: Arc<L>) -> HandlerRun {
     let early = |result| (result, Duration::ZERO, false);
     // Before the ledger: a held-back send costs no table write.
     let pass = match &route.gate {

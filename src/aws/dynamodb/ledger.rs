@@ -14,7 +14,7 @@ use super::table::{COMPLETED, KEEP, Table, condition_failed, error, number, numb
 use crate::adapter::AdapterError;
 use crate::aws::lazy::LazySdk;
 use crate::clock::now;
-use crate::worker::idempotency::{Begin, Ledger};
+use crate::worker::idempotency::{Begin, Ledger, LedgerFuture};
 
 const IN_PROGRESS: &str = "INPROGRESS";
 const FAILED: &str = "FAILED";
@@ -53,96 +53,102 @@ impl DynamoLedger {
 }
 
 impl Ledger for DynamoLedger {
-    async fn begin(&self, key: &str, message_id: Option<&str>) -> Result<Begin, AdapterError> {
-        let now = now();
-        // New, expired, failed before, in progress by a worker whose mark has run out, or
-        // dead-lettered from another SQS message (this one is a redrive).
-        let condition = "attribute_not_exists(id) OR expiration < :now OR #status = :failed \
-             OR (#status = :in_progress AND in_progress_expiration < :now_ms) \
-             OR (#status = :dead AND deadMessage <> :message)";
-        let update = self
-            .update_status(key)
-            .await
-            .update_expression(
-                "SET #status = :in_progress, expiration = :expiration, \
-                 in_progress_expiration = :until",
-            )
-            .condition_expression(condition)
-            .expression_attribute_values(":expiration", number((now + KEEP).as_secs().into()))
-            .expression_attribute_values(":until", number((now + self.in_progress).as_millis()))
-            .expression_attribute_values(":now", number(now.as_secs().into()))
-            .expression_attribute_values(":now_ms", number(now.as_millis()))
-            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
-            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
-            .expression_attribute_values(":dead", AttributeValue::S(DEAD_LETTERED.into()))
-            .expression_attribute_values(
-                ":message",
-                AttributeValue::S(message_id.unwrap_or_default().to_owned()),
-            );
-        match update.send().await {
-            Ok(_) => Ok(Begin::Proceed),
-            Err(e) if condition_failed(&e) => match self.state(key).await? {
-                Some((status, _)) if status == COMPLETED || status == DEAD_LETTERED => {
-                    Ok(Begin::Done)
-                }
-                Some((_, until_ms)) => Ok(Begin::Busy(Duration::from_millis(
-                    (until_ms as u128).saturating_sub(now.as_millis()) as u64,
-                ))),
-                // Gone in between (expired and swept): try once more later.
-                None => Ok(Begin::Busy(Duration::ZERO)),
-            },
-            Err(e) => Err(error(e)),
-        }
+    fn begin<'a>(&'a self, key: &'a str, message_id: Option<&'a str>) -> LedgerFuture<'a, Begin> {
+        Box::pin(async move {
+            let now = now();
+            // New, expired, failed before, in progress by a worker whose mark has run out, or
+            // dead-lettered from another SQS message (this one is a redrive).
+            let condition = "attribute_not_exists(id) OR expiration < :now OR #status = :failed \
+                 OR (#status = :in_progress AND in_progress_expiration < :now_ms) \
+                 OR (#status = :dead AND deadMessage <> :message)";
+            let update = self
+                .update_status(key)
+                .await
+                .update_expression(
+                    "SET #status = :in_progress, expiration = :expiration, \
+                     in_progress_expiration = :until",
+                )
+                .condition_expression(condition)
+                .expression_attribute_values(":expiration", number((now + KEEP).as_secs().into()))
+                .expression_attribute_values(":until", number((now + self.in_progress).as_millis()))
+                .expression_attribute_values(":now", number(now.as_secs().into()))
+                .expression_attribute_values(":now_ms", number(now.as_millis()))
+                .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+                .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
+                .expression_attribute_values(":dead", AttributeValue::S(DEAD_LETTERED.into()))
+                .expression_attribute_values(
+                    ":message",
+                    AttributeValue::S(message_id.unwrap_or_default().to_owned()),
+                );
+            match update.send().await {
+                Ok(_) => Ok(Begin::Proceed),
+                Err(e) if condition_failed(&e) => match self.state(key).await? {
+                    Some((status, _)) if status == COMPLETED || status == DEAD_LETTERED => {
+                        Ok(Begin::Done)
+                    }
+                    Some((_, until_ms)) => Ok(Begin::Busy(Duration::from_millis(
+                        (until_ms as u128).saturating_sub(now.as_millis()) as u64,
+                    ))),
+                    // Gone in between (expired and swept): try once more later.
+                    None => Ok(Begin::Busy(Duration::ZERO)),
+                },
+                Err(e) => Err(error(e)),
+            }
+        })
     }
 
-    async fn complete(&self, key: &str) -> Result<(), AdapterError> {
-        self.mark(key, COMPLETED, None).await
+    fn complete<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async move { self.mark(key, COMPLETED, None).await })
     }
 
-    async fn dead_lettered(&self, key: &str, message_id: &str) -> Result<(), AdapterError> {
-        self.mark(key, DEAD_LETTERED, Some(message_id)).await
+    fn dead_lettered<'a>(&'a self, key: &'a str, message_id: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async move { self.mark(key, DEAD_LETTERED, Some(message_id)).await })
     }
 
-    async fn done(&self, key: &str) -> Result<bool, AdapterError> {
-        Ok(self
-            .state(key)
-            .await?
-            .is_some_and(|(status, _)| status == COMPLETED))
+    fn done<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            Ok(self
+                .state(key)
+                .await?
+                .is_some_and(|(status, _)| status == COMPLETED))
+        })
     }
 
-    async fn seen(&self, change: &str) -> Result<(), AdapterError> {
-        super::seen::mark(&self.table, change).await
+    fn seen<'a>(&'a self, change: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async move { super::seen::mark(&self.table, change).await })
     }
 
-    async fn routes(&self, routes: &[(String, Vec<String>)]) -> Result<(), AdapterError> {
-        super::seen::publish_routes(&self.table, routes).await
+    fn routes<'a>(&'a self, routes: &'a [(String, Vec<String>)]) -> LedgerFuture<'a, ()> {
+        Box::pin(async move { super::seen::publish_routes(&self.table, routes).await })
     }
 
-    async fn failed(&self, key: &str) -> Result<Option<u32>, AdapterError> {
-        let updated = self
-            .update_status(key)
-            .await
-            .update_expression(
-                "SET #status = :failed, attempts = if_not_exists(attempts, :zero) + :one \
-                 REMOVE in_progress_expiration",
-            )
-            .condition_expression("#status = :in_progress")
-            .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
-            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
-            .expression_attribute_values(":zero", number(0))
-            .expression_attribute_values(":one", number(1))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        match updated {
-            Ok(out) => Ok(out
-                .attributes
-                .map(|a| number_of(&a, "attempts") as u32)
-                .filter(|n| *n > 0)),
-            // Not ours any more (completed by another worker, say).
-            Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(error(e)),
-        }
+    fn failed<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<u32>> {
+        Box::pin(async move {
+            let updated = self
+                .update_status(key)
+                .await
+                .update_expression(
+                    "SET #status = :failed, attempts = if_not_exists(attempts, :zero) + :one \
+                     REMOVE in_progress_expiration",
+                )
+                .condition_expression("#status = :in_progress")
+                .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
+                .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+                .expression_attribute_values(":zero", number(0))
+                .expression_attribute_values(":one", number(1))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+                .send()
+                .await;
+            match updated {
+                Ok(out) => Ok(out
+                    .attributes
+                    .map(|a| number_of(&a, "attempts") as u32)
+                    .filter(|n| *n > 0)),
+                // Not ours any more (completed by another worker, say).
+                Err(e) if condition_failed(&e) => Ok(None),
+                Err(e) => Err(error(e)),
+            }
+        })
     }
 }
 
