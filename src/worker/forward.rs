@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::error::HandlerError;
 use super::event::Event;
 use super::guard::{BreakerSettings, Breakers, Gate, Pacer};
-use super::router::{HandlerError, RouteError, Router, Selection};
+use super::router::{RouteError, Router, Selection};
 use super::rules::Rule;
 use super::targets::http::HttpClient;
 use super::targets::{Clients, Delivery};

@@ -12,10 +12,11 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::batch::{self, Bounds, Item, Process};
+use super::error::FailureKind;
 use super::event::{Event, EventError, Queued, Received};
 use super::idempotency::{self, Ledger};
 use super::retry_policy::{Failed, Plan, RetryPolicy, longest_hold};
-use super::router::{FailureKind, Outcome, Router, ledger_key};
+use super::router::{Outcome, Router, ledger_key};
 use super::rules::stored::Routes;
 use crate::aws::{PayloadStore, SqsVisibility};
 use crate::dead_letter::{Attribute, DeadLetter, DeadLetters, Why, copy_deduplication_id};

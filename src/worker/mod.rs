@@ -2,14 +2,13 @@
 //!
 //! Plain code, no AWS types: `event` reads a queued envelope, `patterns` (event names) and
 //! `filter` (content filters, EventBridge patterns) select, `router` sends it to the
-//! handlers that select it, `batch` runs a batch of messages (FIFO groups in order, within
+//! handlers that select it (a handler's failure is an `error::HandlerError`), `batch` runs a batch of messages (FIFO groups in order, within
 //! the deadline), `idempotency` keeps a handler from acting twice on one event,
 //! `retry_policy` decides what becomes of a failure (back-off, horizon, dead-letter queue),
 //! `guard` holds a destination's breaker and pace, `rules` reads `FORWARD_RULES` (and
 //! `rules::stored`, rules kept in a store), `targets` delivers (one file per kind, owning
 //! its rule fields and its delivery: HTTP signed per `standard_webhooks`, Step Functions,
-//! EventBridge, SQS), `forward` makes each rule a guarded handler. The
-//! adapters: `handling` (one SQS batch), `lambda` (the function's start), and `crate::aws`
+//! EventBridge, SQS), `forward` makes each rule a guarded handler. The adapters: `handling` (one SQS batch), `lambda` (the function's start), and `crate::aws`
 //! (S3 for claim checks, DynamoDB for idempotency and destination state, SQS for back-off
 //! and the dead-letter queue, and the targets' clients).
 //!
@@ -32,6 +31,7 @@
 
 pub mod batch;
 pub(crate) mod config;
+pub mod error;
 pub(crate) mod event;
 pub mod filter;
 pub(crate) mod forward;
@@ -46,9 +46,10 @@ pub mod rules;
 pub mod standard_webhooks;
 pub mod targets;
 
+pub use error::{FailureKind, HandlerError};
 pub use event::{Event, EventError, Queued};
 pub use filter::{Filter, FilterError};
 pub use forward::Forwarder;
 pub use idempotency::{Begin, Ledger, LedgerFuture, NoLedger};
 pub use patterns::Pattern;
-pub use router::{FailureKind, HandlerError, Outcome, RouteError, Router, Selection};
+pub use router::{Outcome, RouteError, Router, Selection};

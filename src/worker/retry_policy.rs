@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use super::router::FailureKind;
+use super::error::FailureKind;
 use crate::retry::Backoff;
 
 /// SQS holds a message invisible for 12 hours at most, counted from the receive that

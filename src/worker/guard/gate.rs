@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::breaker::{Breakers, LastFailure};
 use super::pace::Pacer;
 use super::state::Pass;
-use crate::worker::router::{FailureKind, HandlerError};
+use crate::worker::error::{FailureKind, HandlerError};
 
 /// One destination's breaker and, if the rule sets `maxPerSecond`, its pace.
 pub struct Gate {

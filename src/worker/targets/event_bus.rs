@@ -225,7 +225,7 @@ impl Target for EventBus {
             let room =
                 MAX_CALL_BYTES - 14 - self.bus.len() - self.source.len() - event.event_name.len();
             let Some(detail) = within(event, room) else {
-                return Err(crate::worker::router::HandlerError::permanent(
+                return Err(crate::worker::error::HandlerError::permanent(
                     "the envelope is over EventBridge's 256 KiB and was not queued as a claim check",
                 ));
             };

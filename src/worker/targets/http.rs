@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
 use super::{Clients, Delivery, Kind, Target, TargetSpec, valid_url};
+use crate::worker::error::HandlerError;
 use crate::worker::event::Event;
-use crate::worker::router::HandlerError;
 use crate::worker::standard_webhooks::WebhookKey;
 
 /// `url`, with a Standard Webhooks `secret` and extra `headers`.

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::error::HandlerError;
 use super::event::Event;
-use super::router::HandlerError;
 use crate::adapter::AdapterError;
 
 pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;

@@ -81,7 +81,7 @@ impl Target for Queue {
         Box::pin(async move {
             let event = &delivery.event;
             let Some(body) = within(event, MAX_BODY_BYTES) else {
-                return Err(crate::worker::router::HandlerError::permanent(
+                return Err(crate::worker::error::HandlerError::permanent(
                     "the envelope is over SQS's 1 MiB and was not queued as a claim check",
                 ));
             };

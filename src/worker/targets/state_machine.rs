@@ -72,7 +72,7 @@ impl Target for StateMachine {
     fn deliver(&self, delivery: Delivery) -> DeliverFuture<'_> {
         Box::pin(async move {
             let Some(input) = within(&delivery.event, MAX_INPUT_BYTES) else {
-                return Err(crate::worker::router::HandlerError::permanent(
+                return Err(crate::worker::error::HandlerError::permanent(
                     "the envelope is over Step Functions' 256 KiB and was not queued as a claim check",
                 ));
             };
