@@ -56,3 +56,22 @@ pub(crate) fn invalid(name: &'static str, why: impl Into<String>) -> ConfigError
         why: why.into(),
     }
 }
+
+/// For the settings' tests: each `(name, value)` of `bad`, put in place of `base`'s value
+/// of that name, is refused by `config` as `Invalid`, naming that variable.
+#[cfg(test)]
+pub(crate) fn assert_each_refused<'a, T: std::fmt::Debug>(
+    base: &[(&'a str, &'a str)],
+    bad: &[(&'a str, &'a str)],
+    config: impl Fn(&[(&'a str, &'a str)]) -> Result<T, ConfigError>,
+) {
+    for &(name, value) in bad {
+        let mut pairs = base.to_vec();
+        pairs.retain(|(k, _)| *k != name);
+        pairs.push((name, value));
+        match config(&pairs) {
+            Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name, "{value}"),
+            other => panic!("{name}={value} gave {other:?}"),
+        }
+    }
+}

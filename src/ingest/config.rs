@@ -263,15 +263,7 @@ mod tests {
             (URL_TOKEN, "short"),
             (crate::secrets::REFRESH_SECS, "0"),
         ];
-        for (name, value) in bad {
-            let mut pairs = vec![(QUEUE_URL, URL), (SECRET, "s")];
-            pairs.retain(|(k, _)| *k != name);
-            pairs.push((name, value));
-            match config(&pairs) {
-                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name, "{value}"),
-                other => panic!("{name}={value} gave {other:?}"),
-            }
-        }
+        crate::settings::assert_each_refused(&[(QUEUE_URL, URL), (SECRET, "s")], &bad, config);
         assert_eq!(
             config(&[(SECRET, "s")]).unwrap_err(),
             ConfigError::Missing(QUEUE_URL)

@@ -123,22 +123,15 @@ mod tests {
         assert_eq!(c.overlap, Duration::from_secs(300));
         assert_eq!(c.api.requests_per_minute, 90);
         assert!(!format!("{c:?}").contains("\"k\""));
-        for (name, value) in [
+        let bad = [
             (API_URL, "api.twenty.com"),
             (OBJECTS, "people,,companies"),
             (OBJECTS, "people;drop"),
             (RATE, "0"),
             (OVERLAP, "-1"),
             (TIME_LIMIT, "0"),
-        ] {
-            let mut pairs = BASE.to_vec();
-            pairs.retain(|(k, _)| *k != name);
-            pairs.push((name, value));
-            match config(&pairs) {
-                Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name, "{value}"),
-                other => panic!("{name}={value} gave {other:?}"),
-            }
-        }
+        ];
+        crate::settings::assert_each_refused(&BASE, &bad, config);
         assert_eq!(
             config(&BASE[..2]).unwrap_err(),
             ConfigError::Missing(QUEUE_URL)
