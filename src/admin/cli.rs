@@ -245,8 +245,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
 }
 
 impl PlaceArgs {
-    /// The place: a stack, or a URL and where its secret is kept.
-    fn place(self) -> Result<Place, String> {
+    /// The place: a stack, or a URL and, when the command reads or changes the secret
+    /// (`secret_needed`), where the secret is kept.
+    fn place(self, secret_needed: bool) -> Result<Place, String> {
         let secret = match (self.secret_parameter, self.secret_id) {
             (Some(name), _) => Some(Location::Parameter(name)),
             (None, Some(id)) => Some(Location::SecretId(id)),
@@ -258,7 +259,7 @@ impl PlaceArgs {
                 "--stack {stack:?} gives where the secret is kept: drop --secret-parameter / --secret-id"
             )),
             (None, Some(stack)) => Ok(Place::Stack(stack)),
-            (Some(_), None) if secret.is_none() => Err(
+            (Some(_), None) if secret.is_none() && secret_needed => Err(
                 "--secret-parameter or --secret-id is required with --webhook-url (where ingest reads its secret)"
                     .into(),
             ),
@@ -295,7 +296,7 @@ impl TryFrom<Sub> for Command {
                 new_secret,
                 waits,
             } => Command::Connect {
-                place: place.place()?,
+                place: place.place(true)?,
                 operations: events,
                 description,
                 show_secret,
@@ -306,12 +307,12 @@ impl TryFrom<Sub> for Command {
                 waits,
                 finish,
             } => Command::Rotate {
-                place: place.place()?,
+                place: place.place(true)?,
                 waits: waits.into(),
                 finish,
             },
             Sub::SendTest { place } => Command::SendTest {
-                place: place.place()?,
+                place: place.place(true)?,
             },
             Sub::Status {
                 stack,
@@ -323,22 +324,14 @@ impl TryFrom<Sub> for Command {
                 alarm_prefix,
                 count_dead_letters,
             } => {
-                let place = match (webhook_url, stack) {
-                    (Some(_), Some(_)) => {
-                        return Err("give one of --webhook-url and --stack".into());
-                    }
-                    (None, Some(stack)) => Place::Stack(stack),
-                    (Some(webhook_url), None) => Place::Given {
-                        webhook_url,
-                        secret: None,
-                    },
-                    (None, None) => {
-                        return Err(
-                            "--stack or --webhook-url is required (the ingest function's URL)"
-                                .into(),
-                        );
-                    }
-                };
+                // Status reads no secret: it takes no --secret-* flags, and needs none.
+                let place = PlaceArgs {
+                    stack,
+                    webhook_url,
+                    secret_parameter: None,
+                    secret_id: None,
+                }
+                .place(false)?;
                 Command::Status {
                     place,
                     args: StatusArgs {

@@ -38,7 +38,7 @@ struct Cli {
     until: Option<SystemTime>,
     /// Only these objects, by plural name (people,companies); all of them if not given.
     // The whole path: clap reads a plain `Vec` as a repeated flag, this is one list.
-    #[arg(long, value_name = "LIST", value_parser = objects)]
+    #[arg(long, value_name = "LIST", value_parser = super::config::parse_objects)]
     objects: Option<std::vec::Vec<String>>,
     /// Read and count, queue nothing.
     #[arg(long)]
@@ -52,10 +52,6 @@ fn time(value: &str) -> Result<SystemTime, String> {
     window::parse(value).ok_or(format!(
         "{value:?} is not an RFC 3339 time (2026-11-01T00:00:00Z)"
     ))
-}
-
-fn objects(list: &str) -> Result<Vec<String>, String> {
-    super::config::parse_objects(list)
 }
 
 /// `people [########------------] 40% 400/1000 read, 380 queued, 20 already seen`
