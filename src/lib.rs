@@ -11,7 +11,7 @@
 //!   with `ingest::inflight` keeping the environment awake until every send is done.
 //! - `envelope`: the queued message, the contract between every part.
 //! - `delivery` (batches, retries, the fallback log; plain code over a transport trait),
-//!   `retry` (which failures to try again, and when), `fallback` (the line written when SQS
+//!   `retry` (how long to wait before another try), `fallback` (the line written when SQS
 //!   will not take an acknowledged event) and `replay` (`twenty-replay`: those lines back
 //!   into the queue, and `redrive`: the dead-letter queue back into it).
 //! - `worker` (`twenty-worker`): reading a queued envelope, routing by name and content
@@ -23,8 +23,8 @@
 //!   REST API (`twenty_api`, also `twenty-admin`'s client for Twenty's webhooks).
 //! - `admin` (`twenty-admin`): connect Twenty, rotate its secret, status, send a test.
 //! - `aws`: the adapters to AWS (SQS, S3, DynamoDB, SSM and Secrets Manager, Step
-//!   Functions, EventBridge, CloudFormation, CloudWatch); their failures read as
-//!   `adapter` errors.
+//!   Functions, EventBridge, CloudFormation, CloudWatch); every failed call, sends
+//!   included, reads as one `adapter::AdapterError` (try again, or give up).
 //! - Shared by all: `secrets` (secret settings kept in a store, re-read on a schedule),
 //!   `settings` (errors in settings, never a value), `logging`, `metrics` (EMF lines),
 //!   `progress` (the tools' progress bar), `clock` (the one wall clock), `tls` (the TLS

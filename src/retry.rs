@@ -1,80 +1,12 @@
-//! How sends are retried: which failures are worth another try, and how long to wait.
+//! How long to wait before another try, and how long tries may go on.
 //!
-//! Pure policy; `delivery` applies it. Transient failures (throttling, 5xx, time-outs, broken
-//! connections) are retried with capped exponential backoff and full jitter until the time
-//! budget runs out. Permanent ones (missing queue, denied access, a message SQS calls
-//! invalid) are not: retrying cannot change their answer.
+//! Pure policy; `delivery` and the worker apply it. Which failures are worth another try
+//! is the adapters' error's to say (`adapter::AdapterError::is_transient`): those are
+//! retried with capped exponential backoff and full jitter until the time budget runs out.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::time::Duration;
-
-/// Why one send attempt failed, as far as retrying is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    Transient(String),
-    Permanent(String),
-}
-
-impl Failure {
-    pub fn reason(&self) -> &str {
-        match self {
-            Self::Transient(r) | Self::Permanent(r) => r,
-        }
-    }
-}
-
-/// What went wrong on the wire, reduced to what classification needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt<'a> {
-    /// No answer: connection refused or reset, time-out, unreadable response.
-    NoAnswer,
-    /// The request could not even be built: a bug or a bad input, never transient.
-    NotSent,
-    /// An error answer from the service.
-    Answer { status: u16, code: Option<&'a str> },
-    /// SQS refused one entry of a batch; `sender_fault` is SQS's own verdict.
-    Entry { sender_fault: bool, code: &'a str },
-}
-
-const TRANSIENT_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "SlowDown",
-    "KmsThrottled",
-    "KMS.ThrottlingException",
-    "ServiceUnavailable",
-    "InternalError",
-    // S3's answer when the request body was not read in time (a slow or broken upload).
-    "RequestTimeout",
-    "RequestTimeoutException",
-];
-
-pub fn classify(attempt: Attempt<'_>, detail: impl Into<String>) -> Failure {
-    let detail = detail.into();
-    let transient = match attempt {
-        Attempt::NoAnswer => true,
-        Attempt::NotSent => false,
-        Attempt::Answer { status, code } => {
-            status >= 500
-                || status == 429
-                || code.is_some_and(|c| TRANSIENT_CODES.iter().any(|t| c.ends_with(t)))
-        }
-        Attempt::Entry { sender_fault, code } => {
-            !sender_fault || TRANSIENT_CODES.iter().any(|t| code.ends_with(t))
-        }
-    };
-    if transient {
-        Failure::Transient(detail)
-    } else {
-        Failure::Permanent(detail)
-    }
-}
 
 /// Twenty gives up after 5 s; an after-enqueue answer must be on its way before that.
 pub const ACK_LIMIT: Duration = Duration::from_secs(4);
@@ -153,66 +85,6 @@ pub fn jitter_unit() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transient_and_permanent() {
-        let t = |a| matches!(classify(a, "x"), Failure::Transient(_));
-        assert!(t(Attempt::NoAnswer));
-        assert!(t(Attempt::Answer {
-            status: 500,
-            code: None
-        }));
-        assert!(t(Attempt::Answer {
-            status: 503,
-            code: Some("ServiceUnavailable")
-        }));
-        assert!(t(Attempt::Answer {
-            status: 429,
-            code: None
-        }));
-        assert!(t(Attempt::Answer {
-            status: 400,
-            code: Some("ThrottlingException")
-        }));
-        assert!(t(Attempt::Answer {
-            status: 400,
-            code: Some("AWS.SimpleQueueService.RequestThrottled")
-        }));
-        assert!(t(Attempt::Entry {
-            sender_fault: false,
-            code: "InternalError"
-        }));
-        assert!(t(Attempt::Answer {
-            status: 400,
-            code: Some("RequestTimeout")
-        }));
-
-        assert!(!t(Attempt::NotSent));
-        assert!(!t(Attempt::Answer {
-            status: 400,
-            code: Some("AWS.SimpleQueueService.NonExistentQueue")
-        }));
-        assert!(!t(Attempt::Answer {
-            status: 400,
-            code: Some("QueueDoesNotExist")
-        }));
-        assert!(!t(Attempt::Answer {
-            status: 403,
-            code: Some("AccessDenied")
-        }));
-        assert!(!t(Attempt::Answer {
-            status: 400,
-            code: Some("InvalidParameterValue")
-        }));
-        assert!(!t(Attempt::Answer {
-            status: 400,
-            code: Some("BatchRequestTooLong")
-        }));
-        assert!(!t(Attempt::Entry {
-            sender_fault: true,
-            code: "InvalidMessageContents"
-        }));
-    }
 
     #[test]
     fn budget_is_the_tightest_limit() {

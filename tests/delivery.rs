@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use twenty_webhook::adapter::AdapterError;
 use twenty_webhook::delivery::send::{ATTEMPT_TIMEOUT, MIN_ATTEMPT};
 use twenty_webhook::delivery::{
     BatchReply, Consignment, Entry, EntryRefusal, FallbackSink, Pending, Transport, send_all,
@@ -14,7 +15,7 @@ use twenty_webhook::envelope::{Claim, Message};
 use twenty_webhook::fallback;
 use twenty_webhook::ingest::dispatch::Dispatcher;
 use twenty_webhook::ingest::inflight::InFlight;
-use twenty_webhook::retry::{Backoff, Failure};
+use twenty_webhook::retry::Backoff;
 
 fn message(id: &str) -> Message {
     Message {
@@ -40,7 +41,7 @@ fn claimed(id: &str) -> Message {
 /// What the scripted transport does with a call.
 enum Answer {
     Reply(BatchReply),
-    Fail(Failure),
+    Fail(AdapterError),
     /// Never answers (the attempt timeout ends it).
     Hang,
     Panic,
@@ -58,7 +59,7 @@ type Script = Box<dyn Fn(usize, &[Entry<'_>]) -> Answer + Send + Sync>;
 /// A transport that answers each call as its script says, and records every call.
 struct Scripted {
     script: Script,
-    claims: Box<dyn Fn(usize) -> Result<(), Failure> + Send + Sync>,
+    claims: Box<dyn Fn(usize) -> Result<(), AdapterError> + Send + Sync>,
     /// (when, message ids) of each batch call; when is time since `start`.
     calls: Mutex<Vec<(Duration, Vec<String>)>>,
     claim_calls: Mutex<Vec<String>>,
@@ -78,7 +79,7 @@ impl Scripted {
 
     fn with_claims(
         mut self,
-        claims: impl Fn(usize) -> Result<(), Failure> + Send + Sync + 'static,
+        claims: impl Fn(usize) -> Result<(), AdapterError> + Send + Sync + 'static,
     ) -> Self {
         self.claims = Box::new(claims);
         self
@@ -90,7 +91,7 @@ impl Scripted {
 }
 
 impl Transport for Scripted {
-    async fn send_batch(&self, entries: &[Entry<'_>]) -> Result<BatchReply, Failure> {
+    async fn send_batch(&self, entries: &[Entry<'_>]) -> Result<BatchReply, AdapterError> {
         let n = {
             let mut calls = self.calls.lock().unwrap();
             calls.push((
@@ -107,7 +108,7 @@ impl Transport for Scripted {
         }
     }
 
-    async fn put_claim(&self, claim: &Claim) -> Result<(), Failure> {
+    async fn put_claim(&self, claim: &Claim) -> Result<(), AdapterError> {
         let n = {
             let mut calls = self.claim_calls.lock().unwrap();
             calls.push(claim.key.clone());
@@ -156,8 +157,8 @@ fn first_reply_then_ok(successful: &[&str], failed: Vec<EntryRefusal>) -> Script
     })
 }
 
-fn transient(why: &str) -> Failure {
-    Failure::Transient(why.into())
+fn transient(why: &str) -> AdapterError {
+    AdapterError::Unavailable(why.into())
 }
 
 fn refusal(id: &str, sender_fault: bool, code: &str) -> EntryRefusal {
@@ -220,7 +221,7 @@ async fn permanent_refusals_are_not_retried() {
     assert_eq!(attempts, 1);
     assert!(left[0].reason().contains("InvalidMessageContents"));
 
-    let t = Scripted::new(|_, _| Answer::Fail(Failure::Permanent("AccessDenied".into())));
+    let t = Scripted::new(|_, _| Answer::Fail(AdapterError::Denied("AccessDenied".into())));
     let (left, attempts) = send(&t, &["a", "b"], Duration::from_secs(5)).await;
     assert_eq!(ids(&left), ["a", "b"]);
     assert_eq!(attempts, 1);

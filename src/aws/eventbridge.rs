@@ -7,8 +7,8 @@ use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
 use super::lazy::{Source, one_client};
-use super::sdk_error::{adapter_error, kind_of};
-use crate::adapter::{AdapterError, AdapterFuture};
+use super::sdk_error::adapter_error;
+use crate::adapter::{AdapterError, AdapterFuture, Attempt, classify};
 use crate::worker::targets::event_bus::{BusEntry, Publisher};
 
 pub struct EventBridgePublisher {
@@ -65,7 +65,13 @@ impl Publisher for EventBridgePublisher {
                         } else {
                             400
                         };
-                        Err(kind_of(status, code, detail))
+                        Err(classify(
+                            Attempt::Answer {
+                                status,
+                                code: Some(code),
+                            },
+                            detail,
+                        ))
                     }
                     None => Err(AdapterError::Unavailable(
                         "EventBridge: no result for this entry".into(),

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::lazy::{LazySdk, Source};
-use super::sdk_error::classify_sdk_error;
+use super::sdk_error::adapter_error;
+use crate::adapter::AdapterError;
 use crate::envelope::{Claim, ClaimCheck};
-use crate::retry::Failure;
 
 #[derive(Clone)]
 pub struct PayloadStore {
@@ -56,7 +56,7 @@ impl PayloadStore {
     }
 
     /// Stores the envelope under its fixed key; storing it twice is harmless.
-    pub async fn put(&self, claim: &Claim) -> Result<(), Failure> {
+    pub async fn put(&self, claim: &Claim) -> Result<(), AdapterError> {
         self.client
             .get()
             .await
@@ -68,7 +68,7 @@ impl PayloadStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| classify_sdk_error("S3", &e))
+            .map_err(|e| adapter_error("S3", &e))
     }
 
     /// For workers: the whole envelope of a queued message, fetched from S3 when the
@@ -95,7 +95,7 @@ impl PayloadStore {
     /// after their last write, and a message made later that points at it (a dead-letter
     /// copy, a redrive) lives that long again. A copy onto itself is that write. A missing
     /// object is `Permanent`.
-    pub async fn refresh(&self, bucket: &str, key: &str) -> Result<(), Failure> {
+    pub async fn refresh(&self, bucket: &str, key: &str) -> Result<(), AdapterError> {
         self.client
             .get()
             .await
@@ -109,12 +109,12 @@ impl PayloadStore {
             .send()
             .await
             .map(drop)
-            .map_err(|e| classify_sdk_error("S3", &e))
+            .map_err(|e| adapter_error("S3", &e))
     }
 
     /// The bytes of one stored object. A missing object (or bucket) or a refusal is
     /// `Permanent`; throttling, 5xx and broken connections are `Transient`.
-    pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, Failure> {
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, AdapterError> {
         let object = self
             .client
             .get()
@@ -124,12 +124,12 @@ impl PayloadStore {
             .key(key)
             .send()
             .await
-            .map_err(|e| classify_sdk_error("S3", &e))?;
+            .map_err(|e| adapter_error("S3", &e))?;
         let bytes = object
             .body
             .collect()
             .await
-            .map_err(|e| Failure::Transient(format!("S3: reading the object: {e}")))?;
+            .map_err(|e| AdapterError::Unavailable(format!("S3: reading the object: {e}")))?;
         // Into a Vec without a copy when the body arrived in one piece.
         Ok(Vec::from(bytes.into_bytes()))
     }

@@ -16,11 +16,10 @@ use aws_sdk_sqs::types::{
 use super::lazy::one_client;
 use super::lazy::{LazySdk, Source};
 use super::s3::PayloadStore;
-use super::sdk_error::{adapter_error, classify_sdk_error, kind_of};
-use crate::adapter::AdapterError;
+use super::sdk_error::adapter_error;
+use crate::adapter::{AdapterError, Attempt, classify};
 use crate::delivery::{BatchReply, Entry, EntryRefusal, Transport, send::ATTEMPT_TIMEOUT};
 use crate::envelope::{Claim, Message};
-use crate::retry::{Attempt, Failure, classify};
 
 pub struct SqsTransport {
     client: Client,
@@ -62,7 +61,7 @@ impl SqsTransport {
 }
 
 impl Transport for SqsTransport {
-    async fn send_batch(&self, entries: &[Entry<'_>]) -> Result<BatchReply, Failure> {
+    async fn send_batch(&self, entries: &[Entry<'_>]) -> Result<BatchReply, AdapterError> {
         let entries = entries
             .iter()
             .map(|e| entry(e.id, e.message))
@@ -75,7 +74,7 @@ impl Transport for SqsTransport {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| classify_sdk_error("SQS", &e))?;
+            .map_err(|e| adapter_error("SQS", &e))?;
         Ok(BatchReply {
             successful: output
                 .successful()
@@ -94,10 +93,10 @@ impl Transport for SqsTransport {
         })
     }
 
-    async fn put_claim(&self, claim: &Claim) -> Result<(), Failure> {
+    async fn put_claim(&self, claim: &Claim) -> Result<(), AdapterError> {
         match &self.store {
             Some(store) => store.put(claim).await,
-            None => Err(Failure::Permanent("no payload store configured".into())),
+            None => Err(AdapterError::Refused("no payload store configured".into())),
         }
     }
 }
@@ -221,7 +220,13 @@ pub(crate) async fn change_visibility(
                     Some(f) => {
                         let detail = format!("SQS: {}: {}", f.code(), f.message().unwrap_or(""));
                         let status = if f.sender_fault() { 400 } else { 500 };
-                        Err(kind_of(status, f.code(), detail))
+                        Err(classify(
+                            Attempt::Answer {
+                                status,
+                                code: Some(f.code()),
+                            },
+                            detail,
+                        ))
                     }
                     None => Ok(()),
                 }

@@ -7,8 +7,9 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::transport::{BatchReply, Entry, Transport};
+use crate::adapter::{AdapterError, Attempt, classify};
 use crate::envelope::{Message, SQS_MAX_MESSAGE_BYTES};
-use crate::retry::{Attempt, Backoff, Failure, classify};
+use crate::retry::Backoff;
 
 /// SQS takes at most ten messages in one batch call.
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -31,9 +32,9 @@ pub struct Pending {
 enum State {
     NotSent,
     /// Failed, worth another try.
-    Retry(Failure),
+    Retry(AdapterError),
     /// Failed for good (a permanent error, or the time ran out).
-    Final(Failure),
+    Final(AdapterError),
     Queued,
 }
 
@@ -57,7 +58,7 @@ impl Pending {
 
     /// It failed for good: another try could not change the answer.
     pub fn refused(&self) -> bool {
-        matches!(self.state, State::Final(Failure::Permanent(_)))
+        matches!(&self.state, State::Final(f) if !f.is_transient())
     }
 
     /// SQS confirmed it (it is only still here if the send stopped before tidying up).
@@ -69,16 +70,17 @@ impl Pending {
         matches!(self.state, State::NotSent | State::Retry(_))
     }
 
-    fn fail(&mut self, failure: Failure) {
+    fn fail(&mut self, failure: AdapterError) {
         self.state = State::failed(failure);
     }
 }
 
 impl State {
-    fn failed(failure: Failure) -> Self {
-        match failure {
-            f @ Failure::Transient(_) => Self::Retry(f),
-            f @ Failure::Permanent(_) => Self::Final(f),
+    fn failed(failure: AdapterError) -> Self {
+        if failure.is_transient() {
+            Self::Retry(failure)
+        } else {
+            Self::Final(failure)
         }
     }
 }
@@ -122,7 +124,7 @@ pub async fn send_all<T: Transport>(
                     stats.attempts,
                     p.reason()
                 );
-                p.state = State::Final(Failure::Transient(reason));
+                p.state = State::Final(AdapterError::Unavailable(reason));
             }
             return stats;
         }
@@ -181,11 +183,11 @@ async fn round<T: Transport>(transport: &T, pending: &mut [Pending], deadline: I
 /// One call, limited to the attempt timeout and the time left.
 async fn attempt<R>(
     deadline: Instant,
-    call: impl Future<Output = Result<R, Failure>>,
-) -> Result<R, Failure> {
+    call: impl Future<Output = Result<R, AdapterError>>,
+) -> Result<R, AdapterError> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left < MIN_ATTEMPT {
-        return Err(Failure::Transient(
+        return Err(AdapterError::Unavailable(
             "no time left for another attempt".into(),
         ));
     }
@@ -211,7 +213,7 @@ fn verdict(reply: &BatchReply, id: &str) -> State {
     if reply.successful.iter().any(|s| s == id) {
         State::Queued
     } else {
-        State::Retry(Failure::Transient(
+        State::Retry(AdapterError::Unavailable(
             "SQS listed the message neither as successful nor as failed".into(),
         ))
     }

@@ -1,7 +1,7 @@
 //! What the delivery logic needs from the queue and the claim-check store.
 
+use crate::adapter::AdapterError;
 use crate::envelope::{Claim, Message};
-use crate::retry::Failure;
 
 /// One entry of a SendMessageBatch call: `id` is unique within the call.
 #[derive(Debug, Clone, Copy)]
@@ -26,14 +26,14 @@ pub struct EntryRefusal {
     pub code: String,
 }
 
-/// The two calls a delivery makes. A call error is a classified [`Failure`]; the delivery
+/// The two calls a delivery makes. A call error is a classified [`AdapterError`]; the delivery
 /// logic decides what to retry and for how long.
 pub trait Transport: Send + Sync + 'static {
     fn send_batch(
         &self,
         entries: &[Entry<'_>],
-    ) -> impl Future<Output = Result<BatchReply, Failure>> + Send;
+    ) -> impl Future<Output = Result<BatchReply, AdapterError>> + Send;
 
     /// Stores a claim-check envelope; storing the same one twice is harmless.
-    fn put_claim(&self, claim: &Claim) -> impl Future<Output = Result<(), Failure>> + Send;
+    fn put_claim(&self, claim: &Claim) -> impl Future<Output = Result<(), AdapterError>> + Send;
 }

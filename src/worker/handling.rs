@@ -21,7 +21,7 @@ use super::rules::stored::Routes;
 use crate::aws::{PayloadStore, SqsVisibility};
 use crate::dead_letter::{Attribute, DeadLetter, DeadLetters, Why, copy_deduplication_id};
 use crate::metrics::Tally;
-use crate::retry::{Failure, jitter_unit};
+use crate::retry::jitter_unit;
 
 /// The worker: a router, where to fetch claim checks, an idempotency ledger, and how to
 /// retry or dead-letter what fails.
@@ -524,9 +524,10 @@ impl Handling {
             return Err(message_failure("claim_check", FailureKind::Transient, why));
         };
         let bytes = claims.get(&check.bucket, &check.key).await.map_err(|e| {
-            let kind = match e {
-                Failure::Permanent(_) => permanent,
-                Failure::Transient(_) => FailureKind::Transient,
+            let kind = if e.is_transient() {
+                FailureKind::Transient
+            } else {
+                permanent
             };
             let why = format!("the stored envelope could not be read: {}", e.reason());
             message_failure("claim_check", kind, why)
