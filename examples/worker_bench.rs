@@ -19,7 +19,7 @@ use support::destination::{Answer, Destination};
 use twenty_webhook::envelope::Message;
 use twenty_webhook::worker::Forwarder;
 use twenty_webhook::worker::NoLedger;
-use twenty_webhook::worker::handling::Worker;
+use twenty_webhook::worker::Worker;
 use twenty_webhook::worker::rules::parse_rules;
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -50,12 +50,13 @@ fn worker(url: &str) -> Worker {
         r#"[{{"name":"bench","events":["*"],"url":"{url}","secret":"{KEY}"}}]"#
     ))
     .unwrap();
-    Worker::new(
+    Worker::builder(
         Forwarder::default().router(rules).unwrap(),
         None,
         Arc::new(NoLedger),
         10,
     )
+    .build()
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

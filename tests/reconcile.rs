@@ -22,7 +22,7 @@ use twenty_webhook::reconcile::window::{self, Window};
 use twenty_webhook::reconcile::{ApiKey, Mode, Object, ObjectReport, Reconciler, TwentyApi};
 use twenty_webhook::secrets::Rotating;
 use twenty_webhook::worker::Forwarder;
-use twenty_webhook::worker::handling::Worker;
+use twenty_webhook::worker::Worker;
 use twenty_webhook::worker::rules::parse_rules;
 
 fn api(twenty: &FakeTwenty) -> TwentyApi {
@@ -173,7 +173,7 @@ async fn worker(table: &str, destination: &Destination) -> Worker {
         .router(parse_rules(&rules).unwrap())
         .unwrap();
     let sdk = sdk_config(moto_endpoint()).await;
-    Worker::new(
+    Worker::builder(
         router,
         None,
         Arc::new(DynamoLedger::with_sdk_config(
@@ -187,6 +187,7 @@ async fn worker(table: &str, destination: &Destination) -> Worker {
         // change delivered and reconciled as one; `tests/worker.rs` races two workers.
         1,
     )
+    .build()
 }
 
 /// The scenario that matters: changes in Twenty, some delivered as signed webhooks through

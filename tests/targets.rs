@@ -15,7 +15,7 @@ use twenty_webhook::aws::{LazySdk, target_clients};
 use twenty_webhook::envelope::{Destination as Target, Message};
 use twenty_webhook::worker::Forwarder;
 use twenty_webhook::worker::NoLedger;
-use twenty_webhook::worker::handling::Worker;
+use twenty_webhook::worker::Worker;
 use twenty_webhook::worker::rules::parse_rules;
 use twenty_webhook::worker::targets::state_machine::execution_name;
 
@@ -38,7 +38,7 @@ async fn worker(rules: &str, endpoint: &str) -> Worker {
         .with_clients(target_clients(&LazySdk::ready(sdk)))
         .router(parse_rules(rules).expect("valid rules"))
         .expect("a router");
-    Worker::new(router, None, Arc::new(NoLedger), 10)
+    Worker::builder(router, None, Arc::new(NoLedger), 10).build()
 }
 
 async fn state_machine() -> (aws_sdk_sfn::Client, String) {

@@ -13,9 +13,9 @@ use support::*;
 use twenty_webhook::aws::{DynamoLedger, PayloadStore, SqsVisibility};
 use twenty_webhook::envelope::{Destination as Target, Message};
 use twenty_webhook::worker::Forwarder;
-use twenty_webhook::worker::handling::Worker;
 use twenty_webhook::worker::rules::parse_rules;
 use twenty_webhook::worker::{Ledger, NoLedger};
+use twenty_webhook::worker::{Worker, WorkerBuilder};
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -29,12 +29,12 @@ fn one(event: &str, record_id: &str) -> Message {
     ingest_messages(&twenty(event, record_id), Target::default()).remove(0)
 }
 
-async fn worker_with(rules: &str, ledger: impl Ledger) -> Worker {
+async fn worker_with(rules: &str, ledger: impl Ledger) -> WorkerBuilder {
     let router = Forwarder::default()
         .router(parse_rules(rules).expect("valid rules"))
         .expect("a router");
     let sdk = sdk_config(moto_endpoint()).await;
-    Worker::new(
+    Worker::builder(
         router,
         Some(PayloadStore::with_sdk_config(&sdk)),
         Arc::new(ledger),
@@ -42,7 +42,7 @@ async fn worker_with(rules: &str, ledger: impl Ledger) -> Worker {
     )
 }
 
-async fn worker(rules: &str) -> Worker {
+async fn worker(rules: &str) -> WorkerBuilder {
     worker_with(rules, NoLedger).await
 }
 
@@ -55,7 +55,7 @@ async fn forwards_signed_envelopes_that_standardwebhooks_verifies() {
             {{"name":"deletions","events":["*.deleted"],"url":"{}"}}]"#,
         people.url, deletions.url
     );
-    let w = worker(&rules).await;
+    let w = worker(&rules).await.build();
     let (a, b, c, d) = (
         one("person.created", "p1"),
         one("company.deleted", "c1"),
@@ -105,7 +105,9 @@ async fn forwards_signed_envelopes_that_standardwebhooks_verifies() {
 #[tokio::test]
 async fn one_bad_message_fails_alone() {
     let dest = Destination::ok().await;
-    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, dest.url)).await;
+    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, dest.url))
+        .await
+        .build();
     let good = one("person.created", "p1");
     let unknown = good.body.replacen(r#""version":1"#, r#""version":3"#, 1);
     let event = sqs_event(
@@ -125,7 +127,9 @@ async fn one_bad_message_fails_alone() {
 #[tokio::test]
 async fn unrouted_events_succeed() {
     let dest = Destination::ok().await;
-    let w = worker(&format!(r#"[{{"events":["pet.*"],"url":"{}"}}]"#, dest.url)).await;
+    let w = worker(&format!(r#"[{{"events":["pet.*"],"url":"{}"}}]"#, dest.url))
+        .await
+        .build();
     let m = one("person.created", "p1");
     let response = w
         .handle(sqs_event(&[("m", &m.body, None)], false))
@@ -162,7 +166,8 @@ async fn destinations_that_fail_fail_the_message() {
             r#"[{{"events":["*"],"url":"{}","timeoutMs":500}}]"#,
             dest.url
         ))
-        .await;
+        .await
+        .build();
         let m = one("person.created", name);
         let response = w
             .handle(sqs_event(&[(name, &m.body, None)], false))
@@ -177,7 +182,9 @@ async fn destinations_that_fail_fail_the_message() {
         );
     }
     // Nobody listening at all.
-    let w = worker(r#"[{"events":["*"],"url":"http://127.0.0.1:9/nobody"}]"#).await;
+    let w = worker(r#"[{"events":["*"],"url":"http://127.0.0.1:9/nobody"}]"#)
+        .await
+        .build();
     let m = one("person.created", "x");
     let response = w
         .handle(sqs_event(&[("down", &m.body, None)], false))
@@ -197,7 +204,9 @@ async fn a_fifo_group_stops_at_its_failure_while_another_goes_on() {
         })
     })
     .await;
-    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, dest.url)).await;
+    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, dest.url))
+        .await
+        .build();
     let fifo = Target {
         fifo: true,
         payload_bucket: None,
@@ -253,7 +262,8 @@ async fn a_claim_check_is_forwarded_as_the_stored_envelope() {
         r#"[{{"events":["*"],"url":"{}","secret":"{KEY}"}}]"#,
         dest.url
     ))
-    .await;
+    .await
+    .build();
     let m = big_note(&bucket);
     let claim = m.claim.clone().expect("a claim check");
     let store = PayloadStore::with_sdk_config(&sdk_config(moto_endpoint()).await);
@@ -313,7 +323,7 @@ async fn a_redelivery_repeats_only_the_destination_that_failed() {
         r#"[{{"name":"crm","events":["*"],"url":"{}"}},{{"name":"n8n","events":["*"],"url":"{}"}}]"#,
         healthy.url, flaky.url
     );
-    let w = worker_with(&rules, ledger(&table).await).await;
+    let w = worker_with(&rules, ledger(&table).await).await.build();
     let m = one("person.updated", "p1");
     let event = || sqs_event(&[("m1", &m.body, None)], false);
 
@@ -344,8 +354,8 @@ async fn two_workers_racing_on_one_message_forward_it_once() {
     .await;
     let rules = format!(r#"[{{"events":["*"],"url":"{}"}}]"#, slow.url);
     let (w1, w2) = (
-        worker_with(&rules, ledger(&table).await).await,
-        worker_with(&rules, ledger(&table).await).await,
+        worker_with(&rules, ledger(&table).await).await.build(),
+        worker_with(&rules, ledger(&table).await).await.build(),
     );
     let m = one("person.updated", "p1");
     let event = || sqs_event(&[("m1", &m.body, None)], false);
@@ -362,7 +372,8 @@ async fn a_back_off_that_cannot_be_set_still_reports_the_failure() {
         .with_visibility(SqsVisibility::with_sdk_config(
             &sdk_config(moto_endpoint()).await,
             Some(format!("{}/123456789012/no-such-queue", moto_endpoint())),
-        ));
+        ))
+        .build();
     let m = one("person.created", "p1");
     let response = w
         .handle(sqs_event(&[("m1", &m.body, None)], false))
@@ -433,12 +444,13 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
         parse_stored_rules,
         refresh,
     );
-    let w = Worker::new(
+    let w = Worker::builder(
         Routes::with_stored_rules(Router::new(), rules.clone(), Forwarder::default()),
         None,
         Arc::new(NoLedger),
         10,
-    );
+    )
+    .build();
     let batch = |id: &str| {
         let m = one("person.created", id);
         (m.body.clone(), sqs_event(&[(id, &m.body, None)], false))
@@ -508,12 +520,13 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
         parse_stored_rules,
         refresh,
     );
-    let w = Worker::new(
+    let w = Worker::builder(
         Routes::with_stored_rules(Router::new(), missing, Forwarder::default()),
         None,
         Arc::new(NoLedger),
         10,
-    );
+    )
+    .build();
     let (_, event) = batch("c");
     assert_eq!(failed(&w.handle(event).await.unwrap()), ["c"]);
 }
@@ -522,7 +535,9 @@ async fn forwarding_rules_kept_in_ssm_are_read_on_first_need_and_follow_a_change
 async fn a_deadline_shorter_than_the_margin_still_leaves_time_to_work() {
     let dest = Destination::ok().await;
     // The margin is 5 s by default; this invocation has 2 s in all.
-    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, dest.url)).await;
+    let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, dest.url))
+        .await
+        .build();
     let m = one("person.created", "p1");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     let response = w
@@ -551,7 +566,8 @@ async fn a_dead_lettered_change_is_not_reconciled_again() {
     let dlq = new_queue(&sqs, false).await;
     let w = worker_with(&rules, ledger(&table).await)
         .await
-        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq));
+        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq))
+        .build();
     let body = r#"{"eventName":"person.updated","workspaceId":"ws","record":{"id":"p1","createdAt":"2026-11-01T00:00:00.000Z","updatedAt":"2026-11-02T00:00:00Z"}}"#;
     let m = ingest_messages(body, Target::default()).remove(0);
     let response = w
@@ -623,7 +639,8 @@ async fn every_dead_letter_copy_of_one_fifo_message_reaches_the_queue() {
     let dlq = new_queue(&sqs, true).await;
     let w = worker_with(&rules, ledger(&table).await)
         .await
-        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq));
+        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq))
+        .build();
     let m = one("person.updated", "p1");
     let event = |receives| received_now(sqs_event(&[("m1", &m.body, Some("g1"))], true), receives);
 
@@ -666,7 +683,8 @@ async fn a_destination_that_took_the_event_is_not_dead_lettered_or_redriven() {
     let dlq = new_queue(&sqs, false).await;
     let w = worker_with(&rules(true), ledger(&table).await)
         .await
-        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq));
+        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq))
+        .build();
     let m = one("person.updated", "p1");
 
     let first = w
@@ -686,7 +704,9 @@ async fn a_destination_that_took_the_event_is_not_dead_lettered_or_redriven() {
     assert_eq!(attribute_of(&copies[0], "failedDestination"), Some("b"));
 
     // The copy redriven (another message id), to a worker with no limit on `a`.
-    let redriven = worker_with(&rules(false), ledger(&table).await).await;
+    let redriven = worker_with(&rules(false), ledger(&table).await)
+        .await
+        .build();
     let _ = redriven
         .handle(sqs_event(&[("m2", copies[0].body().unwrap(), None)], false))
         .await
@@ -714,7 +734,8 @@ async fn a_hold_longer_than_twelve_hours_is_cut_to_what_sqs_takes() {
         .with_visibility(SqsVisibility::with_sdk_config(
             &sdk_config(&proxy.url).await,
             Some(queue),
-        ));
+        ))
+        .build();
     let m = one("person.created", "p1");
     let response = w
         .handle(received_now(sqs_event(&[("m1", &m.body, None)], false), 1))
@@ -752,7 +773,8 @@ async fn a_dead_lettered_claim_check_restarts_its_objects_lifetime() {
     let dlq = new_queue(&sqs, false).await;
     let w = worker(&format!(r#"[{{"events":["*"],"url":"{}"}}]"#, refusing.url))
         .await
-        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq));
+        .with_dead_letters(SqsDeadLetters::with_sdk_config(&sdk, &dlq))
+        .build();
     let m = big_note(&bucket);
     let claim = m.claim.clone().expect("a claim check");
     PayloadStore::with_sdk_config(&sdk)

@@ -198,8 +198,8 @@ async fn a_redelivery_repeats_only_the_handler_that_failed() {
         panic!("{first:?}")
     };
     assert_eq!(failures.len(), 1);
-    assert_eq!(failures[0].0, "n8n");
-    assert_eq!(failures[0].1.retry_after, Some(Duration::from_secs(7)));
+    assert_eq!(failures[0].handler.as_deref(), Some("n8n"));
+    assert_eq!(failures[0].retry_after, Some(Duration::from_secs(7)));
     let again = router
         .dispatch(event("e1", "person.updated"), ledger.clone())
         .await;
@@ -222,14 +222,14 @@ impl Process for Recorder {
         item: &Item,
         _bounds: Bounds,
         _tally: &Tally,
-    ) -> Result<(), (String, Option<Duration>)> {
+    ) -> Result<(), HandlerError> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         self.seen.lock().unwrap().push(item.message_id.clone());
         if self.fail.contains(&item.message_id.as_str()) {
-            Err(("handler failed".into(), None))
+            Err(HandlerError::new("handler failed"))
         } else {
             Ok(())
         }
@@ -282,7 +282,7 @@ async fn a_fifo_group_stops_at_its_first_failure_while_others_go_on() {
     let failed = batch::run(r.clone(), items, true, 10, NO_BOUNDS, Arc::default()).await;
     let ids: Vec<(&str, &str)> = failed
         .iter()
-        .map(|f| (f.message_id.as_str(), f.reason.as_str()))
+        .map(|f| (f.message_id.as_str(), f.failure.reason.as_str()))
         .collect();
     assert_eq!(
         ids,

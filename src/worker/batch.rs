@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::error::HandlerError;
 use crate::dead_letter::Attribute;
 use crate::metrics::Tally;
 
@@ -35,13 +36,22 @@ pub struct Item {
     pub attributes: Vec<Attribute>,
 }
 
-/// A message to report failed (SQS delivers it again).
+/// A message to report failed (SQS delivers it again), and why: its `retry_after` is
+/// when it should come back (None: as soon as SQS makes it visible).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemFailure {
     pub message_id: String,
-    pub reason: String,
-    /// When it should come back; None: as soon as SQS makes it visible.
-    pub retry_after: Option<Duration>,
+    pub failure: HandlerError,
+}
+
+impl ItemFailure {
+    /// Not handled, for a reason of the batch's own (no time, its group): back at once.
+    fn not_handled(message_id: &str, reason: &str) -> Self {
+        Self {
+            message_id: message_id.to_owned(),
+            failure: HandlerError::deferred(reason, Duration::ZERO),
+        }
+    }
 }
 
 /// When a batch must be done.
@@ -60,7 +70,7 @@ pub trait Process: Send + Sync + 'static {
         item: &Item,
         bounds: Bounds,
         tally: &Tally,
-    ) -> impl Future<Output = Result<(), (String, Option<Duration>)>> + Send;
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
 /// Handles `items` and returns those to report failed, in the order given.
@@ -116,23 +126,21 @@ pub async fn run<P: Process>(
                     if bounds.start_by.is_some_and(|t| Instant::now() >= t) {
                         settle(
                             &item.message_id,
-                            Some(ItemFailure {
-                                message_id: item.message_id.clone(),
-                                reason: "not started: no time left in this invocation".into(),
-                                retry_after: Some(Duration::ZERO),
-                            }),
+                            Some(ItemFailure::not_handled(
+                                &item.message_id,
+                                "not started: no time left in this invocation",
+                            )),
                         );
                         break;
                     }
                     match process.process(&item, bounds, &tally).await {
                         Ok(()) => settle(&item.message_id, None),
-                        Err((reason, retry_after)) => {
+                        Err(failure) => {
                             settle(
                                 &item.message_id,
                                 Some(ItemFailure {
                                     message_id: item.message_id.clone(),
-                                    reason,
-                                    retry_after,
+                                    failure,
                                 }),
                             );
                             break;
@@ -145,11 +153,10 @@ pub async fn run<P: Process>(
                 for item in items {
                     settle(
                         &item.message_id,
-                        Some(ItemFailure {
-                            message_id: item.message_id.clone(),
-                            reason: "an earlier message of its group failed".into(),
-                            retry_after: Some(Duration::ZERO),
-                        }),
+                        Some(ItemFailure::not_handled(
+                            &item.message_id,
+                            "an earlier message of its group failed",
+                        )),
                     );
                 }
             }
@@ -179,9 +186,11 @@ pub async fn run<P: Process>(
             Some(None) => None,
             Some(Some(failure)) => Some(failure.clone()),
             None => Some(ItemFailure {
+                failure: HandlerError::new(
+                    "not finished: the handling panicked or ran out of time",
+                )
+                .retry_after(Duration::ZERO),
                 message_id: id,
-                reason: "not finished: the handling panicked or ran out of time".into(),
-                retry_after: Some(Duration::ZERO),
             }),
         })
         .collect();

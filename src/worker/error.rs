@@ -1,10 +1,15 @@
-//! The worker's one failure type: why a handler or a target did not take an event, and
-//! what the retry plan needs to decide what becomes of the message (its kind, the reason,
-//! the destination's status, its `Retry-After`).
+//! The worker's one failure type, from a handler's answer to the batch response: why an
+//! event was not taken (by a handler, or as a message), and all the retry plan needs to
+//! decide what becomes of the message (its kind, the `failureReason` code, the reason, the
+//! destination's status, its `Retry-After`, the attempts so far).
 
+use std::fmt;
 use std::time::Duration;
 
-/// Why a handler did not take an event: what happened, and what to do about it.
+/// Why an event was not taken: what happened, and what to do about it.
+///
+/// A handler returns one (`new`, `permanent`, `deferred`); the router names the handler
+/// it came from; the worker makes its own for a message it cannot read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerError {
     pub reason: String,
@@ -15,6 +20,11 @@ pub struct HandlerError {
     pub status: Option<u16>,
     /// How often this handler has now failed on this event, when the ledger counts it.
     pub attempts: Option<u32>,
+    /// The `failureReason` code a dead-letter copy gets: `destination_failed`,
+    /// `destination_refused`, `deferred`, or the message's own (`unreadable`, …).
+    pub code: &'static str,
+    /// The handler that failed (a rule's name); None: the message itself failed.
+    pub handler: Option<String>,
 }
 
 /// What a failure means for the message.
@@ -29,32 +39,51 @@ pub enum FailureKind {
     Deferred,
 }
 
+impl FailureKind {
+    /// The `failureReason` code of a handler's failure of this kind.
+    fn code(self) -> &'static str {
+        match self {
+            Self::Transient => "destination_failed",
+            Self::Permanent => "destination_refused",
+            Self::Deferred => "deferred",
+        }
+    }
+}
+
 impl HandlerError {
     /// A transient failure: retried with the back-off.
     pub fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            retry_after: None,
-            kind: FailureKind::Transient,
-            status: None,
-            attempts: None,
-        }
+        Self::of_kind(FailureKind::Transient, reason)
     }
 
     /// A failure no retry can mend: the message goes to the dead-letter queue at once.
     pub fn permanent(reason: impl Into<String>) -> Self {
-        Self {
-            kind: FailureKind::Permanent,
-            ..Self::new(reason)
-        }
+        Self::of_kind(FailureKind::Permanent, reason)
     }
 
     /// Nothing was tried; come back after `wait`.
     pub fn deferred(reason: impl Into<String>, wait: Duration) -> Self {
+        Self::of_kind(FailureKind::Deferred, reason).retry_after(wait)
+    }
+
+    fn of_kind(kind: FailureKind, reason: impl Into<String>) -> Self {
         Self {
-            kind: FailureKind::Deferred,
-            retry_after: Some(wait),
-            ..Self::new(reason)
+            reason: reason.into(),
+            retry_after: None,
+            kind,
+            status: None,
+            attempts: None,
+            code: kind.code(),
+            handler: None,
+        }
+    }
+
+    /// A failure of the message itself (unreadable, its claim check, no routes), under
+    /// its own `failureReason` code.
+    pub(crate) fn of_message(code: &'static str, kind: FailureKind, reason: String) -> Self {
+        Self {
+            code,
+            ..Self::of_kind(kind, reason)
         }
     }
 
@@ -67,4 +96,29 @@ impl HandlerError {
         self.status = Some(status);
         self
     }
+
+    /// The same failure, as `handler`'s.
+    pub(crate) fn of_handler(mut self, handler: &str) -> Self {
+        self.handler = Some(handler.to_owned());
+        self
+    }
+}
+
+/// `handler: reason`, or the reason alone for the message's own failure.
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.handler {
+            Some(h) => write!(f, "{h}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// Several failures of one message, as one line: `a: why; b: why`.
+pub(crate) fn joined<'a>(failures: impl IntoIterator<Item = &'a HandlerError>) -> String {
+    failures
+        .into_iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

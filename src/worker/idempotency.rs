@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::adapter::AdapterError;
+use crate::metrics::Tally;
 use crate::retry::{Backoff, jitter_unit};
 
 /// What the ledger says about a key when a handler is about to run.
@@ -115,6 +116,22 @@ where
             return Err(error);
         }
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Records, for reconciliation, that the record change `change` (of the event `id`) needs
+/// no queuing again. Not recorded, it is counted and logged: reconciliation may queue it
+/// again, and the ledger's done marks keep that from reaching a destination twice.
+pub(crate) async fn mark_seen(
+    ledger: &dyn Ledger,
+    deadline: Option<Instant>,
+    id: &str,
+    change: &str,
+    tally: &Tally,
+) {
+    if let Err(e) = mark(deadline, || ledger.seen(change)).await {
+        tally.count("MarkFailed", Some(("Mark", "seen")), 1.0);
+        tracing::warn!(id, error = %e, "handled, but not recorded as seen: reconciliation may queue it again");
     }
 }
 

@@ -1,6 +1,6 @@
 //! The worker as a Lambda function behind SQS's event source: settings read once, the
 //! adapters built (none makes its AWS client before it first needs it: init and most first
-//! answers make no client), and each batch handed to `handling::Worker` with the
+//! answers make no client), and each batch handed to `source::Worker` with the
 //! invocation's deadline.
 
 use std::sync::Arc;
@@ -12,10 +12,10 @@ use tracing::error;
 use super::config::WorkerConfig;
 use super::forward::Forwarder;
 use super::guard::{Breakers, DestinationStore, LocalStore, Pacer};
-use super::handling::Worker;
 use super::idempotency::{Ledger, NoLedger};
 use super::router::Router;
 use super::rules::stored::{Routes, parse_stored_rules};
+use super::source::Worker;
 use crate::aws::{
     AwsSecretStore, DynamoDestinations, DynamoLedger, LazySdk, PayloadStore, SqsDeadLetters,
     SqsVisibility, target_clients,
@@ -100,7 +100,7 @@ fn build(config: &WorkerConfig, sdk: LazySdk, routes: Routes) -> Worker {
     };
     let claims = Some(PayloadStore::lazy(sdk.clone()));
     let visibility = SqsVisibility::lazy(sdk.clone(), config.queue_url.clone());
-    let worker = Worker::new(routes, claims, ledger, config.concurrency)
+    let worker = Worker::builder(routes, claims, ledger, config.concurrency)
         .with_visibility(visibility)
         .with_retry(config.retry)
         .with_deadline_margin(config.deadline_margin);
@@ -108,4 +108,5 @@ fn build(config: &WorkerConfig, sdk: LazySdk, routes: Routes) -> Worker {
         Some(url) => worker.with_dead_letters(SqsDeadLetters::lazy(sdk, url)),
         None => worker,
     }
+    .build()
 }

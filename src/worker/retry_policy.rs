@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use super::error::FailureKind;
+use super::error::{FailureKind, HandlerError, joined};
 use crate::retry::Backoff;
 
 /// SQS holds a message invisible for 12 hours at most, counted from the receive that
@@ -52,20 +52,6 @@ impl Default for RetryPolicy {
             receive_limit: 1000,
         }
     }
-}
-
-/// One failure of a message, as the policy needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failed {
-    /// The handler (a rule's name), or None for the message itself (unreadable, say).
-    pub handler: Option<String>,
-    pub kind: FailureKind,
-    /// The `failureReason` code: `destination_refused`, `destination_failed`, …
-    pub code: &'static str,
-    pub reason: String,
-    pub status: Option<u16>,
-    pub retry_after: Option<Duration>,
-    pub attempts: Option<u32>,
 }
 
 /// A copy for the dead-letter queue.
@@ -113,13 +99,13 @@ impl RetryPolicy {
         &self,
         age: Duration,
         receives: u32,
-        failures: &[Failed],
+        failures: &[HandlerError],
         dead_letters: bool,
         unit: f64,
     ) -> Plan {
         let last_receives = receives >= self.receive_limit.saturating_sub(1);
         let past = age >= self.horizon || last_receives;
-        let (dead, live): (Vec<&Failed>, Vec<&Failed>) = failures
+        let (dead, live): (Vec<&HandlerError>, Vec<&HandlerError>) = failures
             .iter()
             .partition(|f| dead_letters && (past || f.kind == FailureKind::Permanent));
         let then = (!live.is_empty()).then(|| {
@@ -157,14 +143,7 @@ impl RetryPolicy {
         } else {
             first.code
         };
-        let reason = dead
-            .iter()
-            .map(|f| match &f.handler {
-                Some(h) => format!("{h}: {}", f.reason),
-                None => f.reason.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
+        let reason = joined(dead.iter().copied());
         let letter = DeadLetterPlan {
             reason: format!("{code}: {reason}"),
             handlers: dead.iter().filter_map(|f| f.handler.clone()).collect(),
@@ -186,19 +165,16 @@ mod tests {
 
     const S: fn(u64) -> Duration = Duration::from_secs;
 
-    fn failed(handler: &str, kind: FailureKind, status: Option<u16>) -> Failed {
-        Failed {
-            handler: Some(handler.into()),
-            kind,
-            code: if kind == FailureKind::Permanent {
-                "destination_refused"
-            } else {
-                "destination_failed"
-            },
-            reason: "it answered".into(),
+    fn failed(handler: &str, kind: FailureKind, status: Option<u16>) -> HandlerError {
+        let failure = match kind {
+            FailureKind::Permanent => HandlerError::permanent("it answered"),
+            FailureKind::Transient => HandlerError::new("it answered"),
+            FailureKind::Deferred => HandlerError::deferred("it answered", Duration::ZERO),
+        };
+        HandlerError {
             status,
             retry_after: None,
-            attempts: None,
+            ..failure.of_handler(handler)
         }
     }
 
@@ -293,12 +269,11 @@ mod tests {
         assert!(letter.reason.starts_with("destination_refused: crm: "));
         assert_eq!((letter.status, letter.attempts), (Some(400), 1));
         assert_eq!(then, Some(S(5)));
-        let message = Failed {
-            handler: None,
-            code: "unreadable",
-            reason: "not an envelope".into(),
-            ..failed("", FailureKind::Permanent, None)
-        };
+        let message = HandlerError::of_message(
+            "unreadable",
+            FailureKind::Permanent,
+            "not an envelope".into(),
+        );
         let Plan::DeadLetter { letter, then } = p.plan(S(0), 1, &[message], true, 0.5) else {
             panic!()
         };

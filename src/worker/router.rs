@@ -91,8 +91,8 @@ pub struct Router {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
     pub handler: String,
-    /// None: skipped (done before) or not tried (deferred).
-    pub succeeded: Option<bool>,
+    /// What it came to: taken or skipped (done before), or the kind of its failure.
+    pub result: Result<Ran, FailureKind>,
     pub elapsed: Duration,
     /// It ran, but the ledger did not record it done, even after retries: a redelivery
     /// after the in-progress mark expires could repeat it.
@@ -106,8 +106,9 @@ pub enum Outcome {
     Unrouted,
     /// Every matching handler took it; `skipped` of them had done so before.
     Done { handled: usize, skipped: usize },
-    /// At least one handler failed (by name); the others may have succeeded.
-    Failed(Vec<(String, HandlerError)>),
+    /// At least one handler failed (each failure names it); the others may have
+    /// succeeded.
+    Failed(Vec<HandlerError>),
 }
 
 impl Router {
@@ -246,34 +247,31 @@ impl Router {
                 }
             };
             let name = names.remove(&id).unwrap_or_default();
-            let succeeded = match &result {
-                Ok(Ran::Handled) => Some(true),
-                Err(e) if e.kind != FailureKind::Deferred => Some(false),
-                _ => None,
-            };
             timings.push(Run {
                 handler: name.clone(),
-                succeeded,
+                result: result.as_ref().map(|ran| *ran).map_err(|e| e.kind),
                 elapsed,
                 unrecorded,
             });
             match result {
                 Ok(Ran::Handled) => handled += 1,
                 Ok(Ran::Skipped) => skipped += 1,
-                Err(e) => failed.push((name, e)),
+                Err(e) => failed.push(e.of_handler(&name)),
             }
         }
         let outcome = if failed.is_empty() {
             Outcome::Done { handled, skipped }
         } else {
-            failed.sort_by(|a, b| a.0.cmp(&b.0));
+            failed.sort_by(|a, b| a.handler.cmp(&b.handler));
             Outcome::Failed(failed)
         };
         (outcome, timings)
     }
 }
 
-enum Ran {
+/// A handler that took an event: it ran, or had done so before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
     Handled,
     Skipped,
 }
