@@ -20,9 +20,9 @@ pub struct HandlerError {
     pub status: Option<u16>,
     /// How often this handler has now failed on this event, when the ledger counts it.
     pub attempts: Option<u32>,
-    /// The `failureReason` code a dead-letter copy gets: `destination_failed`,
-    /// `destination_refused`, `deferred`, or the message's own (`unreadable`, …).
-    pub code: &'static str,
+    /// The message's own `failureReason` code (`unreadable`, `claim_check`, …); None for
+    /// a handler's failure, whose code follows its kind (see `code`).
+    pub message_code: Option<&'static str>,
     /// The handler that failed (a rule's name); None: the message itself failed.
     pub handler: Option<String>,
 }
@@ -41,7 +41,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// The `failureReason` code of a handler's failure of this kind.
-    fn code(self) -> &'static str {
+    pub fn code(self) -> &'static str {
         match self {
             Self::Transient => "destination_failed",
             Self::Permanent => "destination_refused",
@@ -73,7 +73,7 @@ impl HandlerError {
             kind,
             status: None,
             attempts: None,
-            code: kind.code(),
+            message_code: None,
             handler: None,
         }
     }
@@ -82,9 +82,15 @@ impl HandlerError {
     /// its own `failureReason` code.
     pub(crate) fn of_message(code: &'static str, kind: FailureKind, reason: String) -> Self {
         Self {
-            code,
+            message_code: Some(code),
             ..Self::of_kind(kind, reason)
         }
+    }
+
+    /// The `failureReason` code a dead-letter copy gets: the message's own, or
+    /// `destination_failed`, `destination_refused` or `deferred` by its kind.
+    pub fn code(&self) -> &'static str {
+        self.message_code.unwrap_or(self.kind.code())
     }
 
     pub fn retry_after(mut self, delay: Duration) -> Self {

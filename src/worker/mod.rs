@@ -58,5 +58,5 @@ pub use filter::{Filter, FilterError};
 pub use forward::Forwarder;
 pub use idempotency::{Begin, Ledger, LedgerFuture, NoLedger};
 pub use patterns::Pattern;
-pub use router::{Outcome, Ran, RouteError, Router, Selection};
+pub use router::{Outcome, RouteError, Router, Selection};
 pub use source::{Worker, WorkerBuilder};

@@ -68,7 +68,7 @@ impl OnFailure {
             }
         }
         for f in &failures {
-            tally.count("Failed", Some(("Reason", f.code)), 1.0);
+            tally.count("Failed", Some(("Reason", f.code())), 1.0);
         }
         let (message_id, id, name) = (
             item.message_id.as_str(),

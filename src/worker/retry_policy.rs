@@ -141,7 +141,7 @@ impl RetryPolicy {
                 "receive_limit"
             }
         } else {
-            first.code
+            first.code()
         };
         let reason = joined(dead.iter().copied());
         let letter = DeadLetterPlan {
