@@ -15,9 +15,9 @@
 //!   will not take an acknowledged event) and `replay` (`twenty-replay`: those lines back
 //!   into the queue, and `redrive`: the dead-letter queue back into it).
 //! - `worker` (`twenty-worker`): reading a queued envelope, routing by name and content
-//!   filter, the targets (one file per kind: HTTP with Standard Webhooks, Step Functions,
-//!   EventBridge, SQS), idempotency, breakers and rate limits, the retry plan, the SQS
-//!   event source.
+//!   filter, a rule's transform of what it sends, the targets (one file per kind: HTTP
+//!   with Standard Webhooks, Step Functions, EventBridge, SQS), idempotency, breakers and
+//!   rate limits, the retry plan, the SQS event source.
 //! - `dead_letter`: what a moved message carries and says, and which a redrive takes.
 //! - `reconcile` (`twenty-reconcile`): the changes Twenty never sent, found through its
 //!   REST API (`twenty_api`, also `twenty-admin`'s client for Twenty's webhooks).

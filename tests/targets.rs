@@ -316,3 +316,61 @@ fn bad_filters_and_targets_are_refused_by_name() {
         .to_string();
     assert!(e.contains("sfn") && e.contains("Step Functions"), "{e}");
 }
+
+/// One rule transform per kind of target: the queue gets a flat JSON body, the bus a flat
+/// detail, the state machine a flat input; each from the same envelope.
+#[tokio::test]
+async fn a_transform_reaches_each_kind_of_target() {
+    let (sfn, arn) = state_machine().await;
+    let (bus, bus_queue) = bus_to_queue().await;
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let transform = json!({
+        "inputPathsMap": {"deal": "$.record.name", "stage": "$.record.stage",
+                          "micros": "$.record.amount.amountMicros"},
+        "inputTemplate": "{\"deal\": <deal>, \"stage\": \"<stage>\", \"micros\": <micros>, \"rule\": \"<aws.events.rule-name>\"}"
+    });
+    let rules = json!([
+        {"name": "to-sfn", "events": ["*"], "stateMachineArn": arn, "transform": transform},
+        {"name": "to-bus", "events": ["*"], "eventBusName": bus, "transform": transform},
+        {"name": "to-queue", "events": ["*"], "queueUrl": queue, "transform": transform}
+    ])
+    .to_string();
+    let w = worker(&rules, moto_endpoint()).await;
+    let m = opportunity("o-t", "WON");
+    let batch = sqs_event(&[("mt", &m.body, None)], false);
+    assert!(failed(&w.handle(batch).await.unwrap()).is_empty());
+    let want =
+        |rule: &str| json!({"deal": "Deal", "stage": "WON", "micros": 5000000000u64, "rule": rule});
+
+    let got = drain(&sqs, &queue, Duration::from_secs(2)).await;
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
+    assert_eq!(body, want("to-queue"));
+
+    let got = drain(&sqs, &bus_queue, Duration::from_secs(2)).await;
+    assert_eq!(got.len(), 1);
+    let event: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
+    assert_eq!(event["detail"], want("to-bus"));
+
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .executions;
+    assert_eq!(executions.len(), 1);
+    let input = sfn
+        .describe_execution()
+        .execution_arn(&executions[0].execution_arn)
+        .send()
+        .await
+        .unwrap()
+        .input
+        .unwrap_or_default();
+    assert_eq!(
+        serde_json::from_str::<Value>(&input).unwrap(),
+        want("to-sfn")
+    );
+}

@@ -102,6 +102,46 @@ async fn forwards_signed_envelopes_that_standardwebhooks_verifies() {
     );
 }
 
+/// A rule's transform is what is sent and what is signed, with the Content-Type of what
+/// it gives: a flat JSON body, or text.
+#[tokio::test]
+async fn a_transformed_body_is_sent_signed_with_its_content_type() {
+    let flat = Destination::ok().await;
+    let text = Destination::ok().await;
+    let rules = serde_json::json!([
+        {"name": "flat", "events": ["person.*"], "url": flat.url, "secret": KEY,
+         "transform": {"inputPathsMap": {"id": "$.record.id", "event": "$.eventName", "none": "$.record.nothing"},
+                       "inputTemplate": "{\"id\": <id>, \"event\": \"<event>\", \"none\": <none>}"}},
+        {"name": "text", "events": ["person.*"], "url": text.url, "secret": KEY,
+         "transform": {"inputPathsMap": {"id": "$.record.id"}, "inputTemplate": "person <id> changed"}}
+    ])
+    .to_string();
+    let w = worker(&rules).await.build();
+    let m = one("person.created", "p7");
+    let response = w
+        .handle(sqs_event(&[("m1", &m.body, None)], false))
+        .await
+        .unwrap();
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let got = flat.requests();
+    assert_eq!(got.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"id": "p7", "event": "person.created", "none": null})
+    );
+    assert_eq!(got[0].headers["content-type"], "application/json");
+    assert_eq!(got[0].headers["webhook-id"], m.id);
+    support::standard_webhooks_verify(KEY, &got[0].body, &got[0].headers)
+        .expect("standardwebhooks verifies the transformed body");
+    let got = text.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body, r#"person "p7" changed"#);
+    assert_eq!(got[0].headers["content-type"], "text/plain; charset=utf-8");
+    support::standard_webhooks_verify(KEY, &got[0].body, &got[0].headers)
+        .expect("standardwebhooks verifies a text body too");
+}
+
 #[tokio::test]
 async fn one_bad_message_fails_alone() {
     let dest = Destination::ok().await;

@@ -484,7 +484,13 @@ fn signatures_verify_with_the_standardwebhooks_package() {
     let Some(target) = spec.downcast_ref::<http::HttpTarget>() else {
         panic!("an HTTP rule")
     };
-    let headers = http::headers(target, "abc", timestamp, body.as_bytes());
+    let headers = http::headers(
+        target,
+        "abc",
+        timestamp,
+        "application/json",
+        body.as_bytes(),
+    );
     let map: HashMap<String, String> = headers.into_iter().collect();
     assert_eq!(map["webhook-id"], "abc");
     assert_eq!(map["x-extra"], "1");

@@ -71,9 +71,21 @@ impl Forwarder {
             let gate = Arc::new(Gate::new(&rule.name, self.breakers.clone(), pace));
             let name: Arc<str> = Arc::from(rule.name.as_str());
             let (timeout, retry_all_errors) = (rule.timeout, rule.retry_all_errors);
+            let transform = rule.transform.clone();
             router.on_gated(&rule.name, selection, Some(gate), move |event| {
-                let (target, rule) = (target.clone(), name.clone());
+                let (target, rule, transform) = (target.clone(), name.clone(), transform.clone());
                 async move {
+                    let transformed = match &transform {
+                        None => None,
+                        Some(t) => match event.json() {
+                            Some(envelope) => Some(t.apply(envelope, &rule)),
+                            None => {
+                                return Err(HandlerError::permanent(
+                                    "transform: the envelope is not JSON",
+                                ));
+                            }
+                        },
+                    };
                     let Some(timeout) = time_for(&event, timeout) else {
                         return Err(HandlerError::deferred(
                             "no time left in this invocation",
@@ -85,6 +97,7 @@ impl Forwarder {
                         rule,
                         timeout,
                         retry_all_errors,
+                        transformed,
                     };
                     target.deliver(delivery).await
                 }

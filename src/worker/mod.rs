@@ -9,7 +9,8 @@
 //! `guard` holds a destination's breaker and pace, `rules` reads `FORWARD_RULES` (and
 //! `rules::stored`, rules kept in a store), `targets` delivers (one file per kind, owning
 //! its rule fields and its delivery: HTTP signed per `standard_webhooks`, Step Functions,
-//! EventBridge, SQS), `forward` makes each rule a guarded handler, `handling` takes one
+//! EventBridge, SQS), `forward` makes each rule a guarded handler (its body shaped by `transform`, EventBridge's input
+//! transformer semantics), `handling` takes one
 //! message to its handlers, `on_failure` does what the retry plan says for one that
 //! failed (the dead-letter copy, the ledger's marks). The adapters: `source` (SQS's event
 //! source: one batch in, the failed ids out), `lambda` (the function's start), and `crate::aws`
@@ -51,6 +52,7 @@ pub mod rules;
 pub mod source;
 pub mod standard_webhooks;
 pub mod targets;
+pub mod transform;
 
 pub use error::{FailureKind, HandlerError};
 pub use event::{Event, EventError, Queued};

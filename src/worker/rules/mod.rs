@@ -10,6 +10,7 @@ use thiserror::Error;
 use super::filter::Filter;
 use super::patterns::Pattern;
 use super::targets::{KINDS, Kind, TargetSpec};
+use super::transform::Transform;
 
 pub mod stored;
 
@@ -32,6 +33,8 @@ pub struct Rule {
     /// `retryAllErrors`: every non-2xx is retried until the horizon (a destination that
     /// answers 404 while it is redeployed), instead of a 4xx going to the DLQ at once.
     pub retry_all_errors: bool,
+    /// `transform`: what the target gets instead of the envelope.
+    pub transform: Option<Arc<Transform>>,
 }
 
 /// Says which rule and what is wrong with it, never a value (a header or a secret).
@@ -55,6 +58,7 @@ const COMMON: &[&str] = &[
     "timeoutMs",
     "maxPerSecond",
     "retryAllErrors",
+    "transform",
 ];
 
 /// Parses `FORWARD_RULES`. Rules are numbered from 1 in errors; a rule without a name is
@@ -165,6 +169,10 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(fail("`retryAllErrors` must be true or false")),
     };
+    let transform = match map.get("transform") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(Arc::new(Transform::parse(v).map_err(|why| fail(&why))?)),
+    };
     Ok(Rule {
         name,
         events,
@@ -173,6 +181,7 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
         timeout,
         max_per_second,
         retry_all_errors,
+        transform,
     })
 }
 

@@ -224,9 +224,9 @@ impl Target for EventBus {
             let event = &delivery.event;
             let room =
                 MAX_CALL_BYTES - 14 - self.bus.len() - self.source.len() - event.event_name.len();
-            let Some(detail) = within(event, room) else {
+            let Some(detail) = within(&delivery, room) else {
                 return Err(crate::worker::error::HandlerError::permanent(
-                    "the envelope is over EventBridge's 256 KiB and was not queued as a claim check",
+                    "the detail is over EventBridge's 256 KiB (an envelope not queued as a claim check, or a transformed body)",
                 ));
             };
             let entry = BusEntry {

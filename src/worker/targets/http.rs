@@ -159,16 +159,22 @@ impl Http {
             event,
             timeout,
             retry_all_errors,
+            transformed,
             ..
         } = delivery;
         let origin = origin(&self.target.url);
         let client = self.client.get().await?;
         let timestamp = crate::clock::now().as_secs();
-        let headers = headers(&self.target, &event.id, timestamp, event.body.as_bytes());
-        let mut request = client
-            .post(&self.target.url)
-            .timeout(timeout)
-            .body(bytes::Bytes::from_owner(SharedBody(event)));
+        // What is signed is what is sent: the transformed body when the rule has one.
+        let (content_type, body) = match transformed {
+            Some(t) => (t.content_type(), bytes::Bytes::from(t.text)),
+            None => (
+                "application/json",
+                bytes::Bytes::from_owner(SharedBody(event.clone())),
+            ),
+        };
+        let headers = headers(&self.target, &event.id, timestamp, content_type, &body);
+        let mut request = client.post(&self.target.url).timeout(timeout).body(body);
         for (name, value) in headers {
             request = request.header(name, value);
         }
@@ -208,10 +214,11 @@ pub fn headers(
     target: &HttpTarget,
     id: &str,
     timestamp: u64,
+    content_type: &str,
     body: &[u8],
 ) -> Vec<(String, String)> {
     let mut out = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
+        ("content-type".to_owned(), content_type.to_owned()),
         ("webhook-id".to_owned(), id.to_owned()),
         ("webhook-timestamp".to_owned(), timestamp.to_string()),
     ];

@@ -31,6 +31,7 @@ use serde_json::{Map, Value};
 
 use super::error::HandlerError;
 use super::event::Event;
+use super::transform::Body;
 use crate::adapter::AdapterError;
 
 pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
@@ -44,6 +45,8 @@ pub struct Delivery {
     /// less left.
     pub timeout: Duration,
     pub retry_all_errors: bool,
+    /// What the rule's `transform` made of the envelope: sent instead of it.
+    pub transformed: Option<Body>,
 }
 
 /// A target: delivers one event, or says why not (and whether to retry).
@@ -151,9 +154,14 @@ pub(crate) fn failed(what: &str, error: &AdapterError, retry_all_errors: bool) -
     }
 }
 
-/// What a target with a size limit sends: the envelope, or, when it is larger than
-/// `limit`, the claim-check pointer it was queued as. None when neither fits.
-pub(crate) fn within(event: &Event, limit: usize) -> Option<&str> {
+/// What a target with a size limit sends: the rule's transformed body if it has one and it
+/// fits; else the envelope, or, when it is larger than `limit`, the claim-check pointer it
+/// was queued as. None when nothing fits.
+pub(crate) fn within(delivery: &Delivery, limit: usize) -> Option<&str> {
+    if let Some(body) = &delivery.transformed {
+        return (body.text.len() <= limit).then_some(body.text.as_str());
+    }
+    let event = &delivery.event;
     if event.body.len() <= limit {
         return Some(&event.body);
     }

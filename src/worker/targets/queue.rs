@@ -80,9 +80,9 @@ impl Target for Queue {
     fn deliver(&self, delivery: Delivery) -> DeliverFuture<'_> {
         Box::pin(async move {
             let event = &delivery.event;
-            let Some(body) = within(event, MAX_BODY_BYTES) else {
+            let Some(body) = within(&delivery, MAX_BODY_BYTES) else {
                 return Err(crate::worker::error::HandlerError::permanent(
-                    "the envelope is over SQS's 1 MiB and was not queued as a claim check",
+                    "the body is over SQS's 1 MiB (an envelope not queued as a claim check, or a transformed body)",
                 ));
             };
             let received = event.received.as_deref();

@@ -71,9 +71,9 @@ pub struct StateMachine {
 impl Target for StateMachine {
     fn deliver(&self, delivery: Delivery) -> DeliverFuture<'_> {
         Box::pin(async move {
-            let Some(input) = within(&delivery.event, MAX_INPUT_BYTES) else {
+            let Some(input) = within(&delivery, MAX_INPUT_BYTES) else {
                 return Err(crate::worker::error::HandlerError::permanent(
-                    "the envelope is over Step Functions' 256 KiB and was not queued as a claim check",
+                    "the input is over Step Functions' 256 KiB (an envelope not queued as a claim check, or a transformed body)",
                 ));
             };
             let name = execution_name(&delivery.event.id, &delivery.rule);
