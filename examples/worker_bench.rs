@@ -4,7 +4,10 @@
 //!    destination, against a bare HTTP POST of the same body to the same destination with
 //!    the same client library (release build, no idempotency table);
 //! 2. a batch of ten messages to a destination that answers after 50 ms: how many
-//!    destination round trips the batch takes (1 when all ten go at once).
+//!    destination round trips the batch takes (1 when all ten go at once);
+//! 3. CPU per forward with a rule `transform` against without (the process's user and
+//!    system time over blocks of one-message batches, alternating; the destination runs in
+//!    the same process, alike for both), and `Transform::apply` alone.
 //!
 //!     scripts/worker-bench [MESSAGES]   (default 2000)
 
@@ -45,9 +48,19 @@ fn sqs_event(messages: &[Message]) -> SqsEvent {
     serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
 
+/// A flat body of four fields, as a Zapier or n8n rule would send.
+const TRANSFORM: &str = r#"{"inputPathsMap": {"id": "$.record.id", "name": "$.record.name.firstName",
+    "event": "$.eventName", "at": "$.receivedAt"},
+    "inputTemplate": "{\"id\": <id>, \"name\": <name>, \"event\": \"<event>\", \"at\": <at>}"}"#;
+
 fn worker(url: &str) -> Worker {
+    worker_with(url, None)
+}
+
+fn worker_with(url: &str, transform: Option<&str>) -> Worker {
+    let transform = transform.map_or(String::new(), |t| format!(r#","transform":{t}"#));
     let rules = parse_rules(&format!(
-        r#"[{{"name":"bench","events":["*"],"url":"{url}","secret":"{KEY}"}}]"#
+        r#"[{{"name":"bench","events":["*"],"url":"{url}","secret":"{KEY}"{transform}}}]"#
     ))
     .unwrap();
     Worker::builder(
@@ -57,6 +70,20 @@ fn worker(url: &str) -> Worker {
         10,
     )
     .build()
+}
+
+/// The process's user and system CPU time so far (`/proc/self/stat`, in clock ticks of
+/// 10 ms: meaningful over many messages, not one).
+fn cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = after
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -134,5 +161,38 @@ async fn main() {
         "a batch of 10 to a destination answering in 50 ms (20 batches, median): {:.1} ms, {:.2} round trips",
         t.as_secs_f64() * 1e3,
         t.as_secs_f64() / 0.050
+    );
+
+    // 3. CPU per forward, with a transform and without, in alternating blocks.
+    let plain = worker_with(&dest.url, None);
+    let shaped = worker_with(&dest.url, Some(TRANSFORM));
+    let (mut cpu_plain, mut cpu_shaped) = (Duration::ZERO, Duration::ZERO);
+    for block in messages.chunks(250) {
+        for (w, total) in [(&plain, &mut cpu_plain), (&shaped, &mut cpu_shaped)] {
+            let before = cpu();
+            for m in block {
+                let response = w.handle(sqs_event(std::slice::from_ref(m))).await.unwrap();
+                assert!(response.batch_item_failures.is_empty());
+            }
+            *total += cpu() - before;
+        }
+    }
+    println!(
+        "CPU per forward ({n} each, alternating blocks of 250): without transform {} , with {} ",
+        us(cpu_plain / n as u32),
+        us(cpu_shaped / n as u32)
+    );
+    let transform = twenty_webhook::worker::transform::Transform::parse(
+        &serde_json::from_str(TRANSFORM).unwrap(),
+    )
+    .unwrap();
+    let envelope: serde_json::Value = serde_json::from_str(&messages[0].body).unwrap();
+    let start = Instant::now();
+    for _ in 0..100_000 {
+        std::hint::black_box(transform.apply(std::hint::black_box(&envelope), "bench"));
+    }
+    println!(
+        "Transform::apply alone (4 paths, 100,000 times): {}",
+        us(start.elapsed() / 100_000)
     );
 }
