@@ -59,6 +59,30 @@ async fn state_machine() -> (aws_sdk_sfn::Client, String) {
 /// The worked example: a Step Functions workflow on `opportunity.updated` when the stage
 /// becomes WON. A LOST update starts nothing; a WON one starts one execution, with the
 /// envelope as its input, however often the message comes.
+/// Each execution of the state machine `arn`: its name and its input.
+async fn executions(sfn: &aws_sdk_sfn::Client, arn: &str) -> Vec<(String, String)> {
+    let listed = sfn
+        .list_executions()
+        .state_machine_arn(arn)
+        .send()
+        .await
+        .unwrap()
+        .executions;
+    let mut out = Vec::new();
+    for execution in listed {
+        let input = sfn
+            .describe_execution()
+            .execution_arn(&execution.execution_arn)
+            .send()
+            .await
+            .unwrap()
+            .input
+            .unwrap_or_default();
+        out.push((execution.name, input));
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_won_deal_starts_one_execution_however_often_it_comes() {
     let (sfn, arn) = state_machine().await;
@@ -76,24 +100,11 @@ async fn a_won_deal_starts_one_execution_however_often_it_comes() {
     let again = sqs_event(&[("m1", &won.body, None)], false);
     assert!(failed(&w.handle(again).await.unwrap()).is_empty());
 
-    let executions = sfn
-        .list_executions()
-        .state_machine_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .executions;
+    let executions = executions(&sfn, &arn).await;
     assert_eq!(executions.len(), 1, "{executions:?}");
-    assert_eq!(executions[0].name, execution_name(&won.id, "won-deals"));
-    let input = sfn
-        .describe_execution()
-        .execution_arn(&executions[0].execution_arn)
-        .send()
-        .await
-        .unwrap()
-        .input
-        .unwrap_or_default();
-    assert_eq!(input, won.body, "the envelope is the input, byte for byte");
+    let (name, input) = &executions[0];
+    assert_eq!(*name, execution_name(&won.id, "won-deals"));
+    assert_eq!(*input, won.body, "the envelope is the input, byte for byte");
 }
 
 /// A state machine the worker may not start, or that does not exist: final, not retried.
@@ -353,24 +364,10 @@ async fn a_transform_reaches_each_kind_of_target() {
     let event: Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
     assert_eq!(event["detail"], want("to-bus"));
 
-    let executions = sfn
-        .list_executions()
-        .state_machine_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .executions;
+    let executions = executions(&sfn, &arn).await;
     assert_eq!(executions.len(), 1);
-    let input = sfn
-        .describe_execution()
-        .execution_arn(&executions[0].execution_arn)
-        .send()
-        .await
-        .unwrap()
-        .input
-        .unwrap_or_default();
     assert_eq!(
-        serde_json::from_str::<Value>(&input).unwrap(),
+        serde_json::from_str::<Value>(&executions[0].1).unwrap(),
         want("to-sfn")
     );
 }
