@@ -75,6 +75,12 @@ impl Forwarder {
             router.on_gated(&rule.name, selection, Some(gate), move |event| {
                 let (target, rule, transform) = (target.clone(), name.clone(), transform.clone());
                 async move {
+                    let Some(timeout) = time_for(&event, timeout) else {
+                        return Err(HandlerError::deferred(
+                            "no time left in this invocation",
+                            Duration::ZERO,
+                        ));
+                    };
                     let transformed = match &transform {
                         None => None,
                         Some(t) => match event.json() {
@@ -85,12 +91,6 @@ impl Forwarder {
                                 ));
                             }
                         },
-                    };
-                    let Some(timeout) = time_for(&event, timeout) else {
-                        return Err(HandlerError::deferred(
-                            "no time left in this invocation",
-                            Duration::ZERO,
-                        ));
                     };
                     let delivery = Delivery {
                         event,

@@ -152,6 +152,14 @@ impl Transform {
     }
 }
 
+/// A placeholder's or a path's name: letters, digits, `_`, `-` and `.`.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 fn is_reserved(name: &str) -> bool {
     matches!(name, ENVELOPE | RECORD | RULE_NAME)
 }
@@ -170,16 +178,13 @@ fn parse_paths(map: &Map<String, Value>) -> Result<Vec<(String, Path)>, String> 
     }
     map.iter()
         .map(|(name, path)| {
-            let fair = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            if !fair {
+            if !is_name(name) {
                 return Err(format!(
                     "`transform.inputPathsMap`: {name:?} is not a name (letters, digits, `_`, `-`, `.`)"
                 ));
             }
-            if is_reserved(name) || name.starts_with("aws.") || name.starts_with("twenty.") {
+            // The reserved names and any a later version may reserve.
+            if name.starts_with("aws.") || name.starts_with("twenty.") {
                 return Err(format!("`transform.inputPathsMap`: `{name}` is reserved"));
             }
             let Value::String(path) = path else {
@@ -206,11 +211,7 @@ fn parse_template(text: &str) -> Result<Vec<Piece>, String> {
             && let Some(end) = rest[1..].find('>')
         {
             let name = &rest[1..1 + end];
-            let is_name = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            if is_name {
+            if is_name(name) {
                 if !literal.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut literal)));
                 }
