@@ -105,8 +105,7 @@ impl OnFailure {
                 HandlerError::new(format!("dead-letter queue: {e}")).retry_after(self.retry.base)
             );
         }
-        let code = letter.reason.split(':').next().unwrap_or("");
-        tally.count("DeadLettered", Some(("Reason", code)), 1.0);
+        tally.count("DeadLettered", Some(("Reason", letter.code)), 1.0);
         if let Some(event) = event {
             self.mark_dead_lettered(event, &letter.handlers, message_id, tally)
                 .await;

@@ -57,7 +57,9 @@ impl Default for RetryPolicy {
 /// A copy for the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetterPlan {
-    /// `failureReason`: a short code and text.
+    /// The `failureReason` code alone (`horizon_passed`, `destination_refused`, …).
+    pub code: &'static str,
+    /// `failureReason`: the code and a short text.
     pub reason: String,
     /// The handlers it is dead-lettered for (none: the message itself failed).
     pub handlers: Vec<String>,
@@ -145,6 +147,7 @@ impl RetryPolicy {
         };
         let reason = joined(dead.iter().copied());
         let letter = DeadLetterPlan {
+            code,
             reason: format!("{code}: {reason}"),
             handlers: dead.iter().filter_map(|f| f.handler.clone()).collect(),
             status: dead.iter().find_map(|f| f.status),
@@ -202,6 +205,7 @@ mod tests {
         };
         assert_eq!(then, None);
         assert_eq!(letter.handlers, ["n8n"]);
+        assert_eq!(letter.code, "horizon_passed");
         assert!(
             letter.reason.starts_with("horizon_passed: n8n: "),
             "{}",
