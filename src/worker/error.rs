@@ -20,9 +20,10 @@ pub struct HandlerError {
     pub status: Option<u16>,
     /// How often this handler has now failed on this event, when the ledger counts it.
     pub attempts: Option<u32>,
-    /// The message's own `failureReason` code (`unreadable`, `claim_check`, …); None for
-    /// a handler's failure, whose code follows its kind (see `code`).
-    pub message_code: Option<&'static str>,
+    /// Its own `failureReason` code: the message's (`unreadable`, `claim_check`, …) or a
+    /// handler's that says more than its kind (`destination_auth`); None: the code follows
+    /// the kind (see `code`).
+    pub own_code: Option<&'static str>,
     /// The handler that failed (a rule's name); None: the message itself failed.
     pub handler: Option<String>,
 }
@@ -73,7 +74,7 @@ impl HandlerError {
             kind,
             status: None,
             attempts: None,
-            message_code: None,
+            own_code: None,
             handler: None,
         }
     }
@@ -81,16 +82,19 @@ impl HandlerError {
     /// A failure of the message itself (unreadable, its claim check, no routes), under
     /// its own `failureReason` code.
     pub(crate) fn of_message(code: &'static str, kind: FailureKind, reason: String) -> Self {
-        Self {
-            message_code: Some(code),
-            ..Self::of_kind(kind, reason)
-        }
+        Self::of_kind(kind, reason).with_code(code)
     }
 
-    /// The `failureReason` code a dead-letter copy gets: the message's own, or
+    /// The same failure under its own `failureReason` code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.own_code = Some(code);
+        self
+    }
+
+    /// The `failureReason` code a dead-letter copy gets: its own, or
     /// `destination_failed`, `destination_refused` or `deferred` by its kind.
     pub fn code(&self) -> &'static str {
-        self.message_code.unwrap_or(self.kind.code())
+        self.own_code.unwrap_or(self.kind.code())
     }
 
     pub fn retry_after(mut self, delay: Duration) -> Self {
