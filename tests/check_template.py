@@ -273,6 +273,23 @@ def check_targets_get_exactly_their_grants():
     worker = actions(statements(r.resources(), "WorkerFunctionRole"))
     expect("states:StartExecution" not in worker and "events:PutEvents" not in worker,
            "no target grants without targets")
+    expect("ssm:GetParameter" not in worker and "secretsmanager:GetSecretValue" not in worker,
+           f"no secret reads without stored rules or destination credentials: {worker}")
+
+
+def check_destination_credentials_get_exactly_their_grants():
+    parameters = [f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/n8n/key",
+                  f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/crm/password"]
+    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:hubspot-client-??????"
+    template, r = translate({
+        "WebhookSecret": "s", "ForwardRules": "[]",
+        "DestinationParameterArns": ",".join(parameters), "DestinationSecretArns": secret,
+    })
+    worker = actions(statements(r.resources(), "WorkerFunctionRole"))
+    expect(worker.get("ssm:GetParameter") == [parameters],
+           f"GetParameter on the destinations' parameters only: {worker.get('ssm:GetParameter')}")
+    expect(worker.get("secretsmanager:GetSecretValue") == [[secret]],
+           f"GetSecretValue on the destination's secret only: {worker.get('secretsmanager:GetSecretValue')}")
 
 
 def check_outputs_give_twenty_admin_what_it_reads():
@@ -422,6 +439,7 @@ def main():
     check_secrets_manager_kms_fifo_bucket_topic()
     check_rules_refuse_missing_or_double_sources()
     check_targets_get_exactly_their_grants()
+    check_destination_credentials_get_exactly_their_grants()
     check_outputs_give_twenty_admin_what_it_reads()
     if FAILURES:
         print("template checks failed:\n  " + "\n  ".join(FAILURES), file=sys.stderr)

@@ -10,9 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{
-    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use support::destination::{Answer, Destination, Received};
 use support::event_source::{Source, WorkerProcess};
 use support::*;
@@ -41,48 +39,6 @@ fn numbered(event: &str, prefix: &str, count: usize) -> Vec<Message> {
     (0..count)
         .map(|n| envelope_of(event, &format!("{prefix}{n}"), n, false))
         .collect()
-}
-
-async fn send_all(url: &str, messages: &[Message]) {
-    let sqs = sqs().await;
-    for chunk in messages.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let attributes = m
-                    .attributes
-                    .iter()
-                    .map(|(k, v)| {
-                        let value = MessageAttributeValue::builder()
-                            .data_type("String")
-                            .string_value(v)
-                            .build()
-                            .unwrap();
-                        ((*k).to_owned(), value)
-                    })
-                    .collect();
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(&m.body)
-                    .set_message_attributes(Some(attributes))
-                    .set_message_group_id(m.fifo.as_ref().map(|f| f.group_id.clone()))
-                    .set_message_deduplication_id(
-                        m.fifo.as_ref().map(|f| f.deduplication_id.clone()),
-                    )
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = sqs
-            .send_message_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert!(out.failed.is_empty());
-    }
 }
 
 /// The event source of the queue at `url`, for a function timing out after `timeout_s`.

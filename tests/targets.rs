@@ -35,7 +35,7 @@ fn opportunity(id: &str, stage: &str) -> Message {
 async fn worker(rules: &str, endpoint: &str) -> Worker {
     let sdk = sdk_config(endpoint).await;
     let router = Forwarder::default()
-        .with_clients(target_clients(&LazySdk::ready(sdk)))
+        .with_clients(target_clients(&LazySdk::ready(sdk), Default::default()))
         .router(parse_rules(rules).expect("valid rules"))
         .expect("a router");
     Worker::builder(router, None, Arc::new(NoLedger), 10).build()

@@ -14,6 +14,7 @@ use twenty_webhook::worker::batch::{self, Bounds, Item, Process};
 use twenty_webhook::worker::rules::{self as forward, RulesError, parse_rules};
 use twenty_webhook::worker::standard_webhooks::WebhookKey;
 use twenty_webhook::worker::targets::http;
+use twenty_webhook::worker::web;
 use twenty_webhook::worker::{
     Begin, Event, HandlerError, Ledger, LedgerFuture, NoLedger, Outcome, Pattern, Queued, Router,
 };
@@ -422,6 +423,11 @@ fn forwarding_rules_are_checked_and_errors_never_show_a_value() {
         (r#"[{"name":"a","events":["*"],"url":"https://x","maxPerSecond":0}]"#.into(), "`maxPerSecond`"),
         (r#"[{"name":"a","events":["*"],"url":"https://x","maxPerSecond":"8"}]"#.into(), "`maxPerSecond`"),
         (r#"[{"name":"a","events":["*"],"url":"https://x","retryAllErrors":"yes"}]"#.into(), "`retryAllErrors`"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","auth":{"type":"apiKey","header":"X-Key","value":"hunter2"}}]"#.into(), "rule 1 (a): `auth.value` must name where the secret is kept"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","headers":{"authorization":"hunter2"},"auth":{"type":"basic","username":"u","password":{"parameter":"/p"}}}]"#.into(), "header `authorization` is set by `auth`"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","auth":{"type":"apiKey","header":"Webhook-Signature","value":{"parameter":"/p"}}}]"#.into(), "set by the worker"),
+        (r#"[{"name":"a","events":["*"],"url":"https://x","auth":{"type":"oauthClientCredentials","tokenUrl":"http://login.example.com/t","clientId":"c","clientSecret":{"secretId":"s"}}}]"#.into(), "`auth.tokenUrl` must be an https:// URL"),
+        (r#"[{"name":"a","events":["*"],"queueUrl":"https://sqs.us-east-1.amazonaws.com/1/q","auth":{"type":"basic","username":"u","password":{"parameter":"/p"}}}]"#.into(), "`auth`"),
     ];
     // Hop-by-hop and framing headers belong to the connection; a header given twice in
     // different case would be sent twice.
@@ -451,11 +457,11 @@ fn forwarding_rules_are_checked_and_errors_never_show_a_value() {
     .unwrap();
     assert_eq!(paced[0].max_per_second, Some(0.5));
     assert!(paced[0].retry_all_errors && !rules[0].retry_all_errors);
-    assert!(http::is_permanent(400, false) && http::is_permanent(404, false));
+    assert!(web::is_permanent(400, false) && web::is_permanent(404, false));
     for status in [408, 425, 429, 500, 503, 302] {
-        assert!(!http::is_permanent(status, false), "{status}");
+        assert!(!web::is_permanent(status, false), "{status}");
     }
-    assert!(!http::is_permanent(404, true), "retryAllErrors");
+    assert!(!web::is_permanent(404, true), "retryAllErrors");
     for (text, expected) in bad {
         let err = parse_rules(&text).unwrap_err();
         let message = err.to_string();
@@ -505,10 +511,10 @@ fn signatures_verify_with_the_standardwebhooks_package() {
 #[test]
 fn destinations_are_logged_by_host_alone() {
     assert_eq!(
-        http::origin("https://user:pa55@n8n.example.com:8443/webhook/abc?token=t"),
+        web::origin("https://user:pa55@n8n.example.com:8443/webhook/abc?token=t"),
         "n8n.example.com:8443"
     );
-    assert_eq!(http::origin("http://127.0.0.1:9/hook"), "127.0.0.1:9");
+    assert_eq!(web::origin("http://127.0.0.1:9/hook"), "127.0.0.1:9");
 }
 
 /// A Rust handler selects events as a JSON rule does: names, then a content filter.

@@ -65,7 +65,7 @@ pub struct StoredSecret {
     pub location: Location,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
     /// An SSM parameter's name or ARN.
     Parameter(String),

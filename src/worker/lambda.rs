@@ -54,7 +54,7 @@ async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
         Arc::new(Breakers::new(store.clone(), config.breaker)),
         Arc::new(Pacer::new(store)),
     )
-    .with_clients(target_clients(&sdk));
+    .with_clients(target_clients(&sdk, config.secret_refresh));
     let router = match forwarder.clone().add_rules(router, config.rules.clone()) {
         Ok(router) => router,
         Err(e) => {

@@ -36,6 +36,7 @@
 
 pub mod batch;
 pub(crate) mod config;
+pub mod credentials;
 pub mod error;
 pub(crate) mod event;
 pub mod filter;
@@ -53,6 +54,7 @@ pub mod source;
 pub mod standard_webhooks;
 pub mod targets;
 pub mod transform;
+pub mod web;
 
 pub use error::{FailureKind, HandlerError};
 pub use event::{Event, EventError, Queued};

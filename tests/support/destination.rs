@@ -1,5 +1,6 @@
 //! A local HTTP destination for the worker's forwards: records every request and answers
-//! as told (a status, after a delay, with extra headers), one request per connection.
+//! as told (a status, after a delay, with extra headers and a body), one request per
+//! connection.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ pub struct Answer {
     pub status: u16,
     pub delay: Duration,
     pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 impl Answer {
@@ -32,6 +34,16 @@ impl Answer {
             status,
             delay: Duration::ZERO,
             headers: vec![],
+            body: String::new(),
+        }
+    }
+
+    /// `status` with a JSON body.
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Self {
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string(),
+            ..Self::status(status)
         }
     }
 }
@@ -100,13 +112,15 @@ impl Destination {
                     log.lock().unwrap().push(request);
                     tokio::time::sleep(answer.delay).await;
                     let mut head = format!(
-                        "HTTP/1.1 {} X\r\ncontent-length: 0\r\nconnection: close\r\n",
-                        answer.status
+                        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+                        answer.status,
+                        answer.body.len()
                     );
                     for (k, v) in &answer.headers {
                         head.push_str(&format!("{k}: {v}\r\n"));
                     }
                     head.push_str("\r\n");
+                    head.push_str(&answer.body);
                     let _ = write.write_all(head.as_bytes()).await;
                 });
             }

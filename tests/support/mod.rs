@@ -215,6 +215,49 @@ pub async fn queues(fifo: bool, backstop: u32) -> (String, String) {
     (url, dlq)
 }
 
+/// Puts `messages` on the queue at `url` as the ingest function would, ten at a time.
+pub async fn send_all(url: &str, messages: &[twenty_webhook::envelope::Message]) {
+    let sqs = sqs().await;
+    for chunk in messages.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let attributes = m
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| {
+                        let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                            .data_type("String")
+                            .string_value(v)
+                            .build()
+                            .unwrap();
+                        ((*k).to_owned(), value)
+                    })
+                    .collect();
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&m.body)
+                    .set_message_attributes(Some(attributes))
+                    .set_message_group_id(m.fifo.as_ref().map(|f| f.group_id.clone()))
+                    .set_message_deduplication_id(
+                        m.fifo.as_ref().map(|f| f.deduplication_id.clone()),
+                    )
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = sqs
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.failed.is_empty());
+    }
+}
+
 /// Messages in a queue now, visible and in flight.
 pub async fn queue_depth(url: &str) -> usize {
     let attributes = sqs()

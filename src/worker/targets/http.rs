@@ -1,40 +1,57 @@
 //! HTTP targets: the envelope POSTed to the rule's URL with the Standard Webhooks headers.
 //! Any 2xx is success. A 4xx other than 408, 425 and 429 is final (the message goes to the
 //! dead-letter queue); anything else, a redirect (never followed), a time-out or a
-//! connection error is retried.
+//! connection error is retried. A rule's `auth` (`crate::worker::credentials`) adds its
+//! header; a 401 to it renews it (a new token, a re-read secret) and tries once more.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use tokio::time::Instant;
+
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-use super::{Clients, Delivery, Kind, Target, TargetSpec, valid_url};
+use super::{Clients, Delivery, Kind, Target, TargetSpec};
+use crate::worker::credentials::{AUTH_REFUSED, Auth, Authenticator, Credentials, Grant};
 use crate::worker::error::HandlerError;
 use crate::worker::event::Event;
 use crate::worker::standard_webhooks::WebhookKey;
+use crate::worker::web::{is_permanent, origin, valid_header_name, valid_header_value, valid_url};
 
-/// `url`, with a Standard Webhooks `secret` and extra `headers`.
+/// `url`, with a Standard Webhooks `secret`, extra `headers` and the credentials of `auth`.
 pub static KIND: Kind = Kind {
     key: "url",
-    fields: &["secret", "headers"],
+    fields: &["secret", "headers", "auth"],
     parse,
 };
 
-/// A rule's URL, with its key and headers.
+/// A rule's URL, with its key, headers and credentials.
 #[derive(Debug, Clone)]
 pub struct HttpTarget {
     pub url: String,
     pub secret: Option<WebhookKey>,
     /// Extra request headers (`Authorization`, say). Values are never logged.
     pub headers: Vec<(String, String)>,
+    /// Where the destination's credentials are kept.
+    pub auth: Option<Auth>,
 }
 
 impl TargetSpec for HttpTarget {
     fn build(&self, clients: &Clients) -> Result<Arc<dyn Target>, &'static str> {
+        let auth = match &self.auth {
+            None => None,
+            Some(auth) => Some(
+                clients
+                    .get::<Credentials>()
+                    .ok_or("a secret store")?
+                    .for_auth(auth)?,
+            ),
+        };
         Ok(Arc::new(Http {
             client: clients.get::<HttpClient>().ok_or("an HTTP client")?,
             target: self.clone(),
+            auth,
         }))
     }
 }
@@ -93,24 +110,28 @@ fn http_target(map: &Map<String, Value>) -> Result<HttpTarget, String> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("`headers` must be an object of strings".to_owned()),
     };
+    let auth = match map.get("auth") {
+        None | Some(Value::Null) => None,
+        Some(auth) => Some(Auth::parse(auth)?),
+    };
+    if let Some(auth) = &auth {
+        let header = auth.header();
+        if RESERVED.contains(&header.as_str()) {
+            return Err(format!("`auth.header` `{header}` is set by the worker"));
+        }
+        if let Some((name, _)) = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&header))
+        {
+            return Err(format!("header `{name}` is set by `auth`"));
+        }
+    }
     Ok(HttpTarget {
         url,
         secret,
         headers,
+        auth,
     })
-}
-
-fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-fn valid_header_value(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
 /// One HTTP client for every rule, made on the first forward (it reads the TLS roots).
@@ -131,10 +152,11 @@ impl HttpClient {
     }
 }
 
-/// One rule's URL, with its key and headers.
+/// One rule's URL, with its key, headers and credentials.
 pub struct Http {
     pub client: Arc<HttpClient>,
     pub target: HttpTarget,
+    auth: Option<Arc<Authenticator>>,
 }
 
 /// The envelope's bytes, shared by every rule's request rather than copied for each.
@@ -153,7 +175,7 @@ impl Target for Http {
 }
 
 impl Http {
-    /// POSTs the event within `delivery.timeout`.
+    /// POSTs the event within `delivery.timeout`, token request included.
     async fn post(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let Delivery {
             event,
@@ -162,7 +184,7 @@ impl Http {
             transformed,
             ..
         } = delivery;
-        let origin = origin(&self.target.url);
+        let deadline = Instant::now() + timeout;
         let client = self.client.get().await?;
         let timestamp = crate::clock::now().as_secs();
         // What is signed is what is sent: the transformed body when the rule has one.
@@ -174,39 +196,87 @@ impl Http {
             ),
         };
         let headers = headers(&self.target, &event.id, timestamp, content_type, &body);
+        let Some(auth) = &self.auth else {
+            let answer = self.send(client, &headers, None, body, deadline).await?;
+            return judge(answer, &self.target.url, retry_all_errors);
+        };
+        let grant = auth.grant(client, deadline, retry_all_errors).await?;
+        let answer = self
+            .send(client, &headers, Some(&grant), body.clone(), deadline)
+            .await?;
+        if answer.status() != reqwest::StatusCode::UNAUTHORIZED || !auth.refused(&grant).await {
+            return judge(answer, &self.target.url, retry_all_errors);
+        }
+        // Refused: once more, with a new token or the secret as it is now.
+        let grant = auth.grant(client, deadline, retry_all_errors).await?;
+        let answer = self
+            .send(client, &headers, Some(&grant), body, deadline)
+            .await?;
+        if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
+            auth.refused(&grant).await;
+        }
+        judge(answer, &self.target.url, retry_all_errors)
+    }
+
+    /// One request, due by `deadline`.
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        headers: &[(String, String)],
+        grant: Option<&Grant>,
+        body: bytes::Bytes,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, HandlerError> {
+        let origin = origin(&self.target.url);
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        if timeout.is_zero() {
+            return Err(HandlerError::new(format!("{origin}: no time left")));
+        }
         let mut request = client.post(&self.target.url).timeout(timeout).body(body);
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        match request.send().await {
-            Ok(answer) if answer.status().is_success() => Ok(()),
-            Ok(answer) => {
-                let status = answer.status().as_u16();
-                let reason = format!("{origin} answered {status}");
-                if is_permanent(status, retry_all_errors) {
-                    return Err(HandlerError::permanent(reason).status(status));
-                }
-                let failure = HandlerError::new(reason).status(status);
-                let retry_after = answer
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| crate::retry::retry_after(v, SystemTime::now()));
-                Err(match retry_after {
-                    Some(delay) => failure.retry_after(delay),
-                    None => failure,
-                })
-            }
-            Err(e) if e.is_timeout() => Err(HandlerError::new(format!(
-                "{origin}: no answer within {} ms",
-                timeout.as_millis()
-            ))),
-            Err(e) if e.is_connect() => {
-                Err(HandlerError::new(format!("{origin}: connection failed")))
-            }
-            Err(_) => Err(HandlerError::new(format!("{origin}: the request failed"))),
+        if let Some(grant) = grant {
+            request = request.header(&grant.header, grant.value.expose());
         }
+        request.send().await.map_err(|e| {
+            HandlerError::new(if e.is_timeout() {
+                format!("{origin}: no answer within {} ms", timeout.as_millis())
+            } else if e.is_connect() {
+                format!("{origin}: connection failed")
+            } else {
+                format!("{origin}: the request failed")
+            })
+        })
     }
+}
+
+/// A destination's answer as the forward's result. A 401 is `destination_auth`: its
+/// credentials (or a fresh token) were refused.
+fn judge(answer: reqwest::Response, url: &str, retry_all_errors: bool) -> Result<(), HandlerError> {
+    let status = answer.status().as_u16();
+    if answer.status().is_success() {
+        return Ok(());
+    }
+    let reason = format!("{} answered {status}", origin(url));
+    if is_permanent(status, retry_all_errors) {
+        let refused = HandlerError::permanent(reason).status(status);
+        return Err(if status == 401 {
+            refused.with_code(AUTH_REFUSED)
+        } else {
+            refused
+        });
+    }
+    let failure = HandlerError::new(reason).status(status);
+    let retry_after = answer
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::retry::retry_after(v, SystemTime::now()));
+    Err(match retry_after {
+        Some(delay) => failure.retry_after(delay),
+        None => failure,
+    })
 }
 
 /// The Standard Webhooks headers for one forwarded event, then the rule's own.
@@ -230,18 +300,4 @@ pub fn headers(
     }
     out.extend(target.headers.iter().cloned());
     out
-}
-
-/// Whether a destination's answer `status` (not 2xx) is final: a 4xx other than 408
-/// (time-out), 425 (too early) and 429 (too many requests), as EventBridge API
-/// destinations judge it; unless the rule retries every error.
-pub fn is_permanent(status: u16, retry_all_errors: bool) -> bool {
-    !retry_all_errors && (400..500).contains(&status) && !matches!(status, 408 | 425 | 429)
-}
-
-/// For logs: a rule's destination as host and port, without credentials, path or query.
-pub fn origin(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    authority.rsplit('@').next().unwrap_or(authority)
 }

@@ -122,17 +122,6 @@ pub(crate) fn text<'a>(map: &'a Map<String, Value>, field: &str) -> &'a str {
     map.get(field).and_then(Value::as_str).unwrap_or("")
 }
 
-/// An `http://` or `https://` URL with a host and no blanks or control characters.
-pub(crate) fn valid_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    rest.is_some_and(|r| {
-        let host = r.split(['/', '?', '#']).next().unwrap_or("");
-        !host.is_empty() && !r.chars().any(|c| c.is_whitespace() || c.is_control())
-    })
-}
-
 /// `arn:<partition>:<service>:<region>:<account>:<resource>`, the resource starting with
 /// `resource` and naming something after it.
 pub(crate) fn is_arn(text: &str, service: &str, resource: &str) -> bool {

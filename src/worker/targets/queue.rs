@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{
-    Clients, DeliverFuture, Delivery, Kind, Target, TargetSpec, failed, text, valid_url, within,
-};
+use super::{Clients, DeliverFuture, Delivery, Kind, Target, TargetSpec, failed, text, within};
 use crate::adapter::AdapterFuture;
 use crate::dead_letter::Attribute;
+use crate::worker::web::valid_url;
 
 /// `queueUrl`.
 pub(crate) static KIND: Kind = Kind {
