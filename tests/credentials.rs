@@ -300,6 +300,18 @@ fn counted(ids: &[String]) -> HashMap<&str, usize> {
     out
 }
 
+/// One worker process forwarding to `dest` with one OAuth client, `client-a`.
+async fn oauth_worker(
+    url: &str,
+    dlq: &str,
+    dest: &str,
+    token_url: &str,
+    secret: &str,
+) -> WorkerProcess {
+    let rules = json!([oauth_rule("crm", dest, token_url, "client-a", secret)]);
+    WorkerProcess::start(WORKER, &source(url), &settings(rules, dlq)).await
+}
+
 async fn client_secret() -> String {
     let name = format!("/{}", unique("twenty-test/oauth-client-secret"));
     put_secure_string(&name, CLIENT_SECRET).await;
@@ -403,14 +415,7 @@ async fn a_revoked_token_is_replaced_by_one_new_token() {
     .await;
     let messages = events("r", 30);
     send_all(&url, &messages).await;
-    let rules = json!([oauth_rule(
-        "crm",
-        &dest.url,
-        &endpoint.url,
-        "client-a",
-        &secret
-    )]);
-    let worker = WorkerProcess::start(WORKER, &source(&url), &settings(rules, &dlq)).await;
+    let worker = oauth_worker(&url, &dlq, &dest.url, &endpoint.url, &secret).await;
     let all = until(Duration::from_secs(60), || *accepted.lock().unwrap() >= 30).await;
     let output = worker.stop().await;
     assert!(all, "not all delivered\n{output}");
@@ -443,14 +448,7 @@ async fn a_token_endpoint_down_is_retried_and_trips_the_breaker() {
     let (dest, accepted) = bearer_destination(&issuer, Duration::ZERO).await;
     let messages = events("d", 20);
     send_all(&url, &messages).await;
-    let rules = json!([oauth_rule(
-        "crm",
-        &dest.url,
-        &endpoint.url,
-        "client-a",
-        &secret
-    )]);
-    let worker = WorkerProcess::start(WORKER, &source(&url), &settings(rules, &dlq)).await;
+    let worker = oauth_worker(&url, &dlq, &dest.url, &endpoint.url, &secret).await;
     let all = until(Duration::from_secs(90), || {
         counted(&accepted.lock().unwrap()).len() == 20
     })
@@ -489,14 +487,7 @@ async fn a_client_the_token_endpoint_refuses_is_dead_lettered_with_why() {
     let dest = Destination::ok().await;
     let messages = events("i", 3);
     send_all(&url, &messages).await;
-    let rules = json!([oauth_rule(
-        "crm",
-        &dest.url,
-        &endpoint.url,
-        "client-a",
-        &secret
-    )]);
-    let worker = WorkerProcess::start(WORKER, &source(&url), &settings(rules, &dlq)).await;
+    let worker = oauth_worker(&url, &dlq, &dest.url, &endpoint.url, &secret).await;
     let mut dead = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while dead.len() < 3 && Instant::now() < deadline {
