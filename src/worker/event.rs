@@ -194,6 +194,33 @@ impl Event {
         }
     }
 
+    /// This event with `fields` added to (or replacing those of) its envelope: what a rule
+    /// that adds to the envelope (`includePrevious`) filters, shapes and sends. The same
+    /// event otherwise: its id, change, message and deadline.
+    pub fn with_fields(&self, fields: serde_json::Map<String, serde_json::Value>) -> Self {
+        let mut envelope = match self.json() {
+            Some(serde_json::Value::Object(map)) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        envelope.extend(fields);
+        let json = serde_json::Value::Object(envelope);
+        let body = json.to_string();
+        let (record, updated_fields) = match serde_json::from_str::<Wire<'_>>(&body) {
+            Ok(wire) => (
+                wire.record.map(|raw| span(&body, raw)),
+                wire.updated_fields.map(|raw| span(&body, raw)),
+            ),
+            Err(_) => (None, None),
+        };
+        Self {
+            body,
+            record,
+            updated_fields,
+            json: OnceLock::from(Some(json)),
+            ..self.clone()
+        }
+    }
+
     /// The envelope as JSON (for content filters), parsed once, when first asked for.
     pub fn json(&self) -> Option<&serde_json::Value> {
         self.json
@@ -250,6 +277,30 @@ mod tests {
             r#"{"version":2,"id":"x","eventName":"person.created","objectName":"person","action":"created","recordId":null,"record":null,"updatedFields":null}"#,
         );
         assert!(bare.updated_fields().is_empty() && bare.record::<serde_json::Value>().is_none());
+    }
+
+    #[test]
+    fn added_fields_keep_the_event_and_are_found_by_every_reader() {
+        let mut e = event(
+            r#"{"version":1,"id":"e1","eventName":"opportunity.updated","objectName":"opportunity","action":"updated","recordId":"o1","updatedFields":["stage"],"record":{"id":"o1","stage":"WON","updatedAt":"2026-11-02T10:00:00Z"}}"#,
+        );
+        e.message_id = Some("m1".into());
+        let fields = serde_json::json!({"previous": {"stage": "PROPOSAL"}});
+        let Some(fields) = fields.as_object().cloned() else {
+            panic!("an object")
+        };
+        let added = e.with_fields(fields);
+        assert_eq!(
+            (added.id.as_str(), added.change.clone()),
+            ("e1", e.change.clone())
+        );
+        assert_eq!(added.message_id.as_deref(), Some("m1"));
+        assert_eq!(added.updated_fields(), ["stage"]);
+        let record: serde_json::Value = added.record().unwrap();
+        assert_eq!(record["stage"], "WON");
+        let json: serde_json::Value = serde_json::from_str(&added.body).unwrap();
+        assert_eq!(json["previous"]["stage"], "PROPOSAL");
+        assert_eq!(added.json(), Some(&json));
     }
 
     #[test]

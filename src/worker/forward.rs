@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::error::HandlerError;
 use super::event::Event;
 use super::guard::{BreakerSettings, Breakers, Gate, Pacer};
+use super::previous::{Previous, RecordStates};
 use super::router::{RouteError, Router, Selection};
 use super::rules::Rule;
 use super::targets::http::HttpClient;
@@ -18,6 +19,8 @@ pub struct Forwarder {
     breakers: Arc<Breakers>,
     pacer: Arc<Pacer>,
     clients: Clients,
+    /// Where `includePrevious` keeps records' states: the idempotency table.
+    states: Option<Arc<dyn RecordStates>>,
 }
 
 impl Default for Forwarder {
@@ -38,7 +41,14 @@ impl Forwarder {
             pacer,
             // One HTTP client for every rule, so they share its connections.
             clients: Clients::default().with(Arc::new(HttpClient::default())),
+            states: None,
         }
+    }
+
+    /// With where `includePrevious` keeps records' states; without, such a rule is refused.
+    pub fn with_states(mut self, states: Arc<dyn RecordStates>) -> Self {
+        self.states = Some(states);
+        self
     }
 
     /// With the clients that other kinds of target call (`crate::aws::target_clients`).
@@ -66,6 +76,16 @@ impl Forwarder {
             let mut selection = Selection::events(&patterns);
             if let Some(filter) = rule.filter.clone() {
                 selection = selection.filter(filter);
+            }
+            if rule.include_previous {
+                let Some(states) = self.states.clone() else {
+                    return Err(RouteError::NoClient {
+                        name: rule.name.clone(),
+                        service: "the idempotency table (IDEMPOTENCY_TABLE) for includePrevious"
+                            .to_owned(),
+                    });
+                };
+                selection = selection.previous(Previous::new(states, &rule.name));
             }
             let pace = rule.max_per_second.map(|n| (self.pacer.clone(), n));
             let gate = Arc::new(Gate::new(&rule.name, self.breakers.clone(), pace));
@@ -114,4 +134,35 @@ fn time_for(event: &Event, rule_timeout: Duration) -> Option<Duration> {
         _ => rule_timeout,
     };
     (!timeout.is_zero()).then_some(timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::rules::parse_rules;
+
+    #[test]
+    fn include_previous_needs_the_table_and_a_boolean() {
+        let rules = parse_rules(
+            r#"[{"name":"won","events":["*"],"url":"https://example.com/h","includePrevious":true}]"#,
+        )
+        .unwrap();
+        let refused = Forwarder::default()
+            .router(rules)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some(
+                "rule \"won\" needs the idempotency table (IDEMPOTENCY_TABLE) for includePrevious, and the worker has no client for it"
+            )
+        );
+        let bad = parse_rules(
+            r#"[{"name":"won","events":["*"],"url":"https://example.com/h","includePrevious":"yes"}]"#,
+        );
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            "rule 1 (won): `includePrevious` must be true or false"
+        );
+    }
 }

@@ -17,8 +17,8 @@ use super::router::Router;
 use super::rules::stored::{Routes, parse_stored_rules};
 use super::source::Worker;
 use crate::aws::{
-    AwsSecretStore, DynamoDestinations, DynamoLedger, LazySdk, PayloadStore, SqsDeadLetters,
-    SqsVisibility, target_clients,
+    AwsSecretStore, DynamoDestinations, DynamoLedger, DynamoStates, LazySdk, PayloadStore,
+    SqsDeadLetters, SqsVisibility, target_clients,
 };
 use crate::secrets::Rotating;
 
@@ -50,11 +50,14 @@ async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
         Some(table) => Arc::new(DynamoDestinations::lazy(sdk.clone(), table)),
         None => Arc::new(LocalStore::default()),
     };
-    let forwarder = Forwarder::new(
+    let mut forwarder = Forwarder::new(
         Arc::new(Breakers::new(store.clone(), config.breaker)),
         Arc::new(Pacer::new(store)),
     )
     .with_clients(target_clients(&sdk, config.secret_refresh));
+    if let Some(table) = &config.idempotency_table {
+        forwarder = forwarder.with_states(Arc::new(DynamoStates::lazy(sdk.clone(), table)));
+    }
     let router = match forwarder.clone().add_rules(router, config.rules.clone()) {
         Ok(router) => router,
         Err(e) => {

@@ -9,7 +9,7 @@
 //! `guard` holds a destination's breaker and pace, `rules` reads `FORWARD_RULES` (and
 //! `rules::stored`, rules kept in a store), `targets` delivers (one file per kind, owning
 //! its rule fields and its delivery: HTTP signed per `standard_webhooks`, Step Functions,
-//! EventBridge, SQS), `forward` makes each rule a guarded handler (its body shaped by `transform`, EventBridge's input
+//! EventBridge, SQS), `previous` tells an update what its fields held (`includePrevious`), `forward` makes each rule a guarded handler (its body shaped by `transform`, EventBridge's input
 //! transformer semantics), `handling` takes one
 //! message to its handlers, `on_failure` does what the retry plan says for one that
 //! failed (the dead-letter copy, the ledger's marks). The adapters: `source` (SQS's event
@@ -47,6 +47,7 @@ pub(crate) mod idempotency;
 pub mod lambda;
 pub(crate) mod on_failure;
 pub(crate) mod patterns;
+pub mod previous;
 pub(crate) mod retry_policy;
 pub mod router;
 pub mod rules;

@@ -16,6 +16,7 @@ use super::filter::Filter;
 use super::guard::Gate;
 use super::idempotency::{self, Begin, Ledger};
 use super::patterns::{Pattern, PatternError};
+use super::previous::Previous;
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
 type Handle = Arc<dyn Fn(Arc<Event>) -> HandlerFuture + Send + Sync>;
@@ -29,15 +30,18 @@ struct Route {
     filter: Option<Arc<Filter>>,
     /// The destination's breaker and pace, asked before anything else.
     gate: Option<Arc<Gate>>,
+    /// `includePrevious`: the record's state, kept and told before the filter is asked.
+    previous: Option<Previous>,
 }
 
 /// Which events a handler takes: event-name patterns (`person.*`), and, optionally, a
 /// content filter (an EventBridge event pattern over the envelope), as a rule's `events`
-/// and `filter` say.
-#[derive(Debug, Clone, Default)]
+/// and `filter` say; with `includePrevious`, the filter sees `previous` too.
+#[derive(Clone, Default)]
 pub struct Selection {
     patterns: Vec<String>,
     filter: Option<Filter>,
+    previous: Option<Previous>,
 }
 
 impl Selection {
@@ -45,7 +49,15 @@ impl Selection {
         Self {
             patterns: patterns.iter().map(|p| p.as_ref().to_owned()).collect(),
             filter: None,
+            previous: None,
         }
+    }
+
+    /// Each event this handler takes is told, and its filter sees, the values its updated
+    /// fields had before (`previous`), from the record's state that `previous` keeps.
+    pub fn previous(mut self, previous: Previous) -> Self {
+        self.previous = Some(previous);
+        self
     }
 
     /// Only events whose envelope also matches `filter`.
@@ -166,6 +178,7 @@ impl Router {
             filter: selection.filter.map(Arc::new),
             handle,
             gate,
+            previous: selection.previous,
         });
         Ok(self)
     }
@@ -194,18 +207,36 @@ impl Router {
             .collect()
     }
 
-    /// The handlers `event` goes to: its name matches a pattern, and its envelope the
-    /// filter, if there is one (an envelope that is not JSON matches no filter).
-    fn routes_for(&self, event: &Event) -> Vec<&Route> {
-        self.routes
-            .iter()
-            .filter(|r| r.patterns.iter().any(|p| p.matches(&event.event_name)))
-            .filter(|r| {
-                r.filter
-                    .as_ref()
-                    .is_none_or(|f| event.json().is_some_and(|json| f.matches(json)))
-            })
-            .collect()
+    /// The handlers `event` goes to, each with the event as it sees it: its name matches a
+    /// pattern, and its envelope (with `previous`, where the handler asks for it) the
+    /// filter, if there is one (an envelope that is not JSON matches no filter). The
+    /// handlers whose record state could not be read or kept are the second list.
+    async fn routes_for(&self, event: &Arc<Event>) -> (Vec<(Route, Arc<Event>)>, Vec<String>) {
+        let (mut chosen, mut unread) = (Vec::new(), Vec::new());
+        for route in &self.routes {
+            if !route.patterns.iter().any(|p| p.matches(&event.event_name)) {
+                continue;
+            }
+            let seen = match &route.previous {
+                None => event.clone(),
+                Some(previous) => match previous.apply(event).await {
+                    Ok(seen) => seen,
+                    Err(e) => {
+                        warn!(handler = %route.name, error = %e, "the record's state could not be read or kept");
+                        unread.push(route.name.clone());
+                        continue;
+                    }
+                },
+            };
+            let selected = route
+                .filter
+                .as_ref()
+                .is_none_or(|f| seen.json().is_some_and(|json| f.matches(json)));
+            if selected {
+                chosen.push((route.clone(), seen));
+            }
+        }
+        (chosen, unread)
     }
 
     /// Runs every matching handler, concurrently, each at most once per event as far as
@@ -220,20 +251,36 @@ impl Router {
         event: Arc<Event>,
         ledger: Arc<L>,
     ) -> (Outcome, Vec<Run>) {
-        let routes: Vec<Route> = self.routes_for(&event).into_iter().cloned().collect();
-        if routes.is_empty() {
+        let (routes, unread) = self.routes_for(&event).await;
+        if routes.is_empty() && unread.is_empty() {
             return (Outcome::Unrouted, Vec::new());
         }
         let mut runs = JoinSet::new();
         let mut names = std::collections::HashMap::new();
-        for route in routes {
+        for (route, event) in routes {
             let name = route.name.clone();
-            let (event, ledger) = (event.clone(), ledger.clone());
+            let ledger = ledger.clone();
             // In the invocation's span: the handler's lines carry its request id.
             let run = runs.spawn(once(route, event, ledger).in_current_span());
             names.insert(run.id(), name);
         }
-        let (mut handled, mut skipped, mut failed, mut timings) = (0, 0, Vec::new(), Vec::new());
+        let (mut handled, mut skipped) = (0, 0);
+        // Retried: the state is read again, and the filter asked again, next time.
+        let mut failed: Vec<HandlerError> = unread
+            .iter()
+            .map(|name| {
+                HandlerError::new("the record's state could not be read or kept").of_handler(name)
+            })
+            .collect();
+        let mut timings: Vec<Run> = unread
+            .into_iter()
+            .map(|handler| Run {
+                handler,
+                result: Err(FailureKind::Transient),
+                elapsed: Duration::ZERO,
+                unrecorded: false,
+            })
+            .collect();
         while let Some(joined) = runs.join_next_with_id().await {
             let (id, (result, elapsed, unrecorded)) = match joined {
                 Ok((id, ran)) => (id, ran),

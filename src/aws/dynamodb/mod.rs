@@ -1,6 +1,7 @@
 //! The worker's DynamoDB table, one module per role it plays: the idempotency ledger
 //! (`ledger`), the changes every handler has taken (`seen`) and reconciliation's progress
-//! (`watermarks`), and the destinations' breaker and rate-limit state (`destinations`).
+//! (`watermarks`), the destinations' breaker and rate-limit state (`destinations`), and
+//! the records' last states for `includePrevious` (`states`).
 //! One table, partition key `id` (string), TTL on `expiration`: each role keeps its items
 //! under a prefix of its own.
 
@@ -32,6 +33,7 @@ mod ledger;
 #[cfg(feature = "admin")]
 mod overview;
 mod seen;
+mod states;
 mod table;
 #[cfg(feature = "reconcile")]
 mod watermarks;
@@ -42,5 +44,6 @@ pub use ledger::DynamoLedger;
 pub(crate) use overview::{OpenBreaker, Reconciliation, TableOverview};
 #[cfg(feature = "reconcile")]
 pub use seen::DynamoSeen;
+pub use states::DynamoStates;
 #[cfg(feature = "reconcile")]
 pub use watermarks::DynamoWatermarks;

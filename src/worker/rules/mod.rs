@@ -35,6 +35,9 @@ pub struct Rule {
     pub retry_all_errors: bool,
     /// `transform`: what the target gets instead of the envelope.
     pub transform: Option<Arc<Transform>>,
+    /// `includePrevious`: updates gain `previous`, the values their updated fields had in
+    /// the last state of the record this rule saw (kept in the idempotency table).
+    pub include_previous: bool,
 }
 
 /// Says which rule and what is wrong with it, never a value (a header or a secret).
@@ -59,6 +62,7 @@ const COMMON: &[&str] = &[
     "maxPerSecond",
     "retryAllErrors",
     "transform",
+    "includePrevious",
 ];
 
 /// Parses `FORWARD_RULES`. Rules are numbered from 1 in errors; a rule without a name is
@@ -169,6 +173,11 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(fail("`retryAllErrors` must be true or false")),
     };
+    let include_previous = match map.get("includePrevious") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(fail("`includePrevious` must be true or false")),
+    };
     let transform = match map.get("transform") {
         None | Some(Value::Null) => None,
         Some(v) => Some(Arc::new(Transform::parse(v).map_err(|why| fail(&why))?)),
@@ -182,6 +191,7 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
         max_per_second,
         retry_all_errors,
         transform,
+        include_previous,
     })
 }
 

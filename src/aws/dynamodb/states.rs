@@ -1,0 +1,66 @@
+//! `state#<rule>#<object>:<record>`: the last state of a record a rule with
+//! `includePrevious` saw (`worker::previous`), as JSON in `state`, with its change's
+//! `updatedAt` in `stateAt` (epoch nanoseconds) so that a write never replaces a later
+//! state. Expires with the ledger's records.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::table::{KEEP, Table, condition_failed, error, number, text_of};
+use crate::clock::now;
+use crate::worker::LedgerFuture;
+use crate::worker::previous::{RecordStates, State};
+
+const PREFIX: &str = "state#";
+
+/// Records' states in the worker's table.
+pub struct DynamoStates {
+    table: Table,
+}
+
+on_table!(DynamoStates);
+
+impl RecordStates for DynamoStates {
+    fn load<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<State>> {
+        Box::pin(async move {
+            let item = self.table.item(format!("{PREFIX}{key}")).await?;
+            let live = item.filter(|i| super::table::number_of(i, "expiration") >= now().as_secs());
+            // A state this worker cannot read is one it never saw: the next change starts
+            // afresh (`first_seen`) and writes it anew.
+            Ok(live
+                .as_ref()
+                .and_then(|i| text_of(i, "state"))
+                .and_then(|text| serde_json::from_str(text).ok()))
+        })
+    }
+
+    fn save<'a>(&'a self, key: &'a str, state: &'a State) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            let text = serde_json::to_string(state)
+                .map_err(|e| crate::adapter::AdapterError::Refused(e.to_string()))?;
+            let now = now();
+            let put = self
+                .table
+                .client()
+                .await
+                .put_item()
+                .table_name(&self.table.name)
+                .item("id", AttributeValue::S(format!("{PREFIX}{key}")))
+                .item("state", AttributeValue::S(text))
+                .item("stateAt", number(state.current.at.into()))
+                .item("expiration", number((now + KEEP).as_secs().into()))
+                .condition_expression(
+                    "attribute_not_exists(id) OR expiration < :now OR stateAt < :at \
+                     OR attribute_not_exists(stateAt)",
+                )
+                .expression_attribute_values(":now", number(now.as_secs().into()))
+                .expression_attribute_values(":at", number(state.current.at.into()))
+                .send()
+                .await;
+            match put {
+                Ok(_) => Ok(true),
+                Err(e) if condition_failed(&e) => Ok(false),
+                Err(e) => Err(error(e)),
+            }
+        })
+    }
+}
