@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::table::{Item, Table, condition_failed, error, number, number_of};
+use super::table::{Item, Table, condition_failed, error, number, number_of, took};
 use crate::adapter::AdapterError;
 use crate::clock::now;
 use crate::worker::guard::{
@@ -108,11 +108,7 @@ impl DestinationStore for DynamoDestinations {
                 .expression_attribute_values(":zero", number(0))
                 .send()
                 .await;
-            match out {
-                Ok(_) => Ok(true),
-                Err(e) if condition_failed(&e) => Ok(false),
-                Err(e) => Err(error(e)),
-            }
+            took(out)
         })
     }
 
@@ -178,12 +174,8 @@ impl DestinationStore for DynamoDestinations {
                 .expression_attribute_values(":zero", number(0))
                 .send()
                 .await;
-            match out {
-                // Not ours any more (reopened, taken again): nothing to give back.
-                Ok(_) => Ok(()),
-                Err(e) if condition_failed(&e) => Ok(()),
-                Err(e) => Err(error(e)),
-            }
+            // Not ours any more (reopened, taken again): nothing to give back.
+            took(out).map(drop)
         })
     }
 

@@ -10,7 +10,9 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::table::{COMPLETED, KEEP, Table, condition_failed, error, number, number_of, text_of};
+use super::table::{
+    COMPLETED, KEEP, Table, condition_failed, error, number, number_of, text_of, took,
+};
 use crate::adapter::AdapterError;
 use crate::aws::lazy::LazySdk;
 use crate::clock::now;
@@ -188,10 +190,6 @@ impl DynamoLedger {
                 .expression_attribute_values(":m", AttributeValue::S(m.into())),
             None => update.update_expression("SET #status = :status, expiration = :expiration"),
         };
-        match update.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(error(e)),
-        }
+        took(update.send().await).map(drop)
     }
 }

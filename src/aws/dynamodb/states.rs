@@ -5,7 +5,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::table::{KEEP, Table, condition_failed, error, number, text_of};
+use super::table::{KEEP, Table, number, number_of, text_of, took};
 use crate::clock::now;
 use crate::worker::LedgerFuture;
 use crate::worker::previous::{RecordStates, State};
@@ -23,7 +23,7 @@ impl RecordStates for DynamoStates {
     fn load<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<State>> {
         Box::pin(async move {
             let item = self.table.item(format!("{PREFIX}{key}")).await?;
-            let live = item.filter(|i| super::table::number_of(i, "expiration") >= now().as_secs());
+            let live = item.filter(|i| number_of(i, "expiration") >= now().as_secs());
             // A state this worker cannot read is one it never saw: the next change starts
             // afresh (`first_seen`) and writes it anew.
             Ok(live
@@ -56,11 +56,7 @@ impl RecordStates for DynamoStates {
                 .expression_attribute_values(":at", number(state.current.at.into()))
                 .send()
                 .await;
-            match put {
-                Ok(_) => Ok(true),
-                Err(e) if condition_failed(&e) => Ok(false),
-                Err(e) => Err(error(e)),
-            }
+            took(put)
         })
     }
 }

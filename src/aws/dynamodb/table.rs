@@ -170,6 +170,23 @@ where
         .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
+/// A conditional write's answer: whether it took. Its condition refusing it is no error.
+pub(super) fn took<T, E>(
+    answer: Result<
+        T,
+        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    >,
+) -> Result<bool, AdapterError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match answer {
+        Ok(_) => Ok(true),
+        Err(e) if condition_failed(&e) => Ok(false),
+        Err(e) => Err(error(e)),
+    }
+}
+
 /// A DynamoDB call's error, as an adapter error.
 pub(super) fn error<E>(
     e: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,

@@ -4,7 +4,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::table::{Table, condition_failed, error, text_of};
+use super::table::{Table, error, text_of, took};
 use crate::adapter::AdapterError;
 use crate::reconcile::run::LastRun;
 use crate::reconcile::run::Watermarks;
@@ -41,11 +41,7 @@ impl Watermarks for DynamoWatermarks {
             .expression_attribute_values(":at", AttributeValue::S(at.to_owned()))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(error(e)),
-        }
+        took(put).map(drop)
     }
 
     async fn record_run(&self, run: &LastRun) -> Result<(), AdapterError> {
