@@ -167,10 +167,12 @@ impl Previous {
     /// a creation or an update is kept as the record's state. Other events (deletions,
     /// restores, events without a record or `updatedAt`) pass as they are.
     pub async fn apply(&self, event: &Arc<Event>) -> Result<Arc<Event>, AdapterError> {
-        let (Some(record_id), Some(record)) = (
-            event.record_id.as_deref(),
-            event.record::<Map<String, Value>>(),
-        ) else {
+        // The envelope parsed once: a filter reads it too, and `with_fields` starts from it.
+        let record = event
+            .json()
+            .and_then(|envelope| envelope.get("record"))
+            .and_then(Value::as_object);
+        let (Some(record_id), Some(record)) = (event.record_id.as_deref(), record) else {
             return Ok(event.clone());
         };
         let updated = match event.action.as_str() {
@@ -178,14 +180,14 @@ impl Previous {
             "created" => Vec::new(),
             _ => return Ok(event.clone()),
         };
-        let Some(at) = updated_at(&record) else {
+        let Some(at) = updated_at(record) else {
             return Ok(event.clone());
         };
         let key = format!("{}#{}:{record_id}", self.rule, event.object_name);
         let mut told = None;
         for _ in 0..TRIES {
             let stored = self.states.load(&key).await?;
-            let (this, next) = step(stored.as_ref(), at, &record, &updated, KEEP_BYTES);
+            let (this, next) = step(stored.as_ref(), at, record, &updated, KEEP_BYTES);
             match next {
                 Some(next) if !self.states.save(&key, &next).await? => continue,
                 _ => {
