@@ -174,7 +174,7 @@ async fn each_change_is_told_what_its_fields_held_and_a_filter_can_ask_for_it() 
     assert_eq!(won_got[0]["id"], to_won_id.as_str());
     assert_eq!(won_got[0]["previous"]["stage"], "PROPOSAL");
     assert!(
-        dest_ids_are_signed_envelopes(&won_got),
+        are_envelopes(&won_got),
         "what is sent is the envelope with `previous`"
     );
     assert!(!output.contains("xxxxxxxxxx"), "no record in the logs");
@@ -196,7 +196,7 @@ async fn each_change_is_told_what_its_fields_held_and_a_filter_can_ask_for_it() 
     );
 }
 
-fn dest_ids_are_signed_envelopes(bodies: &[Value]) -> bool {
+fn are_envelopes(bodies: &[Value]) -> bool {
     bodies
         .iter()
         .all(|b| b["version"].is_number() && b["record"].is_object())
