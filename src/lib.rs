@@ -15,7 +15,8 @@
 //!   will not take an acknowledged event) and `replay` (`twenty-replay`: those lines back
 //!   into the queue, and `redrive`: the dead-letter queue back into it).
 //! - `worker` (`twenty-worker`): reading a queued envelope, routing by name and content
-//!   filter, a rule's transform of what it sends, what an update's fields held before, its credentials, the targets (one file per kind: HTTP
+//!   filter, a rule's transform of what it sends, what an update's fields held before, one delivery
+//!   per burst of a record's changes, its credentials, the targets (one file per kind: HTTP
 //!   with Standard Webhooks, Step Functions, EventBridge, SQS), idempotency, breakers and
 //!   rate limits, the retry plan, the SQS event source.
 //! - `dead_letter`: what a moved message carries and says, and which a redrive takes.

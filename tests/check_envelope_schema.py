@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Validates the envelopes the sample-events test queued against docs/message-schema.json.
+"""Validates envelopes against docs/message-schema.json: those the sample-events test
+queued, and those the worker sent with fields of its own.
 
 tests/sample_events.rs writes every envelope it received from SQS to
-target/sample-envelopes/; this fails if there are none or any does not match the schema.
+target/sample-envelopes/, tests/collapse.rs what the worker sent for a collapsing rule to
+target/sent-envelopes/; this fails if either has none or any does not match the schema.
 """
 
 import json
@@ -16,9 +18,12 @@ schema = json.loads((ROOT / "docs/message-schema.json").read_text())
 Draft202012Validator.check_schema(schema)
 validator = Draft202012Validator(schema)
 
-files = sorted((ROOT / "target/sample-envelopes").glob("*.json"))
-if not files:
-    sys.exit("no envelopes in target/sample-envelopes: run cargo test first")
+files = []
+for folder in ("sample-envelopes", "sent-envelopes"):
+    found = sorted((ROOT / "target" / folder).glob("*.json"))
+    if not found:
+        sys.exit(f"no envelopes in target/{folder}: run cargo test first")
+    files += found
 bad = 0
 for path in files:
     for error in validator.iter_errors(json.loads(path.read_text(encoding="utf-8"))):

@@ -26,7 +26,7 @@ mod targets;
 
 pub use dead_letters::SqsDeadLetters;
 #[cfg(feature = "worker")]
-pub use dynamodb::{DynamoDestinations, DynamoLedger, DynamoStates};
+pub use dynamodb::{DynamoBursts, DynamoDestinations, DynamoLedger, DynamoStates};
 #[cfg(feature = "reconcile")]
 pub use dynamodb::{DynamoSeen, DynamoWatermarks};
 pub use lazy::LazySdk;

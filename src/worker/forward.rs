@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::collapse::{BurstStore, Collapse};
 use super::error::HandlerError;
 use super::event::Event;
 use super::guard::{BreakerSettings, Breakers, Gate, Pacer};
@@ -21,6 +22,10 @@ pub struct Forwarder {
     clients: Clients,
     /// Where `includePrevious` keeps records' states: the idempotency table.
     states: Option<Arc<dyn RecordStates>>,
+    /// Where `collapseSeconds` keeps records' bursts: the idempotency table.
+    bursts: Option<Arc<dyn BurstStore>>,
+    /// The worker reads a FIFO queue, where a held message would hold its whole group.
+    fifo: bool,
 }
 
 impl Default for Forwarder {
@@ -42,7 +47,21 @@ impl Forwarder {
             // One HTTP client for every rule, so they share its connections.
             clients: Clients::default().with(Arc::new(HttpClient::default())),
             states: None,
+            bursts: None,
+            fifo: false,
         }
+    }
+
+    /// With where `collapseSeconds` keeps records' bursts; without, such a rule is refused.
+    pub fn with_bursts(mut self, bursts: Arc<dyn BurstStore>) -> Self {
+        self.bursts = Some(bursts);
+        self
+    }
+
+    /// Reading a FIFO queue: a rule with `collapseSeconds` is refused.
+    pub fn on_fifo(mut self, fifo: bool) -> Self {
+        self.fifo = fifo;
+        self
     }
 
     /// With where `includePrevious` keeps records' states; without, such a rule is refused.
@@ -86,6 +105,19 @@ impl Forwarder {
                     });
                 };
                 selection = selection.previous(Previous::new(states, &rule.name));
+            }
+            if let Some(window) = rule.collapse {
+                if self.fifo {
+                    return Err(RouteError::CollapseOnFifo(rule.name.clone()));
+                }
+                let Some(bursts) = self.bursts.clone() else {
+                    return Err(RouteError::NoClient {
+                        name: rule.name.clone(),
+                        service: "the idempotency table (IDEMPOTENCY_TABLE) for collapseSeconds"
+                            .to_owned(),
+                    });
+                };
+                selection = selection.collapse(Collapse::new(bursts, &rule.name, window));
             }
             let pace = rule.max_per_second.map(|n| (self.pacer.clone(), n));
             let gate = Arc::new(Gate::new(&rule.name, self.breakers.clone(), pace));
@@ -164,5 +196,55 @@ mod tests {
             bad.unwrap_err().to_string(),
             "rule 1 (won): `includePrevious` must be true or false"
         );
+    }
+
+    #[test]
+    fn collapsing_is_checked_at_start_up() {
+        let rule = |extra: &str| {
+            parse_rules(&format!(
+                r#"[{{"name":"b","events":["*"],"url":"https://example.com/h"{extra}}}]"#
+            ))
+            .map_err(|e| e.to_string())
+        };
+        let window = rule(r#","collapseSeconds":2"#).unwrap()[0].collapse;
+        assert_eq!(
+            window.map(|w| (w.quiet.as_secs(), w.span.as_secs())),
+            Some((2, 8)),
+            "the span is 4 × by default"
+        );
+        assert!(
+            rule(r#","collapseSeconds":0"#).unwrap()[0]
+                .collapse
+                .is_none()
+        );
+        for (extra, why) in [
+            (
+                r#","collapseSeconds":901"#,
+                "`collapseSeconds` must be whole seconds from 0 to 900",
+            ),
+            (
+                r#","collapseSeconds":1.5"#,
+                "`collapseSeconds` must be whole seconds from 0 to 900",
+            ),
+            (
+                r#","collapseMaxSeconds":9"#,
+                "`collapseMaxSeconds` needs `collapseSeconds` above 0",
+            ),
+            (
+                r#","collapseSeconds":5,"collapseMaxSeconds":4"#,
+                "`collapseMaxSeconds` must be at least `collapseSeconds`",
+            ),
+            (
+                r#","collapseSeconds":5,"includePrevious":true"#,
+                "`collapseSeconds` and `includePrevious` cannot be used together (yet)",
+            ),
+        ] {
+            assert_eq!(rule(extra).unwrap_err(), format!("rule 1 (b): {why}"));
+        }
+        let rules = rule(r#","collapseSeconds":2"#).unwrap();
+        let on_fifo = Forwarder::default().on_fifo(true).router(rules.clone());
+        assert!(matches!(on_fifo, Err(RouteError::CollapseOnFifo(name)) if name == "b"));
+        let no_table = Forwarder::default().router(rules);
+        assert!(matches!(no_table, Err(RouteError::NoClient { .. })));
     }
 }

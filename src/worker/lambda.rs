@@ -17,8 +17,8 @@ use super::router::Router;
 use super::rules::stored::{Routes, parse_stored_rules};
 use super::source::Worker;
 use crate::aws::{
-    AwsSecretStore, DynamoDestinations, DynamoLedger, DynamoStates, LazySdk, PayloadStore,
-    SqsDeadLetters, SqsVisibility, target_clients,
+    AwsSecretStore, DynamoBursts, DynamoDestinations, DynamoLedger, DynamoStates, LazySdk,
+    PayloadStore, SqsDeadLetters, SqsVisibility, target_clients,
 };
 use crate::secrets::Rotating;
 
@@ -54,9 +54,17 @@ async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
         Arc::new(Breakers::new(store.clone(), config.breaker)),
         Arc::new(Pacer::new(store)),
     )
-    .with_clients(target_clients(&sdk, config.secret_refresh));
+    .with_clients(target_clients(&sdk, config.secret_refresh))
+    .on_fifo(
+        config
+            .queue_url
+            .as_deref()
+            .is_some_and(|u| u.ends_with(".fifo")),
+    );
     if let Some(table) = &config.idempotency_table {
-        forwarder = forwarder.with_states(Arc::new(DynamoStates::lazy(sdk.clone(), table)));
+        forwarder = forwarder
+            .with_states(Arc::new(DynamoStates::lazy(sdk.clone(), table)))
+            .with_bursts(Arc::new(DynamoBursts::lazy(sdk.clone(), table)));
     }
     let router = match forwarder.clone().add_rules(router, config.rules.clone()) {
         Ok(router) => router,

@@ -9,7 +9,8 @@
 //! `guard` holds a destination's breaker and pace, `rules` reads `FORWARD_RULES` (and
 //! `rules::stored`, rules kept in a store), `targets` delivers (one file per kind, owning
 //! its rule fields and its delivery: HTTP signed per `standard_webhooks`, Step Functions,
-//! EventBridge, SQS), `previous` tells an update what its fields held (`includePrevious`), `forward` makes each rule a guarded handler (its body shaped by `transform`, EventBridge's input
+//! EventBridge, SQS), `previous` tells an update what its fields held (`includePrevious`), `collapse` sends a
+//! record's burst of changes once (`collapseSeconds`), `forward` makes each rule a guarded handler (its body shaped by `transform`, EventBridge's input
 //! transformer semantics), `handling` takes one
 //! message to its handlers, `on_failure` does what the retry plan says for one that
 //! failed (the dead-letter copy, the ledger's marks). The adapters: `source` (SQS's event
@@ -35,6 +36,7 @@
 //! ```
 
 pub mod batch;
+pub mod collapse;
 pub(crate) mod config;
 pub mod credentials;
 pub mod error;

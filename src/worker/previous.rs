@@ -219,7 +219,7 @@ impl Previous {
 }
 
 /// The record's `updatedAt` in nanoseconds since the epoch.
-fn updated_at(record: &Map<String, Value>) -> Option<u64> {
+pub(crate) fn updated_at(record: &Map<String, Value>) -> Option<u64> {
     let text = record.get("updatedAt")?.as_str()?;
     let at = humantime::parse_rfc3339_weak(text.trim()).ok()?;
     u64::try_from(crate::clock::since_epoch(at).as_nanos()).ok()

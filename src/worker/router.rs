@@ -10,6 +10,7 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tracing::{Instrument, warn};
 
+use super::collapse::{Collapse, Step};
 use super::error::{FailureKind, HandlerError};
 use super::event::Event;
 use super::filter::Filter;
@@ -32,6 +33,8 @@ struct Route {
     gate: Option<Arc<Gate>>,
     /// `includePrevious`: the record's state, kept and told before the filter is asked.
     previous: Option<Previous>,
+    /// `collapseSeconds`: a record's burst of changes, held and sent once.
+    collapse: Option<Collapse>,
 }
 
 /// Which events a handler takes: event-name patterns (`person.*`), and, optionally, a
@@ -42,6 +45,7 @@ pub struct Selection {
     patterns: Vec<String>,
     filter: Option<Filter>,
     previous: Option<Previous>,
+    collapse: Option<Collapse>,
 }
 
 impl Selection {
@@ -50,7 +54,15 @@ impl Selection {
             patterns: patterns.iter().map(|p| p.as_ref().to_owned()).collect(),
             filter: None,
             previous: None,
+            collapse: None,
         }
+    }
+
+    /// A record's changes this handler takes within the window of each other are held, and
+    /// the latest is given once, standing for them all (`collapsed`); the others are done.
+    pub fn collapse(mut self, collapse: Collapse) -> Self {
+        self.collapse = Some(collapse);
+        self
     }
 
     /// Each event this handler takes is told, and its filter sees, the values its updated
@@ -91,6 +103,10 @@ pub enum RouteError {
     NoPattern(String),
     #[error("rule {name:?} needs {service}, and the worker has no client for it")]
     NoClient { name: String, service: String },
+    #[error(
+        "rule {0:?}: collapseSeconds cannot work on a FIFO queue (a held message holds its whole group); use a standard queue or leave it out"
+    )]
+    CollapseOnFifo(String),
 }
 
 /// Handlers and the patterns they listen to. Cheap to clone.
@@ -179,6 +195,7 @@ impl Router {
             handle,
             gate,
             previous: selection.previous,
+            collapse: selection.collapse,
         });
         Ok(self)
     }
@@ -208,11 +225,13 @@ impl Router {
     }
 
     /// The handlers `event` goes to, each with the event as it sees it: its name matches a
-    /// pattern, and its envelope (with `previous`, where the handler asks for it) the
-    /// filter, if there is one (an envelope that is not JSON matches no filter). The
-    /// handlers whose record state could not be read or kept are the second list.
-    async fn routes_for(&self, event: &Arc<Event>) -> (Vec<(Route, Arc<Event>)>, Vec<String>) {
-        let (mut chosen, mut unread) = (Vec::new(), Vec::new());
+    /// pattern, and its envelope (with `previous`, or standing for its burst, where the
+    /// handler asks for it) the filter, if there is one (an envelope that is not JSON
+    /// matches no filter). And the handlers that do not take it now: held with its
+    /// record's burst, done (another delivery stands for it), or whose record state or
+    /// burst could not be read or kept.
+    async fn routes_for<L: Ledger + ?Sized>(&self, event: &Arc<Event>, ledger: &L) -> Chosen {
+        let mut chosen = Chosen::default();
         for route in &self.routes {
             if !route.patterns.iter().any(|p| p.matches(&event.event_name)) {
                 continue;
@@ -223,7 +242,26 @@ impl Router {
                     Ok(seen) => seen,
                     Err(e) => {
                         warn!(handler = %route.name, error = %e, "the record's state could not be read or kept");
-                        unread.push(route.name.clone());
+                        chosen.unread.push(route.name.clone());
+                        continue;
+                    }
+                },
+            };
+            let seen = match &route.collapse {
+                None => seen,
+                Some(collapse) => match collapse.step(&seen, ledger).await {
+                    Ok(Step::Send(seen)) => seen,
+                    Ok(Step::Hold(wait)) => {
+                        chosen.held.push((route.name.clone(), wait));
+                        continue;
+                    }
+                    Ok(Step::Obsolete(key)) => {
+                        chosen.obsolete.push(key);
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(handler = %route.name, error = %e, "the record's burst could not be read or kept");
+                        chosen.unread.push(route.name.clone());
                         continue;
                     }
                 },
@@ -233,10 +271,10 @@ impl Router {
                 .as_ref()
                 .is_none_or(|f| seen.json().is_some_and(|json| f.matches(json)));
             if selected {
-                chosen.push((route.clone(), seen));
+                chosen.send.push((route.clone(), seen));
             }
         }
-        (chosen, unread)
+        chosen
     }
 
     /// Runs every matching handler, concurrently, each at most once per event as far as
@@ -251,13 +289,18 @@ impl Router {
         event: Arc<Event>,
         ledger: Arc<L>,
     ) -> (Outcome, Vec<Run>) {
-        let (routes, unread) = self.routes_for(&event).await;
-        if routes.is_empty() && unread.is_empty() {
+        let Chosen {
+            send,
+            unread,
+            held,
+            obsolete,
+        } = self.routes_for(&event, &*ledger).await;
+        if send.is_empty() && unread.is_empty() && held.is_empty() && obsolete.is_empty() {
             return (Outcome::Unrouted, Vec::new());
         }
         let mut runs = JoinSet::new();
         let mut names = std::collections::HashMap::new();
-        for (route, event) in routes {
+        for (route, event) in send {
             let name = route.name.clone();
             let ledger = ledger.clone();
             // In the invocation's span: the handler's lines carry its request id.
@@ -265,22 +308,34 @@ impl Router {
             names.insert(run.id(), name);
         }
         let (mut handled, mut skipped) = (0, 0);
+        let mut timings = Vec::new();
+        let not_run = |handler: String, result| Run {
+            handler,
+            result,
+            elapsed: Duration::ZERO,
+            unrecorded: false,
+        };
         // Retried: the state is read again, and the filter asked again, next time.
-        let mut failed: Vec<HandlerError> = unread
-            .iter()
-            .map(|name| {
-                HandlerError::new("the record's state could not be read or kept").of_handler(name)
-            })
-            .collect();
-        let mut timings: Vec<Run> = unread
-            .into_iter()
-            .map(|handler| Run {
-                handler,
-                result: Err(FailureKind::Transient),
-                elapsed: Duration::ZERO,
-                unrecorded: false,
-            })
-            .collect();
+        let mut failed: Vec<HandlerError> = Vec::new();
+        for name in unread {
+            let why = "the record's state or burst could not be read or kept";
+            failed.push(HandlerError::new(why).of_handler(&name));
+            timings.push(not_run(name, Err(FailureKind::Transient)));
+        }
+        for (name, wait) in held {
+            let why = "held until its record's burst of changes is over";
+            failed.push(HandlerError::deferred(why, wait).of_handler(&name));
+            timings.push(not_run(name, Err(FailureKind::Deferred)));
+        }
+        // Done: the ledger says so, so that reconciliation does not queue it again.
+        for key in obsolete {
+            skipped += 1;
+            if let Some(key) = key
+                && let Err(e) = idempotency::mark(event.deadline, || ledger.complete(&key)).await
+            {
+                warn!(key = %key, error = %e, "made obsolete by its burst, but not recorded as done");
+            }
+        }
         while let Some(joined) = runs.join_next_with_id().await {
             let (id, (result, elapsed, unrecorded)) = match joined {
                 Ok((id, ran)) => (id, ran),
@@ -314,6 +369,19 @@ impl Router {
         };
         (outcome, timings)
     }
+}
+
+/// What `routes_for` found for one event, handler by handler.
+#[derive(Default)]
+struct Chosen {
+    /// Sent, each with the event as its handler sees it.
+    send: Vec<(Route, Arc<Event>)>,
+    /// Its record's state or burst could not be read or kept.
+    unread: Vec<String>,
+    /// Held with its record's burst, this long.
+    held: Vec<(String, Duration)>,
+    /// Done: another delivery of its burst stands for it; the ledger key to mark, if any.
+    obsolete: Vec<Option<String>>,
 }
 
 /// A handler that took an event: it ran, or had done so before.

@@ -1,7 +1,8 @@
 //! The worker's DynamoDB table, one module per role it plays: the idempotency ledger
 //! (`ledger`), the changes every handler has taken (`seen`) and reconciliation's progress
 //! (`watermarks`), the destinations' breaker and rate-limit state (`destinations`), and
-//! the records' last states for `includePrevious` (`states`).
+//! the records' last states for `includePrevious` (`states`) and their bursts of changes
+//! for `collapseSeconds` (`bursts`).
 //! One table, partition key `id` (string), TTL on `expiration`: each role keeps its items
 //! under a prefix of its own.
 
@@ -28,6 +29,7 @@ macro_rules! on_table {
     };
 }
 
+mod bursts;
 mod destinations;
 mod ledger;
 #[cfg(feature = "admin")]
@@ -38,6 +40,7 @@ mod table;
 #[cfg(feature = "reconcile")]
 mod watermarks;
 
+pub use bursts::DynamoBursts;
 pub use destinations::DynamoDestinations;
 pub use ledger::DynamoLedger;
 #[cfg(feature = "admin")]

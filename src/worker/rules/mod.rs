@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use super::collapse::{MAX_QUIET_SECS, MAX_SPAN_SECS, Window};
 use super::filter::Filter;
 use super::patterns::Pattern;
 use super::targets::{KINDS, Kind, TargetSpec};
@@ -38,6 +39,9 @@ pub struct Rule {
     /// `includePrevious`: updates gain `previous`, the values their updated fields had in
     /// the last state of the record this rule saw (kept in the idempotency table).
     pub include_previous: bool,
+    /// `collapseSeconds` / `collapseMaxSeconds`: a record's changes within that many
+    /// seconds of each other are sent once, as the latest (kept in the idempotency table).
+    pub collapse: Option<Window>,
 }
 
 /// Says which rule and what is wrong with it, never a value (a header or a secret).
@@ -63,6 +67,8 @@ const COMMON: &[&str] = &[
     "retryAllErrors",
     "transform",
     "includePrevious",
+    "collapseSeconds",
+    "collapseMaxSeconds",
 ];
 
 /// Parses `FORWARD_RULES`. Rules are numbered from 1 in errors; a rule without a name is
@@ -178,6 +184,13 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(fail("`includePrevious` must be true or false")),
     };
+    let collapse = collapse(map).map_err(|why| fail(&why))?;
+    if collapse.is_some() && include_previous {
+        // Each change's `previous` is kept per change; a burst's would be its first's.
+        return Err(fail(
+            "`collapseSeconds` and `includePrevious` cannot be used together (yet)",
+        ));
+    }
     let transform = match map.get("transform") {
         None | Some(Value::Null) => None,
         Some(v) => Some(Arc::new(Transform::parse(v).map_err(|why| fail(&why))?)),
@@ -192,7 +205,37 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RulesError> {
         retry_all_errors,
         transform,
         include_previous,
+        collapse,
     })
+}
+
+/// `collapseSeconds` (0 or absent: off) and `collapseMaxSeconds` (4 × by default).
+fn collapse(map: &Map<String, Value>) -> Result<Option<Window>, String> {
+    let seconds = |field: &str, max: u64| match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= max => Ok(Some(n)),
+            _ => Err(format!("`{field}` must be whole seconds from 0 to {max}")),
+        },
+    };
+    let quiet = seconds("collapseSeconds", MAX_QUIET_SECS)?;
+    let span = seconds("collapseMaxSeconds", MAX_SPAN_SECS)?;
+    match (quiet, span) {
+        (None | Some(0), None) => Ok(None),
+        (None | Some(0), Some(_)) => {
+            Err("`collapseMaxSeconds` needs `collapseSeconds` above 0".into())
+        }
+        (Some(quiet), span) => {
+            let span = span.unwrap_or(4 * quiet);
+            if span < quiet {
+                return Err("`collapseMaxSeconds` must be at least `collapseSeconds`".into());
+            }
+            Ok(Some(Window {
+                quiet: Duration::from_secs(quiet),
+                span: Duration::from_secs(span),
+            }))
+        }
+    }
 }
 
 /// The rule's one target: the kind whose key it gives, and that kind's own fields alone.
