@@ -247,4 +247,31 @@ mod tests {
         let no_table = Forwarder::default().router(rules);
         assert!(matches!(no_table, Err(RouteError::NoClient { .. })));
     }
+
+    #[test]
+    fn the_zapier_example_in_the_docs_is_a_rule_that_gives_what_it_says() {
+        let docs = include_str!("../../docs/worker.md");
+        let start = docs.find(r#"{"name": "zapier-contact""#).unwrap();
+        let end = start + docs[start..].find("\n```").unwrap();
+        let rules = parse_rules(&format!("[{}]", &docs[start..end])).unwrap();
+        let window = rules[0].collapse.unwrap();
+        assert_eq!((window.quiet.as_secs(), window.span.as_secs()), (30, 300));
+        let sent = serde_json::json!({
+            "recordId": "p1", "action": "created",
+            "record": {"name": {"firstName": "Ada"}, "emails": {"primaryEmail": "a@x.io"}},
+            "updatedFields": ["name", "jobTitle", "emails"],
+            "collapsed": {"count": 3, "firstEventDate": "T", "ids": ["a", "b", "c"]}
+        });
+        let body = rules[0]
+            .transform
+            .as_ref()
+            .unwrap()
+            .apply(&sent, "zapier-contact");
+        let got: serde_json::Value = serde_json::from_str(&body.text).unwrap();
+        assert_eq!(
+            got,
+            serde_json::json!({"id": "p1", "firstName": "Ada", "email": "a@x.io",
+                "action": "created", "changed": ["name", "jobTitle", "emails"], "edits": 3})
+        );
+    }
 }
