@@ -105,6 +105,16 @@ async fn reconcile(twenty_url: &str, queue: &str, table: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_chain_under_faults_at_once() {
+    whole_chain("strict").await;
+}
+
+/// The same with `IDEMPOTENCY_MODE=lean`: twins may both be sent, never under two ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_chain_under_faults_at_once_with_lean_idempotency() {
+    whole_chain("lean").await;
+}
+
+async fn whole_chain(mode: &str) {
     let started = Instant::now();
     let twenty = FakeTwenty::start();
     let (url, dlq) = queues(false, 1000).await;
@@ -145,6 +155,7 @@ async fn the_whole_chain_under_faults_at_once() {
         ("DEAD_LETTER_QUEUE_URL", dlq.clone()),
         ("IDEMPOTENCY_TABLE", table.clone()),
         ("IDEMPOTENCY_IN_PROGRESS_SECS", "8".into()),
+        ("IDEMPOTENCY_MODE", mode.into()),
         ("RETRY_HORIZON_SECS", "3600".into()),
         ("BACKOFF_BASE_SECS", "1".into()),
         ("BACKOFF_CAP_SECS", "2".into()),
@@ -313,7 +324,7 @@ async fn the_whole_chain_under_faults_at_once() {
         .await
         .len();
     println!(
-        "whole chain: {} changes, {dropped} never sent, {} acknowledged ({} by the fallback \
+        "whole chain ({mode}): {} changes, {dropped} never sent, {} acknowledged ({} by the fallback \
          log), {recovered} recovered by reconciliation, {} delivered ({} calls accepted, {} in \
          all), {} under two webhook ids, {dead} dead-lettered, in {:.1} s",
         RECORDS * CHANGES_EACH,

@@ -22,6 +22,7 @@ pub(crate) const CONCURRENCY: &str = "WORKER_CONCURRENCY";
 pub(crate) const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
 pub(crate) use crate::settings::QUEUE_URL;
 pub(crate) const IN_PROGRESS: &str = "IDEMPOTENCY_IN_PROGRESS_SECS";
+pub(crate) const IDEMPOTENCY_MODE: &str = "IDEMPOTENCY_MODE";
 pub(crate) const DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
 pub(crate) const RETRY_HORIZON: &str = "RETRY_HORIZON_SECS";
 pub(crate) const BACKOFF_BASE: &str = "BACKOFF_BASE_SECS";
@@ -57,6 +58,9 @@ pub(crate) struct WorkerConfig {
     pub idempotency_table: Option<String>,
     /// How long a worker's in-progress mark holds (keep it above the function's timeout).
     pub in_progress: std::time::Duration,
+    /// `IDEMPOTENCY_MODE=lean`: a read before a send and one write after, no in-progress
+    /// mark (`strict`, the default: a conditional write before, one after, a seen mark).
+    pub lean: bool,
     /// The queue's URL, for changing a failed message's visibility; without one it is
     /// derived from the event source ARN.
     pub queue_url: Option<String>,
@@ -103,6 +107,11 @@ impl WorkerConfig {
             1..=86_400,
             "seconds",
         )?;
+        let lean = match get(IDEMPOTENCY_MODE).as_deref().map(str::trim) {
+            None | Some("" | "strict") => false,
+            Some("lean") => true,
+            Some(_) => return Err(invalid(IDEMPOTENCY_MODE, "must be `strict` or `lean`")),
+        };
         let seconds = |name: &'static str, default: u64, max: u64| {
             whole_number(name, get(name), default, 1..=max, "seconds").map(Duration::from_secs)
         };
@@ -158,6 +167,7 @@ impl WorkerConfig {
             secret_refresh: Refresh::from_lookup(&lookup)?,
             concurrency: concurrency as usize,
             in_progress: std::time::Duration::from_secs(in_progress),
+            lean,
             idempotency_table: get(IDEMPOTENCY_TABLE),
             queue_url: optional_queue(QUEUE_URL)?,
         })

@@ -41,6 +41,10 @@ pub struct Event {
     /// True for an event found by reconciliation rather than delivered by a webhook.
     pub reconciled: bool,
     pub body: String,
+    /// The id a destination is given to tell deliveries apart (`webhook-id`, a Step
+    /// Functions execution's name) when it is not `id`: the change's, where twins of one
+    /// change (a webhook and its reconciled twin) may both be sent.
+    pub delivery_id: Option<String>,
     /// The SQS message it came in, when the worker knows it: a destination the event was
     /// dead-lettered for is skipped by that message's retries, not by a redrive.
     pub message_id: Option<String>,
@@ -162,6 +166,7 @@ impl Event {
                 .received_at
                 .and_then(|t| humantime::parse_rfc3339_weak(&t).ok()),
             body,
+            delivery_id: None,
             message_id: None,
             deadline: None,
             received: None,
@@ -169,6 +174,11 @@ impl Event {
             updated_fields,
             json: OnceLock::new(),
         })))
+    }
+
+    /// The id a destination tells deliveries apart by: `delivery_id`, or the envelope's.
+    pub fn delivery_id(&self) -> &str {
+        self.delivery_id.as_deref().unwrap_or(&self.id)
     }
 
     /// The time left for handling it, when it has a deadline.

@@ -75,6 +75,15 @@ impl Handling {
     /// The event with what the invocation knows of it: its message, its deadline.
     fn prepare(&self, mut event: Event, item: &Item, bounds: Bounds) -> Event {
         event.message_id = Some(item.message_id.clone());
+        // Without in-progress marks, twins of one change may both be sent: under one id.
+        if !self.ledger.marks_in_progress()
+            && let Some(change) = &event.change
+        {
+            event.delivery_id = Some(format!(
+                "change_{}",
+                &crate::envelope::body_sha256(change.as_bytes())[..32]
+            ));
+        }
         event.deadline = bounds.start_by;
         event.received = Some(Arc::new(Received {
             attributes: item.attributes.clone(),
@@ -122,7 +131,9 @@ impl Handling {
                 tally.count("MarkFailed", Some(("Mark", "complete")), 1.0);
             }
         }
-        if let (Outcome::Unrouted | Outcome::Done { .. }, Some(change)) = (&outcome, &change) {
+        if let (Outcome::Unrouted | Outcome::Done { .. }, Some(change)) = (&outcome, &change)
+            && self.needs_seen_mark(&router, &event, &runs)
+        {
             mark_seen(&*self.ledger, event.deadline, &event.id, change, tally).await;
         }
         match outcome {
@@ -137,6 +148,21 @@ impl Handling {
             }
             Outcome::Failed(failures) => failures,
         }
+    }
+
+    /// Whether a change every handler is done with needs its seen mark for reconciliation:
+    /// always with in-progress marks; without (lean), only where some handler its name
+    /// selects has no record of it (its filter skipped it, or another delivery of its
+    /// burst stood for it): reconciliation reads the handlers' records otherwise.
+    fn needs_seen_mark(&self, router: &Router, event: &Event, runs: &[super::router::Run]) -> bool {
+        if self.ledger.marks_in_progress() {
+            return true;
+        }
+        let recorded = runs
+            .iter()
+            .filter(|r| r.result.is_ok() && !r.unrecorded)
+            .count();
+        recorded < router.matching(&event.event_name).len()
     }
 
     /// Tells the ledger which handlers are in force, once per router (at the first message,

@@ -53,6 +53,13 @@ pub trait Ledger: Send + Sync + 'static {
         let _ = routes;
         Box::pin(async { Ok(()) })
     }
+    /// Whether `begin` marks a key in progress, so that two workers racing on one change do
+    /// not both act. A ledger that does not (`IDEMPOTENCY_MODE=lean`: a read before, one
+    /// write after) lets racing twins both send, so the worker gives them one delivery id,
+    /// the change's, and writes a seen mark only where no handler's record stands for it.
+    fn marks_in_progress(&self) -> bool {
+        true
+    }
     /// Records that every handler has taken the record change `change`, so that
     /// reconciliation can skip it. Nothing by default.
     fn seen<'a>(&'a self, change: &'a str) -> LedgerFuture<'a, ()> {

@@ -106,7 +106,9 @@ fn deadline_of(context: &lambda_runtime::Context) -> Option<tokio::time::Instant
 
 fn build(config: &WorkerConfig, sdk: LazySdk, routes: Routes) -> Worker {
     let ledger: Arc<dyn Ledger> = match &config.idempotency_table {
-        Some(table) => Arc::new(DynamoLedger::lazy(sdk.clone(), table, config.in_progress)),
+        Some(table) => {
+            Arc::new(DynamoLedger::lazy(sdk.clone(), table, config.in_progress).lean(config.lean))
+        }
         None => Arc::new(NoLedger),
     };
     let claims = Some(PayloadStore::lazy(sdk.clone()));

@@ -27,13 +27,24 @@ pub struct DynamoLedger {
     /// How long an in-progress mark holds: a worker that died mid-way blocks its key no
     /// longer than this. Keep it above the worker function's timeout.
     in_progress: Duration,
+    /// `IDEMPOTENCY_MODE=lean`: no in-progress mark; a consistent read before a send, one
+    /// write after it.
+    lean: bool,
 }
 
 impl DynamoLedger {
+    /// Lean: a read before each send and one write after it, no in-progress mark (see
+    /// `Ledger::marks_in_progress`).
+    pub fn lean(mut self, lean: bool) -> Self {
+        self.lean = lean;
+        self
+    }
+
     pub fn with_sdk_config(shared: &SdkConfig, table: &str, in_progress: Duration) -> Self {
         Self {
             table: Table::ready(shared, table),
             in_progress,
+            lean: false,
         }
     }
 
@@ -42,21 +53,51 @@ impl DynamoLedger {
         Self {
             table: Table::lazy(sdk, table),
             in_progress,
+            lean: false,
         }
     }
 
     /// `key`'s status and in-progress expiry (epoch milliseconds), if it has an item.
     async fn state(&self, key: &str) -> Result<Option<(String, u64)>, AdapterError> {
+        Ok(self
+            .state_and_message(key)
+            .await?
+            .map(|(s, until, _)| (s, until)))
+    }
+
+    /// `state`, with the SQS message a dead-lettered key was moved with.
+    async fn state_and_message(
+        &self,
+        key: &str,
+    ) -> Result<Option<(String, u64, Option<String>)>, AdapterError> {
         Ok(self.table.item(key.to_owned()).await?.map(|item| {
             let status = text_of(&item, "status").cloned().unwrap_or_default();
-            (status, number_of(&item, "in_progress_expiration"))
+            let message = text_of(&item, "deadMessage").cloned();
+            (status, number_of(&item, "in_progress_expiration"), message)
         }))
+    }
+
+    /// Lean `begin`: one consistent read. Done, or dead-lettered from this very message
+    /// (its retries skip it), is skipped; anything else goes ahead, marking nothing.
+    async fn begin_lean(&self, key: &str, message_id: Option<&str>) -> Result<Begin, AdapterError> {
+        Ok(match self.state_and_message(key).await? {
+            Some((status, _, _)) if status == COMPLETED => Begin::Done,
+            Some((status, _, message))
+                if status == DEAD_LETTERED && message.as_deref() == message_id =>
+            {
+                Begin::Done
+            }
+            _ => Begin::Proceed,
+        })
     }
 }
 
 impl Ledger for DynamoLedger {
     fn begin<'a>(&'a self, key: &'a str, message_id: Option<&'a str>) -> LedgerFuture<'a, Begin> {
         Box::pin(async move {
+            if self.lean {
+                return self.begin_lean(key, message_id).await;
+            }
             let now = now();
             // New, expired, failed before, in progress by a worker whose mark has run out, or
             // dead-lettered from another SQS message (this one is a redrive).
@@ -120,27 +161,43 @@ impl Ledger for DynamoLedger {
         Box::pin(async move { super::seen::mark(&self.table, change).await })
     }
 
+    fn marks_in_progress(&self) -> bool {
+        !self.lean
+    }
+
     fn routes<'a>(&'a self, routes: &'a [(String, Vec<String>)]) -> LedgerFuture<'a, ()> {
         Box::pin(async move { super::seen::publish_routes(&self.table, routes).await })
     }
 
     fn failed<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<u32>> {
         Box::pin(async move {
-            let updated = self
+            let update = self
                 .update_status(key)
                 .await
                 .update_expression(
-                    "SET #status = :failed, attempts = if_not_exists(attempts, :zero) + :one \
+                    "SET #status = :failed, attempts = if_not_exists(attempts, :zero) + :one, \
+                     expiration = if_not_exists(expiration, :expiration) \
                      REMOVE in_progress_expiration",
                 )
-                .condition_expression("#status = :in_progress")
                 .expression_attribute_values(":failed", AttributeValue::S(FAILED.into()))
-                .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
                 .expression_attribute_values(":zero", number(0))
                 .expression_attribute_values(":one", number(1))
-                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-                .send()
-                .await;
+                .expression_attribute_values(":expiration", number((now() + KEEP).as_secs().into()))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew);
+            // Lean marks nothing in progress: any record but a done one is ours to count.
+            let update = if self.lean {
+                update
+                    .condition_expression("attribute_not_exists(id) OR #status <> :completed")
+                    .expression_attribute_values(":completed", AttributeValue::S(COMPLETED.into()))
+            } else {
+                update
+                    .condition_expression("#status = :in_progress")
+                    .expression_attribute_values(
+                        ":in_progress",
+                        AttributeValue::S(IN_PROGRESS.into()),
+                    )
+            };
+            let updated = update.send().await;
             match updated {
                 Ok(out) => Ok(out
                     .attributes

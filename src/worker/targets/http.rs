@@ -195,7 +195,13 @@ impl Http {
                 bytes::Bytes::from_owner(SharedBody(event.clone())),
             ),
         };
-        let headers = headers(&self.target, &event.id, timestamp, content_type, &body);
+        let headers = headers(
+            &self.target,
+            event.delivery_id(),
+            timestamp,
+            content_type,
+            &body,
+        );
         let Some(auth) = &self.auth else {
             let answer = self.send(client, &headers, None, body, deadline).await?;
             return judge(answer, &self.target.url, retry_all_errors);
