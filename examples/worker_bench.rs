@@ -7,9 +7,12 @@
 //!    destination round trips the batch takes (1 when all ten go at once);
 //! 3. CPU per forward with a rule `transform` against without (the process's user and
 //!    system time over blocks of one-message batches, alternating; the destination runs in
-//!    the same process, alike for both), and `Transform::apply` alone.
+//!    the same process, alike for both), and `Transform::apply` alone;
+//! 4. the worker's own CPU per message (the thread it runs on, the destination on another
+//!    thread, keeping connections alive as n8n's or Zapier's do): one-message batches to a
+//!    destination that answers at once, and batches of ten to one that answers in 50 ms.
 //!
-//!     scripts/worker-bench [MESSAGES]   (default 2000)
+//!     scripts/worker-bench [MESSAGES] [cpu]   (default 2000; `cpu`: part 4 alone)
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -86,6 +89,71 @@ fn cpu() -> Duration {
     Duration::from_millis((fields[0] + fields[1]) * 10)
 }
 
+/// This thread's user and system CPU time so far (`/proc/thread-self/stat`, 10 ms ticks).
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = after
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+/// A destination on its own thread that keeps connections alive and answers 204 after
+/// `delay`: its CPU is not the worker's.
+fn keep_alive_destination(delay: Duration) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let thread = std::thread::Builder::new().name("destination".into());
+    let _ = thread.spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut read = BufReader::new(read);
+                    loop {
+                        let mut length = 0;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let header = line.trim_end().to_ascii_lowercase();
+                            if header.is_empty() {
+                                break;
+                            }
+                            if let Some(v) = header.strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        if read.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(delay).await;
+                        let answer = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+                        if write.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    url
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -98,11 +166,17 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(2000);
     let messages: Vec<Message> = (0..n).map(message).collect();
+    // `cpu`: the worker's own CPU alone (4.), for profiling.
+    let cpu_only = std::env::args().nth(2).as_deref() == Some("cpu");
 
+    let http = support::watch::http_client();
+    if cpu_only {
+        worker_cpu(&messages, &http).await;
+        return;
+    }
     // 1. Per message, worker against a bare POST, interleaved.
     let dest = Destination::ok().await;
     let w = worker(&dest.url);
-    let http = support::watch::http_client();
     let (mut ours, mut bare) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for m in messages.iter().take(50) {
         // Warm-up: the HTTP client, the allocator.
@@ -182,6 +256,8 @@ async fn main() {
         us(cpu_plain / n as u32),
         us(cpu_shaped / n as u32)
     );
+    worker_cpu(&messages, &http).await;
+
     let transform = twenty_webhook::worker::transform::Transform::parse(
         &serde_json::from_str(TRANSFORM).unwrap(),
     )
@@ -194,5 +270,61 @@ async fn main() {
     println!(
         "Transform::apply alone (4 paths, 100,000 times): {}",
         us(start.elapsed() / 100_000)
+    );
+}
+
+/// 4. The worker's own CPU per message: the destination on another thread.
+async fn worker_cpu(messages: &[Message], http: &reqwest::Client) {
+    let n = messages.len();
+    let us = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6);
+    let instant = worker(&keep_alive_destination(Duration::ZERO));
+    for m in messages.iter().take(50) {
+        let _ = instant.handle(sqs_event(std::slice::from_ref(m))).await;
+    }
+    // The events are made first: what is timed is the worker's work on each.
+    let events: Vec<SqsEvent> = messages
+        .iter()
+        .map(|m| sqs_event(std::slice::from_ref(m)))
+        .collect();
+    let before = thread_cpu();
+    for event in events {
+        let response = instant.handle(event).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let instant_cpu = (thread_cpu() - before) / n as u32;
+    // The same destination, the same client library, a bare POST of each body.
+    let bare_url = keep_alive_destination(Duration::ZERO);
+    let bodies: Vec<String> = messages.iter().map(|m| m.body.clone()).collect();
+    let before = thread_cpu();
+    for body in bodies {
+        let answer = http
+            .post(&bare_url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success());
+    }
+    let bare_cpu = (thread_cpu() - before) / n as u32;
+    let slow = worker(&keep_alive_destination(Duration::from_millis(50)));
+    let batches = (n / 10).max(1);
+    let _ = slow.handle(sqs_event(&messages[..10])).await;
+    let events: Vec<SqsEvent> = (0..batches)
+        .map(|b| sqs_event(&messages[(b * 10) % (n - 9)..][..10]))
+        .collect();
+    let before = thread_cpu();
+    for event in events {
+        let response = slow.handle(event).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let slow_cpu = (thread_cpu() - before) / (batches * 10) as u32;
+    println!(
+        "worker CPU per message (its thread; destination elsewhere, kept alive): {} to an \
+         instant destination ({n} one-message batches; a bare POST {}), {} to a 50 ms one \
+         ({batches} batches of 10)",
+        us(instant_cpu),
+        us(bare_cpu),
+        us(slow_cpu)
     );
 }

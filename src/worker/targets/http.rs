@@ -50,6 +50,8 @@ impl TargetSpec for HttpTarget {
         };
         Ok(Arc::new(Http {
             client: clients.get::<HttpClient>().ok_or("an HTTP client")?,
+            // Parsed once, not at every send (the rule's URL was checked when it was read).
+            url: reqwest::Url::parse(&self.url).ok(),
             target: self.clone(),
             auth,
         }))
@@ -155,6 +157,7 @@ impl HttpClient {
 /// One rule's URL, with its key, headers and credentials.
 pub struct Http {
     pub client: Arc<HttpClient>,
+    url: Option<reqwest::Url>,
     pub target: HttpTarget,
     auth: Option<Arc<Authenticator>>,
 }
@@ -238,7 +241,11 @@ impl Http {
         if timeout.is_zero() {
             return Err(HandlerError::new(format!("{origin}: no time left")));
         }
-        let mut request = client.post(&self.target.url).timeout(timeout).body(body);
+        let request = match &self.url {
+            Some(url) => client.post(url.clone()),
+            None => client.post(&self.target.url),
+        };
+        let mut request = request.timeout(timeout).body(body);
         for (name, value) in headers {
             request = request.header(name, value);
         }
