@@ -16,15 +16,13 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::counting_proxy::CountingProxy;
 use support::destination::Destination;
 use support::event_source::{Source, WorkerProcess};
+use support::ingest_process::IngestProcess;
 use support::lambda_api::LambdaApi;
-use tokio::io::AsyncReadExt;
 use twenty_webhook::envelope::Message;
 
 /// The binaries: `target/release` unless `BIN_DIR` says (the counts do not depend on it).
@@ -191,57 +189,24 @@ async fn ingest_run(events: usize) -> Ingest {
     let proxy = CountingProxy::start(support::moto_endpoint()).await;
     let url = support::new_queue(&sqs, false).await;
     let api = LambdaApi::start().await;
-    let mut child = tokio::process::Command::new(binary("twenty-webhook"))
-        .env_clear()
-        .envs([
-            ("AWS_LAMBDA_RUNTIME_API", api.addr.as_str()),
-            ("AWS_LAMBDA_FUNCTION_NAME", "twenty-webhook"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-            ("AWS_LAMBDA_LOG_STREAM_NAME", "stream"),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/twenty-webhook"),
-            ("QUEUE_URL", url.as_str()),
-            ("TWENTY_WEBHOOK_SECRET", support::SECRET),
-            ("AWS_ENDPOINT_URL_SQS", proxy.url.as_str()),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ])
-        .envs(JSON_LOGS)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start twenty-webhook");
-    let output = Arc::new(Mutex::new(Vec::<u8>::new()));
-    for mut stream in [
-        Box::new(child.stdout.take().expect("stdout"))
-            as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-        Box::new(child.stderr.take().expect("stderr")),
-    ] {
-        let sink = output.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0; 65536];
-            while let Ok(n) = stream.read(&mut buf).await {
-                if n == 0 {
-                    return;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-    }
+    let ingest = IngestProcess::start(
+        &binary("twenty-webhook"),
+        &api,
+        &url,
+        &proxy.url,
+        &JSON_LOGS,
+    );
     api.ready(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = output.lock().unwrap().len();
+    let before = ingest.written();
     for i in 0..events {
         let body = twenty_update(&format!("ingest-{i}"));
         api.invoke(support::function_url_event(&body), Duration::from_secs(30))
             .await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let bytes = output.lock().unwrap().len() - before;
-    let _ = child.kill().await;
+    let bytes = ingest.written() - before;
+    ingest.kill().await;
     let n = events as f64;
     let sends = ["AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch"]
         .iter()

@@ -13,15 +13,13 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::counting_proxy::CountingProxy;
 use support::destination::Destination;
 use support::event_source::{Source, WorkerProcess};
+use support::ingest_process::IngestProcess;
 use support::lambda_api::LambdaApi;
-use tokio::io::AsyncReadExt;
 use twenty_webhook::aws::PayloadStore;
 use twenty_webhook::delivery::Transport;
 use twenty_webhook::envelope::{Destination as Target, Message};
@@ -227,49 +225,11 @@ async fn main() {
     // 1: the ingest function, one accepted event at a time.
     let url = support::new_queue(&sqs, false).await;
     let api = LambdaApi::start().await;
-    let mut child = tokio::process::Command::new(INGEST)
-        .env_clear()
-        .envs([
-            ("AWS_LAMBDA_RUNTIME_API", api.addr.as_str()),
-            ("AWS_LAMBDA_FUNCTION_NAME", "twenty-webhook"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-            ("AWS_LAMBDA_LOG_STREAM_NAME", "stream"),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/twenty-webhook"),
-            ("QUEUE_URL", url.as_str()),
-            ("TWENTY_WEBHOOK_SECRET", support::SECRET),
-            ("AWS_ENDPOINT_URL_SQS", support::moto_endpoint()),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ])
-        .envs(JSON_LOGS)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start twenty-webhook");
-    let output = Arc::new(Mutex::new(Vec::<u8>::new()));
-    for mut stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let sink = output.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0; 65536];
-            while let Ok(n) = stream.read(&mut buf).await {
-                if n == 0 {
-                    return;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-    }
+    let ingest = IngestProcess::start(INGEST, &api, &url, support::moto_endpoint(), &JSON_LOGS);
     api.ready(Duration::from_secs(30)).await;
     // The start-up lines are not per event.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = output.lock().unwrap().len();
+    let before = ingest.written();
     let accepted = 100;
     for i in 0..accepted {
         let body = support::person_created(&format!("ingest-{i}"));
@@ -277,8 +237,9 @@ async fn main() {
             .await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let bytes = output.lock().unwrap().len() - before;
-    let _ = child.kill().await;
+    let bytes = ingest.written() - before;
+    let output = ingest.output.clone();
+    ingest.kill().await;
     println!(
         "ingest, {accepted} accepted events: log bytes per accepted event (JSON, INFO): {:.0}",
         bytes as f64 / accepted as f64

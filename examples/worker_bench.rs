@@ -78,20 +78,16 @@ fn worker_with(url: &str, transform: Option<&str>) -> Worker {
 /// The process's user and system CPU time so far (`/proc/self/stat`, in clock ticks of
 /// 10 ms: meaningful over many messages, not one).
 fn cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<u64> = after
-        .split(' ')
-        .skip(11)
-        .take(2)
-        .map(|f| f.parse().unwrap())
-        .collect();
-    Duration::from_millis((fields[0] + fields[1]) * 10)
+    cpu_of("/proc/self/stat")
 }
 
-/// This thread's user and system CPU time so far (`/proc/thread-self/stat`, 10 ms ticks).
+/// This thread's, the same way (`/proc/thread-self/stat`).
 fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    cpu_of("/proc/thread-self/stat")
+}
+
+fn cpu_of(stat: &str) -> Duration {
+    let stat = std::fs::read_to_string(stat).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<u64> = after
         .split(' ')

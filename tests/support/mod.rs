@@ -24,6 +24,7 @@ pub mod counting_proxy;
 pub mod destination;
 pub mod event_source;
 pub mod fault_proxy;
+pub mod ingest_process;
 pub mod lambda_api;
 pub mod twenty;
 pub mod watch;
