@@ -23,8 +23,7 @@ on_table!(DynamoBursts);
 impl BurstStore for DynamoBursts {
     fn load<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<(Bursts, u64)>> {
         Box::pin(async move {
-            let item = self.table.item(format!("{PREFIX}{key}")).await?;
-            let Some(item) = item.filter(|i| number_of(i, "expiration") >= now().as_secs()) else {
+            let Some(item) = self.table.live_item(format!("{PREFIX}{key}")).await? else {
                 return Ok(None);
             };
             // Unreadable (another version's shape): replaced by the next change's burst.
@@ -47,11 +46,8 @@ impl BurstStore for DynamoBursts {
             let now = now();
             let put = self
                 .table
-                .client()
+                .put(format!("{PREFIX}{key}"))
                 .await
-                .put_item()
-                .table_name(&self.table.name)
-                .item("id", AttributeValue::S(format!("{PREFIX}{key}")))
                 .item("bursts", AttributeValue::S(text))
                 .item("version", number(version.into()))
                 .item("expiration", number((now + KEEP).as_secs().into()))

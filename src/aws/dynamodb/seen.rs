@@ -29,11 +29,8 @@ pub(super) async fn published_routes(
 /// Records that every handler has taken `change`.
 pub(super) async fn mark(table: &Table, change: &str) -> Result<(), AdapterError> {
     table
-        .client()
+        .put(format!("{SEEN}{change}"))
         .await
-        .put_item()
-        .table_name(&table.name)
-        .item("id", AttributeValue::S(format!("{SEEN}{change}")))
         .item("status", AttributeValue::S(COMPLETED.into()))
         .item("expiration", number((now() + KEEP).as_secs().into()))
         .send()
@@ -49,11 +46,8 @@ pub(super) async fn publish_routes(
 ) -> Result<(), AdapterError> {
     let text = serde_json::to_string(routes).map_err(|e| AdapterError::Refused(e.to_string()))?;
     table
-        .client()
+        .put(ROUTES.into())
         .await
-        .put_item()
-        .table_name(&table.name)
-        .item("id", AttributeValue::S(ROUTES.into()))
         .item("routes", AttributeValue::S(text))
         .item("expiration", number((now() + KEEP).as_secs().into()))
         .send()

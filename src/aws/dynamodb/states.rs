@@ -5,7 +5,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::table::{KEEP, Table, number, number_of, text_of, took};
+use super::table::{KEEP, Table, number, text_of, took};
 use crate::clock::now;
 use crate::worker::LedgerFuture;
 use crate::worker::previous::{RecordStates, State};
@@ -22,8 +22,7 @@ on_table!(DynamoStates);
 impl RecordStates for DynamoStates {
     fn load<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<State>> {
         Box::pin(async move {
-            let item = self.table.item(format!("{PREFIX}{key}")).await?;
-            let live = item.filter(|i| number_of(i, "expiration") >= now().as_secs());
+            let live = self.table.live_item(format!("{PREFIX}{key}")).await?;
             // A state this worker cannot read is one it never saw: the next change starts
             // afresh (`first_seen`) and writes it anew.
             Ok(live
@@ -40,11 +39,8 @@ impl RecordStates for DynamoStates {
             let now = now();
             let put = self
                 .table
-                .client()
+                .put(format!("{PREFIX}{key}"))
                 .await
-                .put_item()
-                .table_name(&self.table.name)
-                .item("id", AttributeValue::S(format!("{PREFIX}{key}")))
                 .item("state", AttributeValue::S(text))
                 .item("stateAt", number(state.current.at.into()))
                 .item("expiration", number((now + KEEP).as_secs().into()))

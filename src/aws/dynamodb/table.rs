@@ -36,6 +36,28 @@ impl Table {
         self.client.get().await
     }
 
+    /// A put of the item `id`; the caller adds its attributes (and any condition).
+    pub(super) async fn put(
+        &self,
+        id: String,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        self.client()
+            .await
+            .put_item()
+            .table_name(&self.name)
+            .item("id", AttributeValue::S(id))
+    }
+
+    /// The item `id`, read consistently, unless its expiration has passed (DynamoDB's TTL
+    /// sweeps expired items late: until then they are still read).
+    pub(super) async fn live_item(&self, id: String) -> Result<Option<Item>, AdapterError> {
+        let now = crate::clock::now().as_secs();
+        Ok(self
+            .item(id)
+            .await?
+            .filter(|i| number_of(i, "expiration") >= now))
+    }
+
     /// The item `id`, read consistently.
     pub(super) async fn item(&self, id: String) -> Result<Option<Item>, AdapterError> {
         Ok(self

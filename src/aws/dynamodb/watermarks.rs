@@ -30,11 +30,8 @@ impl Watermarks for DynamoWatermarks {
     async fn set_watermark(&self, scope: &str, at: &str) -> Result<(), AdapterError> {
         let put = self
             .table
-            .client()
+            .put(format!("{WATERMARK}{scope}"))
             .await
-            .put_item()
-            .table_name(&self.table.name)
-            .item("id", AttributeValue::S(format!("{WATERMARK}{scope}")))
             .item("at", AttributeValue::S(at.to_owned()))
             .condition_expression("attribute_not_exists(id) OR #at < :at")
             .expression_attribute_names("#at", "at")
@@ -47,11 +44,8 @@ impl Watermarks for DynamoWatermarks {
     async fn record_run(&self, run: &LastRun) -> Result<(), AdapterError> {
         let text = serde_json::to_string(run).map_err(|e| AdapterError::Refused(e.to_string()))?;
         self.table
-            .client()
+            .put(LAST_RUN.into())
             .await
-            .put_item()
-            .table_name(&self.table.name)
-            .item("id", AttributeValue::S(LAST_RUN.into()))
             .item("run", AttributeValue::S(text))
             .send()
             .await
