@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::event::Event;
-use super::idempotency::{Ledger, LedgerFuture};
+use super::idempotency::{self, Ledger, LedgerFuture};
 use crate::adapter::AdapterError;
 
 /// The longest `collapseSeconds`.
@@ -301,10 +301,9 @@ impl Collapse {
         {
             return as_is();
         }
-        let Some(record_id) = event.record_id.as_deref() else {
+        let Some(key) = event.record_key(&self.rule) else {
             return as_is();
         };
-        let key = format!("{}#{}:{record_id}", self.rule, event.object_name);
         let now_ms = crate::clock::now_ms();
         match event.action.as_str() {
             "created" | "updated" => {}
@@ -313,7 +312,7 @@ impl Collapse {
                 return match decide_end(stored.as_ref(), now_ms, self.window) {
                     Verdict::Hold(wait) => Ok(Step::Hold(wait)),
                     Verdict::AfterLatest { key, until_ms } => {
-                        let sent = ledger.done(&format!("{key}#{}", self.rule)).await?;
+                        let sent = ledger.done(&idempotency::key(&key, &self.rule)).await?;
                         if sent || now_ms >= until_ms {
                             as_is()
                         } else {
@@ -345,7 +344,7 @@ impl Collapse {
                 Verdict::Send(Some(burst)) => Step::Send(Arc::new(collapsed(event, &burst))),
                 Verdict::Hold(wait) => Step::Hold(wait),
                 Verdict::Obsolete { mark } => {
-                    Step::Obsolete(mark.then(|| format!("{}#{}", change.key, self.rule)))
+                    Step::Obsolete(mark.then(|| idempotency::key(&change.key, &self.rule)))
                 }
                 Verdict::AfterLatest { .. } => Step::Send(event.clone()),
             });

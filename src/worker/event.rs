@@ -176,6 +176,13 @@ impl Event {
         })))
     }
 
+    /// Where `rule` keeps what it knows of this event's record (its state, its bursts):
+    /// `<rule>#<object>:<recordId>`; None for an event without a record id.
+    pub fn record_key(&self, rule: &str) -> Option<String> {
+        let record_id = self.record_id.as_deref()?;
+        Some(format!("{rule}#{}:{record_id}", self.object_name))
+    }
+
     /// The id a destination tells deliveries apart by: `delivery_id`, or the envelope's.
     pub fn delivery_id(&self) -> &str {
         self.delivery_id.as_deref().unwrap_or(&self.id)

@@ -97,26 +97,14 @@ impl Forwarder {
                 selection = selection.filter(filter);
             }
             if rule.include_previous {
-                let Some(states) = self.states.clone() else {
-                    return Err(RouteError::NoClient {
-                        name: rule.name.clone(),
-                        service: "the idempotency table (IDEMPOTENCY_TABLE) for includePrevious"
-                            .to_owned(),
-                    });
-                };
+                let states = in_table(&self.states, &rule, "includePrevious")?;
                 selection = selection.previous(Previous::new(states, &rule.name));
             }
             if let Some(window) = rule.collapse {
                 if self.fifo {
                     return Err(RouteError::CollapseOnFifo(rule.name.clone()));
                 }
-                let Some(bursts) = self.bursts.clone() else {
-                    return Err(RouteError::NoClient {
-                        name: rule.name.clone(),
-                        service: "the idempotency table (IDEMPOTENCY_TABLE) for collapseSeconds"
-                            .to_owned(),
-                    });
-                };
+                let bursts = in_table(&self.bursts, &rule, "collapseSeconds")?;
                 selection = selection.collapse(Collapse::new(bursts, &rule.name, window));
             }
             let pace = rule.max_per_second.map(|n| (self.pacer.clone(), n));
@@ -156,6 +144,18 @@ impl Forwarder {
             })
         })
     }
+}
+
+/// What a rule's `setting` keeps in the idempotency table; refused without the table.
+fn in_table<T: ?Sized>(
+    kept: &Option<Arc<T>>,
+    rule: &Rule,
+    setting: &str,
+) -> Result<Arc<T>, RouteError> {
+    kept.clone().ok_or_else(|| RouteError::NoClient {
+        name: rule.name.clone(),
+        service: format!("the idempotency table (IDEMPOTENCY_TABLE) for {setting}"),
+    })
 }
 
 /// The time a call may take: the rule's, or less when the invocation has less left.

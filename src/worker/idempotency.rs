@@ -13,6 +13,11 @@ use crate::adapter::AdapterError;
 use crate::metrics::Tally;
 use crate::retry::{Backoff, jitter_unit};
 
+/// The ledger key of `handler` for a record change (or, without one, an event id).
+pub(crate) fn key(change: &str, handler: &str) -> String {
+    format!("{change}#{handler}")
+}
+
 /// What the ledger says about a key when a handler is about to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {

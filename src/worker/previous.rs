@@ -172,7 +172,7 @@ impl Previous {
             .json()
             .and_then(|envelope| envelope.get("record"))
             .and_then(Value::as_object);
-        let (Some(record_id), Some(record)) = (event.record_id.as_deref(), record) else {
+        let (Some(key), Some(record)) = (event.record_key(&self.rule), record) else {
             return Ok(event.clone());
         };
         let updated = match event.action.as_str() {
@@ -183,7 +183,6 @@ impl Previous {
         let Some(at) = updated_at(record) else {
             return Ok(event.clone());
         };
-        let key = format!("{}#{}:{record_id}", self.rule, event.object_name);
         let mut told = None;
         for _ in 0..TRIES {
             let stored = self.states.load(&key).await?;

@@ -395,7 +395,7 @@ pub enum Ran {
 /// shows one, so that a change delivered by a webhook and found again by reconciliation
 /// runs each handler once.
 pub fn ledger_key(event: &Event, handler: &str) -> String {
-    format!("{}#{handler}", event.change.as_deref().unwrap_or(&event.id))
+    idempotency::key(event.change.as_deref().unwrap_or(&event.id), handler)
 }
 
 /// What one handler did: its result, how long it ran, and whether its success went
