@@ -151,11 +151,17 @@ impl Handling {
     }
 
     /// Whether a change every handler is done with needs its seen mark for reconciliation:
-    /// always with in-progress marks; without (lean), only where some handler its name
-    /// selects has no record of it (its filter skipped it, or another delivery of its
-    /// burst stood for it): reconciliation reads the handlers' records otherwise.
-    fn needs_seen_mark(&self, router: &Router, event: &Event, runs: &[super::router::Run]) -> bool {
-        if self.ledger.marks_in_progress() {
+    /// only where some handler its name selects has no record of it (its filter skipped
+    /// it, another delivery of its burst stood for it, its done mark was lost), or where
+    /// the handlers in force are not published: otherwise reconciliation reads the
+    /// handlers' own records, and the mark would be a table write per event for nothing.
+    fn needs_seen_mark(
+        &self,
+        router: &Arc<Router>,
+        event: &Event,
+        runs: &[super::router::Run],
+    ) -> bool {
+        if !self.is_published(router) {
             return true;
         }
         let recorded = runs
@@ -163,6 +169,15 @@ impl Handling {
             .filter(|r| r.result.is_ok() && !r.unrecorded)
             .count();
         recorded < router.matching(&event.event_name).len()
+    }
+
+    /// Whether `router`'s handlers are the ones published to the ledger.
+    fn is_published(&self, router: &Arc<Router>) -> bool {
+        self.published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, router))
     }
 
     /// Tells the ledger which handlers are in force, once per router (at the first message,
