@@ -199,3 +199,52 @@ async fn a_failed_send_leaves_a_record_that_reconciliation_reads() {
         "it expires as every record does"
     );
 }
+
+/// Twins reaching one worker together (in one batch, or a redelivery while the first is
+/// still sending) are not raced: the second waits for the first, then finds it done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twins_in_one_worker_are_sent_once() {
+    let (url, dlq) = queues(false, 1000).await;
+    let table = new_table().await;
+    let dest = Destination::start(|_| Answer {
+        delay: Duration::from_millis(300),
+        ..Answer::status(204)
+    })
+    .await;
+    let rules = json!([{"name": "n8n", "events": ["person.*"], "url": dest.url}]);
+    let env = vec![
+        ("FORWARD_RULES", rules.to_string()),
+        ("DEAD_LETTER_QUEUE_URL", dlq.clone()),
+        ("IDEMPOTENCY_TABLE", table.clone()),
+        ("IDEMPOTENCY_MODE", "lean".to_owned()),
+    ];
+    let source = Source {
+        queue_url: url.clone(),
+        timeout: Duration::from_secs(10),
+    };
+    let worker = WorkerProcess::start(WORKER, &source, &env).await;
+    let mut pairs = Vec::new();
+    for i in 0..5 {
+        let (webhook, twin) = webhook_and_twin(&format!("t{i}"));
+        pairs.push(webhook);
+        pairs.push(twin);
+    }
+    send_all(&url, &pairs).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queue_depth(&url).await > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = worker.stop().await;
+    let ids: Vec<String> = dest
+        .requests()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(
+        (ids.len(), distinct.len()),
+        (5, 5),
+        "each change sent once: {ids:?}\n{output}"
+    );
+    assert_eq!(queue_depth(&dlq).await, 0);
+}

@@ -4,7 +4,9 @@
 //! `in_progress_expiration` (epoch milliseconds), plus `attempts` (failures so far). Every
 //! change is a conditional write, so two workers racing on one key cannot both proceed.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
@@ -30,7 +32,14 @@ pub struct DynamoLedger {
     /// `IDEMPOTENCY_MODE=lean`: no in-progress mark; a consistent read before a send, one
     /// write after it.
     lean: bool,
+    /// Lean: the keys this process is sending now, and since when. Twins in one batch, or
+    /// a redelivery reaching the process still sending its message, wait for the first
+    /// instead of racing it; only twins on two workers at once can both be sent.
+    sending: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a twin waits for the send this process has in hand before it is tried again.
+const TWIN_WAIT: Duration = Duration::from_secs(1);
 
 impl DynamoLedger {
     /// Lean: a read before each send and one write after it, no in-progress mark (see
@@ -45,6 +54,7 @@ impl DynamoLedger {
             table: Table::ready(shared, table),
             in_progress,
             lean: false,
+            sending: Mutex::default(),
         }
     }
 
@@ -54,6 +64,7 @@ impl DynamoLedger {
             table: Table::lazy(sdk, table),
             in_progress,
             lean: false,
+            sending: Mutex::default(),
         }
     }
 
@@ -78,17 +89,51 @@ impl DynamoLedger {
     }
 
     /// Lean `begin`: one consistent read. Done, or dead-lettered from this very message
-    /// (its retries skip it), is skipped; anything else goes ahead, marking nothing.
+    /// (its retries skip it), is skipped; anything else goes ahead, marking nothing in the
+    /// table. A key this process is sending already waits for that send to end.
     async fn begin_lean(&self, key: &str, message_id: Option<&str>) -> Result<Begin, AdapterError> {
-        Ok(match self.state_and_message(key).await? {
-            Some((status, _, _)) if status == COMPLETED => Begin::Done,
-            Some((status, _, message))
+        if let Some(left) = self.hold(key) {
+            return Ok(Begin::Busy(left.min(TWIN_WAIT)));
+        }
+        let begun = match self.state_and_message(key).await {
+            Ok(Some((status, _, _))) if status == COMPLETED => Begin::Done,
+            Ok(Some((status, _, message)))
                 if status == DEAD_LETTERED && message.as_deref() == message_id =>
             {
                 Begin::Done
             }
-            _ => Begin::Proceed,
-        })
+            Ok(_) => return Ok(Begin::Proceed),
+            Err(e) => {
+                self.release(key);
+                return Err(e);
+            }
+        };
+        self.release(key);
+        Ok(begun)
+    }
+
+    /// Takes `key` for this process's send; how long the send in hand may still take
+    /// when another has it (a send that never ended holds it no longer than an
+    /// in-progress mark would).
+    fn hold(&self, key: &str) -> Option<Duration> {
+        let mut sending = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if let Some(since) = sending.get(key) {
+            let left = self.in_progress.saturating_sub(now.duration_since(*since));
+            if !left.is_zero() {
+                return Some(left);
+            }
+        }
+        sending.insert(key.to_owned(), now);
+        None
+    }
+
+    /// Lets `key` go: its send ended (or never began).
+    fn release(&self, key: &str) {
+        if self.lean {
+            let mut sending = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+            sending.remove(key);
+        }
     }
 }
 
@@ -141,7 +186,12 @@ impl Ledger for DynamoLedger {
     }
 
     fn complete<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, ()> {
-        Box::pin(async move { self.mark(key, COMPLETED, None).await })
+        Box::pin(async move {
+            // Let go once the table says done: a twin let in before would read it undone.
+            let marked = self.mark(key, COMPLETED, None).await;
+            self.release(key);
+            marked
+        })
     }
 
     fn dead_lettered<'a>(&'a self, key: &'a str, message_id: &'a str) -> LedgerFuture<'a, ()> {
@@ -198,6 +248,7 @@ impl Ledger for DynamoLedger {
                     )
             };
             let updated = update.send().await;
+            self.release(key);
             match updated {
                 Ok(out) => Ok(out
                     .attributes
