@@ -848,3 +848,37 @@ async fn a_dead_lettered_claim_check_restarts_its_objects_lifetime() {
         .unwrap();
     assert_eq!(stored, claim.envelope.as_bytes(), "the same bytes");
 }
+
+/// Lean: a send cut off at the invocation's deadline (a handler that hangs past it) lets
+/// its key go, so that the message's next delivery to this worker sends at once instead
+/// of waiting for the cut-off send as for a twin.
+#[tokio::test]
+async fn lean_a_send_cut_off_at_the_deadline_does_not_hold_its_key() {
+    use std::sync::atomic::AtomicUsize;
+    use twenty_webhook::worker::Router;
+    let table = new_table().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let router = Router::new()
+        .on("hangs-once", &["person.*"], move |_| {
+            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            }
+        })
+        .expect("a router");
+    let sdk = sdk_config(moto_endpoint()).await;
+    let lean = DynamoLedger::with_sdk_config(&sdk, &table, Duration::from_secs(120)).lean(true);
+    let w = Worker::builder(router, None, Arc::new(lean), 10).build();
+    let m = one("person.updated", "p1");
+    let event = || sqs_event(&[("m1", &m.body, None)], false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let cut = w.handle_until(event(), Some(deadline)).await.unwrap();
+    assert_eq!(failed(&cut), ["m1"], "cut off, so failed");
+    let again = w.handle(event()).await.unwrap();
+    assert!(failed(&again).is_empty(), "{again:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "run again at once");
+}

@@ -65,6 +65,12 @@ pub trait Ledger: Send + Sync + 'static {
     fn marks_in_progress(&self) -> bool {
         true
     }
+    /// Forgets a send begun in this process, however it ended (a run cancelled at the
+    /// batch's deadline, or one that panicked): for a ledger that keeps the sends in hand
+    /// in memory. Nothing by default.
+    fn let_go(&self, key: &str) {
+        let _ = key;
+    }
     /// Records that every handler has taken the record change `change`, so that
     /// reconciliation can skip it. Nothing by default.
     fn seen<'a>(&'a self, change: &'a str) -> LedgerFuture<'a, ()> {

@@ -429,6 +429,11 @@ async fn once<L: Ledger + ?Sized>(route: Route, event: Arc<Event>, ledger: Arc<L
         }
         return early(result);
     }
+    // Dropped when this run ends, however it ends: a cancelled send lets its key go.
+    let _sending = Sending {
+        ledger: &*ledger,
+        key: &key,
+    };
     let started = std::time::Instant::now();
     let result = (route.handle)(event.clone()).await;
     let elapsed = started.elapsed();
@@ -453,5 +458,17 @@ async fn once<L: Ledger + ?Sized>(route: Route, event: Arc<Event>, ledger: Arc<L
             }
             (Err(failure), elapsed, false)
         }
+    }
+}
+
+/// A send begun: the ledger is told when it ends (see `Ledger::let_go`).
+struct Sending<'a, L: Ledger + ?Sized> {
+    ledger: &'a L,
+    key: &'a str,
+}
+
+impl<L: Ledger + ?Sized> Drop for Sending<'_, L> {
+    fn drop(&mut self) {
+        self.ledger.let_go(self.key);
     }
 }

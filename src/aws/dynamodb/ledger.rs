@@ -215,6 +215,10 @@ impl Ledger for DynamoLedger {
         !self.lean
     }
 
+    fn let_go(&self, key: &str) {
+        self.release(key);
+    }
+
     fn routes<'a>(&'a self, routes: &'a [(String, Vec<String>)]) -> LedgerFuture<'a, ()> {
         Box::pin(async move { super::seen::publish_routes(&self.table, routes).await })
     }
