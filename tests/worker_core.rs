@@ -548,3 +548,112 @@ async fn a_rust_handler_takes_a_content_filter_as_rules_do() {
     let e2 = router.dispatch(event("e2", "company.updated"), Arc::new(NoLedger));
     assert_eq!(handled(e2.await), 1, "all only");
 }
+
+/// Panics on `boom`, hangs on `hang`, takes anything else.
+struct Wayward;
+
+impl Process for Wayward {
+    async fn process(
+        &self,
+        item: &Item,
+        _bounds: Bounds,
+        _tally: &Tally,
+    ) -> Result<(), HandlerError> {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        match item.message_id.as_str() {
+            "boom" => panic!("scripted panic in a handler"),
+            "hang" => std::future::pending().await,
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A panic stays with its message, whether it ran alone (on the batch's own task) or
+/// beside others (each on a task of its own); so does a hang at the batch's deadline.
+#[tokio::test(start_paused = true)]
+async fn a_panic_or_a_hang_fails_its_message_alone_or_in_company() {
+    let ids = |failed: Vec<batch::ItemFailure>| -> Vec<String> {
+        failed.into_iter().map(|f| f.message_id).collect()
+    };
+    let p = Arc::new(Wayward);
+    let alone = batch::run(
+        p.clone(),
+        vec![item("boom", None)],
+        false,
+        4,
+        NO_BOUNDS,
+        Arc::default(),
+    )
+    .await;
+    assert_eq!(ids(alone), ["boom"]);
+    let many = vec![item("a", None), item("boom", None), item("b", None)];
+    let company = batch::run(p.clone(), many, false, 4, NO_BOUNDS, Arc::default()).await;
+    assert_eq!(ids(company), ["boom"]);
+    let group = vec![item("boom", Some("g")), item("c", Some("g"))];
+    let fifo = batch::run(p.clone(), group, true, 4, NO_BOUNDS, Arc::default()).await;
+    assert_eq!(
+        ids(fifo),
+        ["boom", "c"],
+        "a lone FIFO group: the rest is not handled"
+    );
+
+    let bounds = Bounds {
+        start_by: None,
+        stop_at: Some(tokio::time::Instant::now() + Duration::from_secs(1)),
+    };
+    let hung = batch::run(
+        p.clone(),
+        vec![item("hang", None)],
+        false,
+        4,
+        bounds,
+        Arc::default(),
+    )
+    .await;
+    assert_eq!(hung.len(), 1);
+    assert!(
+        hung[0].failure.reason.contains("ran out of time"),
+        "{hung:?}"
+    );
+}
+
+/// A handler's panic is its own failure, whether it is the event's only handler (run on
+/// the message's task) or one of several (each on a task of its own).
+#[tokio::test]
+async fn a_handler_that_panics_fails_alone() {
+    fn panicking(router: Router, name: &str) -> Router {
+        router
+            .on(name, &["person.*"], |_| async {
+                if true {
+                    panic!("scripted panic in a handler");
+                }
+                Ok(())
+            })
+            .unwrap()
+    }
+    let failed_handlers = |outcome: Outcome| match outcome {
+        Outcome::Failed(failures) => failures
+            .into_iter()
+            .map(|f| (f.handler.unwrap_or_default(), f.reason))
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let alone = panicking(Router::new(), "boom");
+    let outcome = alone
+        .dispatch(event("e1", "person.updated"), Arc::new(NoLedger))
+        .await;
+    assert_eq!(
+        failed_handlers(outcome),
+        [("boom".to_owned(), "the handler panicked".to_owned())]
+    );
+    let (router, runs) = counting_router(&[("crm", "person.*")], &[]);
+    let beside = panicking(router, "boom");
+    let outcome = beside
+        .dispatch(event("e2", "person.updated"), Arc::new(NoLedger))
+        .await;
+    assert_eq!(
+        failed_handlers(outcome),
+        [("boom".to_owned(), "the handler panicked".to_owned())]
+    );
+    assert_eq!(runs.lock().unwrap()["crm"], 1, "the other handler ran");
+}

@@ -89,7 +89,7 @@ pub async fn run<P: Process>(
         .collect();
     let all: Vec<String> = items.iter().map(|i| i.message_id.clone()).collect();
     // Each unit runs its messages one after the other: a FIFO group, or a single message.
-    let units: Vec<Vec<Item>> = if fifo {
+    let mut units: Vec<Vec<Item>> = if fifo {
         let mut groups: Vec<(Option<String>, Vec<Item>)> = Vec::new();
         for item in items {
             match groups.iter_mut().find(|(g, _)| *g == item.group) {
@@ -102,82 +102,52 @@ pub async fn run<P: Process>(
         items.into_iter().map(|item| vec![item]).collect()
     };
     // What each message came to, as it happens: at `stop_at`, what has none failed.
-    let settled: Arc<Mutex<HashMap<String, Option<ItemFailure>>>> = Arc::default();
+    let settled: Settled = Arc::default();
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut units_running = JoinSet::new();
-    for unit in units {
+    let unit_run = |unit: Vec<Item>| {
         let (process, permits, settled, tally) = (
             process.clone(),
             permits.clone(),
             settled.clone(),
             tally.clone(),
         );
-        units_running.spawn(
-            async move {
-                let _permit = permits.acquire_owned().await;
-                let settle = |id: &str, failure: Option<ItemFailure>| {
-                    settled
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(id.to_owned(), failure);
-                };
-                let mut items = unit.into_iter();
-                for item in items.by_ref() {
-                    if bounds.start_by.is_some_and(|t| Instant::now() >= t) {
-                        settle(
-                            &item.message_id,
-                            Some(ItemFailure::not_handled(
-                                &item.message_id,
-                                "not started: no time left in this invocation",
-                            )),
-                        );
+        async move {
+            let _permit = permits.acquire_owned().await;
+            run_unit(&*process, unit, bounds, &tally, &settled).await;
+        }
+        .in_current_span()
+    };
+    if units.len() == 1
+        && let Some(unit) = units.pop()
+    {
+        // A lone unit (a one-message batch, one FIFO group) runs here, not as a task of
+        // its own: the same outcome, its panic caught all the same, less work per batch.
+        let lone = caught(unit_run(unit));
+        match bounds.stop_at {
+            Some(at) => drop(tokio::time::timeout_at(at, lone).await),
+            None => drop(lone.await),
+        }
+    } else {
+        let mut units_running = JoinSet::new();
+        for unit in units {
+            units_running.spawn(unit_run(unit));
+        }
+        loop {
+            let next = match bounds.stop_at {
+                Some(at) => match tokio::time::timeout_at(at, units_running.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        units_running.abort_all();
                         break;
                     }
-                    match process.process(&item, bounds, &tally).await {
-                        Ok(()) => settle(&item.message_id, None),
-                        Err(failure) => {
-                            settle(
-                                &item.message_id,
-                                Some(ItemFailure {
-                                    message_id: item.message_id.clone(),
-                                    failure,
-                                }),
-                            );
-                            break;
-                        }
-                    }
-                }
-                // What follows a failure in its group waits for it: visible again at once,
-                // it is still held back by the queue while the failed one is in flight, and
-                // comes after it.
-                for item in items {
-                    settle(
-                        &item.message_id,
-                        Some(ItemFailure::not_handled(
-                            &item.message_id,
-                            "an earlier message of its group failed",
-                        )),
-                    );
-                }
+                },
+                None => units_running.join_next().await,
+            };
+            if next.is_none() {
+                break;
             }
-            .in_current_span(),
-        );
-    }
-    loop {
-        let next = match bounds.stop_at {
-            Some(at) => match tokio::time::timeout_at(at, units_running.join_next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    units_running.abort_all();
-                    break;
-                }
-            },
-            None => units_running.join_next().await,
-        };
-        if next.is_none() {
-            break;
+            // A panic leaves its messages unsettled: they are reported failed below.
         }
-        // A panic leaves its messages unsettled: they are reported failed below.
     }
     let settled = std::mem::take(&mut *settled.lock().unwrap_or_else(PoisonError::into_inner));
     let mut failed: Vec<ItemFailure> = all
@@ -196,4 +166,75 @@ pub async fn run<P: Process>(
         .collect();
     failed.sort_by_key(|f| order.get(&f.message_id).copied().unwrap_or(usize::MAX));
     failed
+}
+
+/// What each message of a batch came to, by message id, as it happens.
+type Settled = Arc<Mutex<HashMap<String, Option<ItemFailure>>>>;
+
+/// Runs one unit's messages one after the other, settling each; after a failure the rest
+/// of the unit (its FIFO group) is not handled.
+async fn run_unit<P: Process>(
+    process: &P,
+    unit: Vec<Item>,
+    bounds: Bounds,
+    tally: &Tally,
+    settled: &Settled,
+) {
+    let settle = |id: &str, failure: Option<ItemFailure>| {
+        settled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), failure);
+    };
+    let mut items = unit.into_iter();
+    for item in items.by_ref() {
+        if bounds.start_by.is_some_and(|t| Instant::now() >= t) {
+            settle(
+                &item.message_id,
+                Some(ItemFailure::not_handled(
+                    &item.message_id,
+                    "not started: no time left in this invocation",
+                )),
+            );
+            break;
+        }
+        match process.process(&item, bounds, tally).await {
+            Ok(()) => settle(&item.message_id, None),
+            Err(failure) => {
+                settle(
+                    &item.message_id,
+                    Some(ItemFailure {
+                        message_id: item.message_id.clone(),
+                        failure,
+                    }),
+                );
+                break;
+            }
+        }
+    }
+    // What follows a failure in its group waits for it: visible again at once, it is
+    // still held back by the queue while the failed one is in flight, and comes after it.
+    for item in items {
+        settle(
+            &item.message_id,
+            Some(ItemFailure::not_handled(
+                &item.message_id,
+                "an earlier message of its group failed",
+            )),
+        );
+    }
+}
+
+/// Runs `work` on the current task, its panic caught: `None` if it panicked. What a task
+/// of its own gives (a panic stays with its work), without spawning one.
+pub(crate) async fn caught<F: Future>(work: F) -> Option<F::Output> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Some(output)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(None),
+        }
+    })
+    .await
 }

@@ -290,7 +290,7 @@ impl Router {
         ledger: Arc<L>,
     ) -> (Outcome, Vec<Run>) {
         let Chosen {
-            send,
+            mut send,
             unread,
             held,
             obsolete,
@@ -298,6 +298,8 @@ impl Router {
         if send.is_empty() && unread.is_empty() && held.is_empty() && obsolete.is_empty() {
             return (Outcome::Unrouted, Vec::new());
         }
+        // A lone handler runs on this task, its panic caught as a task's would be.
+        let lone = if send.len() == 1 { send.pop() } else { None };
         let mut runs = JoinSet::new();
         let mut names = std::collections::HashMap::new();
         for (route, event) in send {
@@ -336,19 +338,7 @@ impl Router {
                 warn!(key = %key, error = %e, "made obsolete by its burst, but not recorded as done");
             }
         }
-        while let Some(joined) = runs.join_next_with_id().await {
-            let (id, (result, elapsed, unrecorded)) = match joined {
-                Ok((id, ran)) => (id, ran),
-                Err(e) => {
-                    let why = if e.is_panic() {
-                        "the handler panicked"
-                    } else {
-                        "the handler was cancelled"
-                    };
-                    (e.id(), (Err(HandlerError::new(why)), Duration::ZERO, false))
-                }
-            };
-            let name = names.remove(&id).unwrap_or_default();
+        let mut take = |name: String, (result, elapsed, unrecorded): HandlerRun| {
             timings.push(Run {
                 handler: name.clone(),
                 result: result.as_ref().map(|ran| *ran).map_err(|e| e.kind),
@@ -360,6 +350,29 @@ impl Router {
                 Ok(Ran::Skipped) => skipped += 1,
                 Err(e) => failed.push(e.of_handler(&name)),
             }
+        };
+        let panicked = || {
+            (
+                Err(HandlerError::new("the handler panicked")),
+                Duration::ZERO,
+                false,
+            )
+        };
+        if let Some((route, event)) = lone {
+            let name = route.name.clone();
+            let ran = crate::worker::batch::caught(once(route, event, ledger.clone())).await;
+            take(name, ran.unwrap_or_else(panicked));
+        }
+        while let Some(joined) = runs.join_next_with_id().await {
+            let (id, ran) = match joined {
+                Ok((id, ran)) => (id, ran),
+                Err(e) if e.is_panic() => (e.id(), panicked()),
+                Err(e) => {
+                    let why = "the handler was cancelled";
+                    (e.id(), (Err(HandlerError::new(why)), Duration::ZERO, false))
+                }
+            };
+            take(names.remove(&id).unwrap_or_default(), ran);
         }
         let outcome = if failed.is_empty() {
             Outcome::Done { handled, skipped }
