@@ -60,8 +60,8 @@ pub trait Ledger: Send + Sync + 'static {
     }
     /// Whether `begin` marks a key in progress, so that two workers racing on one change do
     /// not both act. A ledger that does not (`IDEMPOTENCY_MODE=lean`: a read before, one
-    /// write after) lets racing twins both send, so the worker gives them one delivery id,
-    /// the change's, and writes a seen mark only where no handler's record stands for it.
+    /// write after) lets twins racing on two workers both send, so the worker gives them
+    /// one delivery id, the change's.
     fn marks_in_progress(&self) -> bool {
         true
     }
