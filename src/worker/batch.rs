@@ -122,7 +122,9 @@ pub async fn run<P: Process>(
     {
         // A lone unit (a one-message batch, one FIFO group) runs here, not as a task of
         // its own: the same outcome, its panic caught all the same, less work per batch.
-        let lone = caught(unit_run(unit));
+        // Boxed: inlined, the whole handling's future nests too deep for the compiler's
+        // layout queries in the worker's `main`.
+        let lone = Box::pin(caught(unit_run(unit)));
         match bounds.stop_at {
             Some(at) => drop(tokio::time::timeout_at(at, lone).await),
             None => drop(lone.await),
