@@ -51,29 +51,56 @@ async fn until(what: impl Fn() -> bool, within: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_read_and_one_write_per_send_and_twins_share_one_webhook_id() {
+/// A queue and its dead-letter queue, a table, a destination answering in 300 ms (slow
+/// enough that a change and its twin are in flight together), and a lean worker's
+/// settings for them.
+struct Setup {
+    url: String,
+    dlq: String,
+    dest: Destination,
+    env: Vec<(&'static str, String)>,
+    source: Source,
+}
+
+async fn setup() -> Setup {
     let (url, dlq) = queues(false, 1000).await;
     let table = new_table().await;
-    // Slow enough that a change and its twin are in flight together.
     let dest = Destination::start(|_| Answer {
         delay: Duration::from_millis(300),
         ..Answer::status(204)
     })
     .await;
     let rules = json!([{"name": "n8n", "events": ["person.*"], "url": dest.url}]);
-    let proxy = support::counting_proxy::CountingProxy::start(moto_endpoint()).await;
     let env = vec![
-        ("AWS_ENDPOINT_URL", proxy.url.clone()),
         ("FORWARD_RULES", rules.to_string()),
         ("DEAD_LETTER_QUEUE_URL", dlq.clone()),
-        ("IDEMPOTENCY_TABLE", table.clone()),
+        ("IDEMPOTENCY_TABLE", table),
         ("IDEMPOTENCY_MODE", "lean".to_owned()),
     ];
     let source = Source {
         queue_url: url.clone(),
         timeout: Duration::from_secs(10),
     };
+    Setup {
+        url,
+        dlq,
+        dest,
+        env,
+        source,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_read_and_one_write_per_send_and_twins_share_one_webhook_id() {
+    let Setup {
+        url,
+        dlq,
+        dest,
+        mut env,
+        source,
+    } = setup().await;
+    let proxy = support::counting_proxy::CountingProxy::start(moto_endpoint()).await;
+    env.push(("AWS_ENDPOINT_URL", proxy.url.clone()));
     // Two workers, so that twins can race.
     let workers = [
         WorkerProcess::start(WORKER, &source, &env).await,
@@ -204,24 +231,13 @@ async fn a_failed_send_leaves_a_record_that_reconciliation_reads() {
 /// still sending) are not raced: the second waits for the first, then finds it done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twins_in_one_worker_are_sent_once() {
-    let (url, dlq) = queues(false, 1000).await;
-    let table = new_table().await;
-    let dest = Destination::start(|_| Answer {
-        delay: Duration::from_millis(300),
-        ..Answer::status(204)
-    })
-    .await;
-    let rules = json!([{"name": "n8n", "events": ["person.*"], "url": dest.url}]);
-    let env = vec![
-        ("FORWARD_RULES", rules.to_string()),
-        ("DEAD_LETTER_QUEUE_URL", dlq.clone()),
-        ("IDEMPOTENCY_TABLE", table.clone()),
-        ("IDEMPOTENCY_MODE", "lean".to_owned()),
-    ];
-    let source = Source {
-        queue_url: url.clone(),
-        timeout: Duration::from_secs(10),
-    };
+    let Setup {
+        url,
+        dlq,
+        dest,
+        env,
+        source,
+    } = setup().await;
     let worker = WorkerProcess::start(WORKER, &source, &env).await;
     let mut pairs = Vec::new();
     for i in 0..5 {

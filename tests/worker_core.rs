@@ -575,24 +575,16 @@ async fn a_panic_or_a_hang_fails_its_message_alone_or_in_company() {
     let ids = |failed: Vec<batch::ItemFailure>| -> Vec<String> {
         failed.into_iter().map(|f| f.message_id).collect()
     };
-    let p = Arc::new(Wayward);
-    let alone = batch::run(
-        p.clone(),
-        vec![item("boom", None)],
-        false,
-        4,
-        NO_BOUNDS,
-        Arc::default(),
-    )
-    .await;
+    let run = |items: Vec<Item>, fifo: bool, bounds: Bounds| {
+        batch::run(Arc::new(Wayward), items, fifo, 4, bounds, Arc::default())
+    };
+    let alone = run(vec![item("boom", None)], false, NO_BOUNDS).await;
     assert_eq!(ids(alone), ["boom"]);
     let many = vec![item("a", None), item("boom", None), item("b", None)];
-    let company = batch::run(p.clone(), many, false, 4, NO_BOUNDS, Arc::default()).await;
-    assert_eq!(ids(company), ["boom"]);
+    assert_eq!(ids(run(many, false, NO_BOUNDS).await), ["boom"]);
     let group = vec![item("boom", Some("g")), item("c", Some("g"))];
-    let fifo = batch::run(p.clone(), group, true, 4, NO_BOUNDS, Arc::default()).await;
     assert_eq!(
-        ids(fifo),
+        ids(run(group, true, NO_BOUNDS).await),
         ["boom", "c"],
         "a lone FIFO group: the rest is not handled"
     );
@@ -601,15 +593,7 @@ async fn a_panic_or_a_hang_fails_its_message_alone_or_in_company() {
         start_by: None,
         stop_at: Some(tokio::time::Instant::now() + Duration::from_secs(1)),
     };
-    let hung = batch::run(
-        p.clone(),
-        vec![item("hang", None)],
-        false,
-        4,
-        bounds,
-        Arc::default(),
-    )
-    .await;
+    let hung = run(vec![item("hang", None)], false, bounds).await;
     assert_eq!(hung.len(), 1);
     assert!(
         hung[0].failure.reason.contains("ran out of time"),
