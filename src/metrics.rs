@@ -119,10 +119,16 @@ impl Document {
         self
     }
 
-    /// The document as one line, stamped `timestamp_ms`. Written straight out, not built
-    /// as a `serde_json::Value` first: the worker writes one or two per batch, and a
-    /// value tree cost more CPU than the rest of a one-message batch's bookkeeping.
+    /// The document as one line, stamped `timestamp_ms`.
     pub fn line(&self, timestamp_ms: u64) -> String {
+        String::from_utf8(self.json(timestamp_ms))
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// The line's bytes. Written straight out, not built as a `serde_json::Value` first:
+    /// the worker writes one or two per batch, and a value tree cost more CPU than the
+    /// rest of a one-message batch's bookkeeping.
+    fn json(&self, timestamp_ms: u64) -> Vec<u8> {
         let mut sets: Vec<Option<&'static str>> = Vec::new();
         for m in &self.metrics {
             if !sets.contains(&m.by) {
@@ -195,8 +201,7 @@ impl Document {
             }
         }
         out.push(b'}');
-        String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        out
     }
 
     /// Writes the line to standard output now; nothing is kept for later.
@@ -205,11 +210,11 @@ impl Document {
             return;
         }
         let now_ms = crate::clock::now_ms();
-        let mut line = self.line(now_ms);
-        line.push('\n');
+        let mut line = self.json(now_ms);
+        line.push(b'\n');
         let mut out = std::io::stdout().lock();
         // A metric is not worth failing a request for.
-        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        let _ = out.write_all(&line).and_then(|()| out.flush());
     }
 }
 
