@@ -44,6 +44,24 @@ fn webhook_and_twin(record: &str) -> (Message, Message) {
     (webhook, twin)
 }
 
+/// `n` changes (records `t0`, `t1`, ...), each as a webhook and its reconciled twin.
+fn pairs(n: usize) -> Vec<Message> {
+    (0..n)
+        .flat_map(|i| {
+            let (webhook, twin) = webhook_and_twin(&format!("t{i}"));
+            [webhook, twin]
+        })
+        .collect()
+}
+
+/// Waits until the queue holds nothing, in flight or not, for at most `within`.
+async fn drained(url: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while queue_depth(url).await > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn until(what: impl Fn() -> bool, within: Duration) {
     let deadline = Instant::now() + within;
     while !what() && Instant::now() < deadline {
@@ -113,10 +131,7 @@ async fn one_read_and_one_write_per_send_and_twins_share_one_webhook_id() {
         .collect();
     send_all(&url, &singles).await;
     until(|| dest.requests().len() >= 20, Duration::from_secs(60)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while queue_depth(&url).await > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    drained(&url, Duration::from_secs(30)).await;
     // Ledger keys end with the change's time and the rule's name.
     let (reads, writes) = (
         proxy.count("GetItem", "Z#n8n"),
@@ -131,17 +146,8 @@ async fn one_read_and_one_write_per_send_and_twins_share_one_webhook_id() {
     );
 
     // 2. Ten changes, each with its reconciled twin at once: one webhook-id per change.
-    let mut pairs = Vec::new();
-    for i in 0..10 {
-        let (webhook, twin) = webhook_and_twin(&format!("t{i}"));
-        pairs.push(webhook);
-        pairs.push(twin);
-    }
-    send_all(&url, &pairs).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while queue_depth(&url).await > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    send_all(&url, &pairs(10)).await;
+    drained(&url, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // 3. A change already done, again: not sent.
     let again = ingest_messages(&twenty_update("p0"), Target::default()).remove(0);
@@ -239,17 +245,8 @@ async fn twins_in_one_worker_are_sent_once() {
         source,
     } = setup().await;
     let worker = WorkerProcess::start(WORKER, &source, &env).await;
-    let mut pairs = Vec::new();
-    for i in 0..5 {
-        let (webhook, twin) = webhook_and_twin(&format!("t{i}"));
-        pairs.push(webhook);
-        pairs.push(twin);
-    }
-    send_all(&url, &pairs).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while queue_depth(&url).await > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    send_all(&url, &pairs(5)).await;
+    drained(&url, Duration::from_secs(60)).await;
     let output = worker.stop().await;
     let ids: Vec<String> = dest
         .requests()
