@@ -738,9 +738,9 @@ async fn a_change_in_hand_is_not_queued_again() {
         &name,
         Duration::from_secs(120),
     );
-    use twenty_webhook::worker::Ledger;
+    use twenty_webhook::worker::{Ledger, Mode};
     ledger
-        .begin(&format!("{change}#crm"), Some("m0"))
+        .begin(&format!("{change}#crm"), Some("m0"), Mode::Strict)
         .await
         .unwrap();
     let table = table(&name).await;

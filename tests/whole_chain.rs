@@ -108,10 +108,11 @@ async fn the_whole_chain_under_faults_at_once() {
     whole_chain("strict").await;
 }
 
-/// The same with `IDEMPOTENCY_MODE=lean`: twins may both be sent, never under two ids.
+/// The same with the default `IDEMPOTENCY_MODE=auto`, `lean` for this HTTP rule: twins
+/// may both be sent, never under two ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_whole_chain_under_faults_at_once_with_lean_idempotency() {
-    whole_chain("lean").await;
+async fn the_whole_chain_under_faults_at_once_with_auto_idempotency() {
+    whole_chain("auto").await;
 }
 
 async fn whole_chain(mode: &str) {

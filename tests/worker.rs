@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use support::destination::{Answer, Destination};
 use support::*;
-use twenty_webhook::aws::{DynamoLedger, PayloadStore, SqsVisibility};
+use twenty_webhook::aws::{DynamoLedger, LazySdk, PayloadStore, SqsVisibility, target_clients};
 use twenty_webhook::envelope::{Destination as Target, Message};
 use twenty_webhook::worker::Forwarder;
 use twenty_webhook::worker::rules::parse_rules;
-use twenty_webhook::worker::{Ledger, NoLedger};
+use twenty_webhook::worker::{Ledger, Mode, NoLedger};
 use twenty_webhook::worker::{Worker, WorkerBuilder};
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -30,7 +30,12 @@ fn one(event: &str, record_id: &str) -> Message {
 }
 
 async fn worker_with(rules: &str, ledger: impl Ledger) -> WorkerBuilder {
-    let router = Forwarder::default()
+    worker_in(Forwarder::default(), rules, ledger).await
+}
+
+/// `worker_with`, its rules made by `forwarder`.
+async fn worker_in(forwarder: Forwarder, rules: &str, ledger: impl Ledger) -> WorkerBuilder {
+    let router = forwarder
         .router(parse_rules(rules).expect("valid rules"))
         .expect("a router");
     let sdk = sdk_config(moto_endpoint()).await;
@@ -384,6 +389,7 @@ async fn a_redelivery_repeats_only_the_destination_that_failed() {
     );
 }
 
+/// `IDEMPOTENCY_MODE=strict`.
 #[tokio::test]
 async fn two_workers_racing_on_one_message_forward_it_once() {
     let table = new_table().await;
@@ -393,9 +399,14 @@ async fn two_workers_racing_on_one_message_forward_it_once() {
     })
     .await;
     let rules = format!(r#"[{{"events":["*"],"url":"{}"}}]"#, slow.url);
+    let strict = || Forwarder::default().with_mode(Some(Mode::Strict));
     let (w1, w2) = (
-        worker_with(&rules, ledger(&table).await).await.build(),
-        worker_with(&rules, ledger(&table).await).await.build(),
+        worker_in(strict(), &rules, ledger(&table).await)
+            .await
+            .build(),
+        worker_in(strict(), &rules, ledger(&table).await)
+            .await
+            .build(),
     );
     let m = one("person.updated", "p1");
     let event = || sqs_event(&[("m1", &m.body, None)], false);
@@ -403,6 +414,57 @@ async fn two_workers_racing_on_one_message_forward_it_once() {
     let failures = failed(&r1.unwrap()).len() + failed(&r2.unwrap()).len();
     assert_eq!(slow.requests().len(), 1, "forwarded once");
     assert_eq!(failures, 1, "the loser is retried later, and then skips it");
+}
+
+/// `IDEMPOTENCY_MODE=auto`, the default: an HTTP rule is guarded lean, so two workers
+/// racing on one message may both send it, but under one webhook-id, the change's; an SQS
+/// queue rule beside it (a queue cannot deduplicate) is guarded strict: sent once.
+#[tokio::test]
+async fn auto_guards_http_lean_and_a_queue_strict() {
+    let table = new_table().await;
+    let slow = Destination::start(|_| Answer {
+        delay: Duration::from_millis(500),
+        ..Answer::status(200)
+    })
+    .await;
+    let sqs = sqs().await;
+    let queue = new_queue(&sqs, false).await;
+    let rules = format!(
+        r#"[{{"name":"hook","events":["*"],"url":"{}"}},{{"name":"copy","events":["*"],"queueUrl":"{queue}"}}]"#,
+        slow.url
+    );
+    let sdk = LazySdk::ready(sdk_config(moto_endpoint()).await);
+    let auto = || Forwarder::default().with_clients(target_clients(&sdk, Default::default()));
+    let (w1, w2) = (
+        worker_in(auto(), &rules, ledger(&table).await)
+            .await
+            .build(),
+        worker_in(auto(), &rules, ledger(&table).await)
+            .await
+            .build(),
+    );
+    let changed = r#"{"eventName":"person.updated","workspaceId":"ws","record":{"id":"p1","updatedAt":"2026-12-04T10:00:00.000Z"}}"#;
+    let m = ingest_messages(changed, Target::default()).remove(0);
+    let event = || sqs_event(&[("m1", &m.body, None)], false);
+    let (r1, r2) = tokio::join!(w1.handle(event()), w2.handle(event()));
+    let failures = failed(&r1.unwrap()).len() + failed(&r2.unwrap()).len();
+    let ids: Vec<String> = slow
+        .requests()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert!((1..=2).contains(&ids.len()), "{ids:?}");
+    assert!(
+        ids.iter()
+            .all(|id| id == &ids[0] && id.starts_with("change_")),
+        "one id, the change's: {ids:?}"
+    );
+    assert_eq!(
+        drain(&sqs, &queue, Duration::from_secs(2)).await.len(),
+        1,
+        "the queue is sent it once"
+    );
+    assert!(failures <= 1, "only a strict loser is retried later");
 }
 
 #[tokio::test]
@@ -855,12 +917,13 @@ async fn a_dead_lettered_claim_check_restarts_its_objects_lifetime() {
 #[tokio::test]
 async fn lean_a_send_cut_off_at_the_deadline_does_not_hold_its_key() {
     use std::sync::atomic::AtomicUsize;
-    use twenty_webhook::worker::Router;
+    use twenty_webhook::worker::{Router, Selection};
     let table = new_table().await;
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = runs.clone();
+    let lean = Selection::events(&["person.*"]).mode(Mode::Lean);
     let router = Router::new()
-        .on("hangs-once", &["person.*"], move |_| {
+        .on("hangs-once", lean, move |_| {
             let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
             async move {
                 if first {
@@ -871,8 +934,8 @@ async fn lean_a_send_cut_off_at_the_deadline_does_not_hold_its_key() {
         })
         .expect("a router");
     let sdk = sdk_config(moto_endpoint()).await;
-    let lean = DynamoLedger::with_sdk_config(&sdk, &table, Duration::from_secs(120)).lean(true);
-    let w = Worker::builder(router, None, Arc::new(lean), 10).build();
+    let ledger = DynamoLedger::with_sdk_config(&sdk, &table, Duration::from_secs(120));
+    let w = Worker::builder(router, None, Arc::new(ledger), 10).build();
     let m = one("person.updated", "p1");
     let event = || sqs_event(&[("m1", &m.body, None)], false);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);

@@ -16,7 +16,8 @@ use twenty_webhook::worker::standard_webhooks::WebhookKey;
 use twenty_webhook::worker::targets::http;
 use twenty_webhook::worker::web;
 use twenty_webhook::worker::{
-    Begin, Event, HandlerError, Ledger, LedgerFuture, NoLedger, Outcome, Pattern, Queued, Router,
+    Begin, Event, HandlerError, Ledger, LedgerFuture, Mode, NoLedger, Outcome, Pattern, Queued,
+    Router,
 };
 
 #[test]
@@ -152,7 +153,12 @@ async fn every_matching_handler_runs() {
 struct MemoryLedger(Mutex<HashMap<String, bool>>);
 
 impl Ledger for MemoryLedger {
-    fn begin<'a>(&'a self, key: &'a str, _message_id: Option<&'a str>) -> LedgerFuture<'a, Begin> {
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        _message_id: Option<&'a str>,
+        _mode: Mode,
+    ) -> LedgerFuture<'a, Begin> {
         Box::pin(async move {
             let mut map = self.0.lock().unwrap();
             Ok(match map.get(key) {
@@ -171,7 +177,7 @@ impl Ledger for MemoryLedger {
             Ok(())
         })
     }
-    fn failed<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<u32>> {
+    fn failed<'a>(&'a self, key: &'a str, _mode: Mode) -> LedgerFuture<'a, Option<u32>> {
         Box::pin(async move {
             self.0.lock().unwrap().remove(key);
             Ok(None)

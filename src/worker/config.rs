@@ -7,6 +7,7 @@ use crate::settings::{ConfigError, invalid, whole_number};
 use std::time::Duration;
 
 use super::guard::BreakerSettings;
+use super::idempotency::Mode;
 use super::retry_policy::RetryPolicy;
 use super::rules::{Rule, parse_rules};
 
@@ -58,9 +59,10 @@ pub(crate) struct WorkerConfig {
     pub idempotency_table: Option<String>,
     /// How long a worker's in-progress mark holds (keep it above the function's timeout).
     pub in_progress: std::time::Duration,
-    /// `IDEMPOTENCY_MODE=lean`: a read before a send and one write after, no in-progress
-    /// mark (`strict`, the default: a conditional write before, one after, a seen mark).
-    pub lean: bool,
+    /// `IDEMPOTENCY_MODE`: `strict` or `lean` for every handler; None (`auto`, the
+    /// default) lets each rule's target say (`TargetSpec::acts_once_per_id`), and your own
+    /// handlers choose in their `Selection` (`Strict` unless they say).
+    pub mode: Option<Mode>,
     /// The queue's URL, for changing a failed message's visibility; without one it is
     /// derived from the event source ARN.
     pub queue_url: Option<String>,
@@ -107,10 +109,16 @@ impl WorkerConfig {
             1..=86_400,
             "seconds",
         )?;
-        let lean = match get(IDEMPOTENCY_MODE).as_deref().map(str::trim) {
-            None | Some("" | "strict") => false,
-            Some("lean") => true,
-            Some(_) => return Err(invalid(IDEMPOTENCY_MODE, "must be `strict` or `lean`")),
+        let mode = match get(IDEMPOTENCY_MODE).as_deref().map(str::trim) {
+            None | Some("" | "auto") => None,
+            Some("strict") => Some(Mode::Strict),
+            Some("lean") => Some(Mode::Lean),
+            Some(_) => {
+                return Err(invalid(
+                    IDEMPOTENCY_MODE,
+                    "must be `auto`, `strict` or `lean`",
+                ));
+            }
         };
         let seconds = |name: &'static str, default: u64, max: u64| {
             whole_number(name, get(name), default, 1..=max, "seconds").map(Duration::from_secs)
@@ -167,7 +175,7 @@ impl WorkerConfig {
             secret_refresh: Refresh::from_lookup(&lookup)?,
             concurrency: concurrency as usize,
             in_progress: std::time::Duration::from_secs(in_progress),
-            lean,
+            mode,
             idempotency_table: get(IDEMPOTENCY_TABLE),
             queue_url: optional_queue(QUEUE_URL)?,
         })
@@ -196,6 +204,17 @@ mod tests {
         assert_eq!(c.concurrency, 10);
         assert_eq!(c.in_progress, std::time::Duration::from_secs(120));
         assert!(c.rules.is_empty() && c.idempotency_table.is_none());
+        assert_eq!(c.mode, None, "auto: each target's own");
+        for (value, mode) in [
+            ("auto", None),
+            ("strict", Some(Mode::Strict)),
+            (" lean", Some(Mode::Lean)),
+        ] {
+            assert_eq!(
+                config(&[(IDEMPOTENCY_MODE, value)], false).unwrap().mode,
+                mode
+            );
+        }
         assert_eq!(
             config(&[], true).unwrap_err(),
             ConfigError::Missing(FORWARD_RULES)
@@ -215,6 +234,7 @@ mod tests {
             (BREAKER_OPEN, "x"),
             (DEADLINE_MARGIN, "60001"),
             (DEAD_LETTER_QUEUE_URL, "dlq"),
+            (IDEMPOTENCY_MODE, "fast"),
         ] {
             match config(&[(name, value)], false) {
                 Err(ConfigError::Invalid { name: n, .. }) => assert_eq!(n, name, "{value}"),

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use thiserror::Error;
 
+use super::idempotency::Mode;
 use crate::envelope::{RECONCILED_VERSION, RECONCILIATION, VERSION};
 use crate::twenty::change::{self, Stamps};
 
@@ -41,10 +42,6 @@ pub struct Event {
     /// True for an event found by reconciliation rather than delivered by a webhook.
     pub reconciled: bool,
     pub body: String,
-    /// The id a destination is given to tell deliveries apart (`webhook-id`, a Step
-    /// Functions execution's name) when it is not `id`: the change's, where twins of one
-    /// change (a webhook and its reconciled twin) may both be sent.
-    pub delivery_id: Option<String>,
     /// The SQS message it came in, when the worker knows it: a destination the event was
     /// dead-lettered for is skipped by that message's retries, not by a redrive.
     pub message_id: Option<String>,
@@ -58,6 +55,8 @@ pub struct Event {
     updated_fields: Option<Range<usize>>,
     /// The whole envelope as JSON, parsed when a content filter first asks.
     json: OnceLock<Option<serde_json::Value>>,
+    /// The change's delivery id, made when a `Mode::Lean` handler first asks.
+    change_id: OnceLock<Option<String>>,
 }
 
 /// What the worker knows of the SQS message an event came in.
@@ -166,13 +165,13 @@ impl Event {
                 .received_at
                 .and_then(|t| humantime::parse_rfc3339_weak(&t).ok()),
             body,
-            delivery_id: None,
             message_id: None,
             deadline: None,
             received: None,
             record,
             updated_fields,
             json: OnceLock::new(),
+            change_id: OnceLock::new(),
         })))
     }
 
@@ -183,9 +182,22 @@ impl Event {
         Some(format!("{rule}#{}:{record_id}", self.object_name))
     }
 
-    /// The id a destination tells deliveries apart by: `delivery_id`, or the envelope's.
-    pub fn delivery_id(&self) -> &str {
-        self.delivery_id.as_deref().unwrap_or(&self.id)
+    /// The id a destination tells deliveries apart by, for a handler guarded so: the
+    /// change's under `Mode::Lean` (where the event has one), else the envelope's.
+    /// Under `Lean` twins of one change may both be sent, so they share this id:
+    /// `change_` and 32 hex digits of the SHA-256 of `change`.
+    pub fn delivery_id(&self, mode: Mode) -> &str {
+        if mode == Mode::Strict {
+            return &self.id;
+        }
+        let change = self.change_id.get_or_init(|| {
+            let change = self.change.as_deref()?;
+            Some(format!(
+                "change_{}",
+                &crate::envelope::body_sha256(change.as_bytes())[..32]
+            ))
+        });
+        change.as_deref().unwrap_or(&self.id)
     }
 
     /// The time left for handling it, when it has a deadline.

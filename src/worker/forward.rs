@@ -8,6 +8,7 @@ use super::collapse::{BurstStore, Collapse};
 use super::error::HandlerError;
 use super::event::Event;
 use super::guard::{BreakerSettings, Breakers, Gate, Pacer};
+use super::idempotency::Mode;
 use super::previous::{Previous, RecordStates};
 use super::router::{RouteError, Router, Selection};
 use super::rules::Rule;
@@ -26,6 +27,8 @@ pub struct Forwarder {
     bursts: Option<Arc<dyn BurstStore>>,
     /// The worker reads a FIFO queue, where a held message would hold its whole group.
     fifo: bool,
+    /// `IDEMPOTENCY_MODE`: one mode for every rule, or None (`auto`): each target's own.
+    mode: Option<Mode>,
 }
 
 impl Default for Forwarder {
@@ -49,12 +52,20 @@ impl Forwarder {
             states: None,
             bursts: None,
             fifo: false,
+            mode: None,
         }
     }
 
     /// With where `collapseSeconds` keeps records' bursts; without, such a rule is refused.
     pub fn with_bursts(mut self, bursts: Arc<dyn BurstStore>) -> Self {
         self.bursts = Some(bursts);
+        self
+    }
+
+    /// Every rule's sends guarded by `mode`; None (`auto`, the default): `Mode::Lean` for a
+    /// target that acts once per delivery id (HTTP), `Mode::Strict` for the others.
+    pub fn with_mode(mut self, mode: Option<Mode>) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -92,7 +103,12 @@ impl Forwarder {
                         service: service.to_owned(),
                     })?;
             let patterns: Vec<&str> = rule.events.iter().map(String::as_str).collect();
-            let mut selection = Selection::events(&patterns);
+            let mode = self.mode.unwrap_or(if rule.target.acts_once_per_id() {
+                Mode::Lean
+            } else {
+                Mode::Strict
+            });
+            let mut selection = Selection::events(&patterns).mode(mode);
             if let Some(filter) = rule.filter.clone() {
                 selection = selection.filter(filter);
             }
@@ -134,6 +150,7 @@ impl Forwarder {
                     };
                     let delivery = Delivery {
                         event,
+                        mode,
                         rule,
                         timeout,
                         retry_all_errors,

@@ -75,15 +75,6 @@ impl Handling {
     /// The event with what the invocation knows of it: its message, its deadline.
     fn prepare(&self, mut event: Event, item: &Item, bounds: Bounds) -> Event {
         event.message_id = Some(item.message_id.clone());
-        // Without in-progress marks, twins of one change may both be sent: under one id.
-        if !self.ledger.marks_in_progress()
-            && let Some(change) = &event.change
-        {
-            event.delivery_id = Some(format!(
-                "change_{}",
-                &crate::envelope::body_sha256(change.as_bytes())[..32]
-            ));
-        }
         event.deadline = bounds.start_by;
         event.received = Some(Arc::new(Received {
             attributes: item.attributes.clone(),

@@ -18,6 +18,20 @@ pub(crate) fn key(change: &str, handler: &str) -> String {
     format!("{change}#{handler}")
 }
 
+/// How a handler's sends are guarded in the ledger: what a send costs in the table, and
+/// what twins of one change (a webhook and its reconciled twin, a redelivery) may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// A conditional write marks the send in progress, one marks it done: twins on two
+    /// workers at once never both send.
+    #[default]
+    Strict,
+    /// A consistent read before the send, one write after it: twins on two workers at
+    /// once may both send, so they are sent under one delivery id, the change's. For a
+    /// destination that acts once per id (Standard Webhooks asks its consumers to).
+    Lean,
+}
+
 /// What the ledger says about a key when a handler is about to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {
@@ -37,12 +51,18 @@ pub trait Ledger: Send + Sync + 'static {
     /// Marks `key` in progress unless it is done or in progress elsewhere. A key whose
     /// event was moved to the dead-letter queue counts as done for the SQS message that
     /// was moved (its retries), not for another (a redrive, however it was made).
-    fn begin<'a>(&'a self, key: &'a str, message_id: Option<&'a str>) -> LedgerFuture<'a, Begin>;
+    /// `mode` is the handler's: `Lean` marks nothing in the table.
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        message_id: Option<&'a str>,
+        mode: Mode,
+    ) -> LedgerFuture<'a, Begin>;
     /// Marks `key` done.
     fn complete<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, ()>;
-    /// Records a failure and lifts our in-progress mark, so a retry may run at once;
-    /// returns how often `key` has failed, if the ledger counts.
-    fn failed<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<u32>>;
+    /// Records a failure and lifts our in-progress mark (`Strict`), so a retry may run at
+    /// once; returns how often `key` has failed, if the ledger counts.
+    fn failed<'a>(&'a self, key: &'a str, mode: Mode) -> LedgerFuture<'a, Option<u32>>;
     /// Whether `key` is done (its destination took the event), read consistently: a
     /// destination that took an event is never named in a dead-letter copy. False without
     /// a record.
@@ -57,13 +77,6 @@ pub trait Ledger: Send + Sync + 'static {
     fn routes<'a>(&'a self, routes: &'a [(String, Vec<String>)]) -> LedgerFuture<'a, ()> {
         let _ = routes;
         Box::pin(async { Ok(()) })
-    }
-    /// Whether `begin` marks a key in progress, so that two workers racing on one change do
-    /// not both act. A ledger that does not (`IDEMPOTENCY_MODE=lean`: a read before, one
-    /// write after) lets twins racing on two workers both send, so the worker gives them
-    /// one delivery id, the change's.
-    fn marks_in_progress(&self) -> bool {
-        true
     }
     /// Forgets a send begun in this process, however it ended (a run cancelled at the
     /// batch's deadline, or one that panicked): for a ledger that keeps the sends in hand
@@ -84,7 +97,12 @@ pub trait Ledger: Send + Sync + 'static {
 pub struct NoLedger;
 
 impl Ledger for NoLedger {
-    fn begin<'a>(&'a self, _key: &'a str, _message_id: Option<&'a str>) -> LedgerFuture<'a, Begin> {
+    fn begin<'a>(
+        &'a self,
+        _key: &'a str,
+        _message_id: Option<&'a str>,
+        _mode: Mode,
+    ) -> LedgerFuture<'a, Begin> {
         Box::pin(async move { Ok(Begin::Proceed) })
     }
 
@@ -92,7 +110,7 @@ impl Ledger for NoLedger {
         Box::pin(async move { Ok(()) })
     }
 
-    fn failed<'a>(&'a self, _key: &'a str) -> LedgerFuture<'a, Option<u32>> {
+    fn failed<'a>(&'a self, _key: &'a str, _mode: Mode) -> LedgerFuture<'a, Option<u32>> {
         Box::pin(async move { Ok(None) })
     }
 

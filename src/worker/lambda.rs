@@ -55,6 +55,7 @@ async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
         Arc::new(Pacer::new(store)),
     )
     .with_clients(target_clients(&sdk, config.secret_refresh))
+    .with_mode(config.mode)
     .on_fifo(
         config
             .queue_url
@@ -66,6 +67,11 @@ async fn start(router: Router, rules_required: bool) -> Result<(), Error> {
             .with_states(Arc::new(DynamoStates::lazy(sdk.clone(), table)))
             .with_bursts(Arc::new(DynamoBursts::lazy(sdk.clone(), table)));
     }
+    // Your own handlers too, when the setting names one mode for all.
+    let router = match config.mode {
+        Some(mode) => router.with_mode(mode),
+        None => router,
+    };
     let router = match forwarder.clone().add_rules(router, config.rules.clone()) {
         Ok(router) => router,
         Err(e) => {
@@ -106,9 +112,7 @@ fn deadline_of(context: &lambda_runtime::Context) -> Option<tokio::time::Instant
 
 fn build(config: &WorkerConfig, sdk: LazySdk, routes: Routes) -> Worker {
     let ledger: Arc<dyn Ledger> = match &config.idempotency_table {
-        Some(table) => {
-            Arc::new(DynamoLedger::lazy(sdk.clone(), table, config.in_progress).lean(config.lean))
-        }
+        Some(table) => Arc::new(DynamoLedger::lazy(sdk.clone(), table, config.in_progress)),
         None => Arc::new(NoLedger),
     };
     let claims = Some(PayloadStore::lazy(sdk.clone()));

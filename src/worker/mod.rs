@@ -63,7 +63,7 @@ pub use error::{FailureKind, HandlerError};
 pub use event::{Event, EventError, Queued};
 pub use filter::{Filter, FilterError};
 pub use forward::Forwarder;
-pub use idempotency::{Begin, Ledger, LedgerFuture, NoLedger};
+pub use idempotency::{Begin, Ledger, LedgerFuture, Mode, NoLedger};
 pub use patterns::Pattern;
 pub use router::{Outcome, RouteError, Router, Selection};
 pub use source::{Worker, WorkerBuilder};

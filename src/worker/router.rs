@@ -15,7 +15,7 @@ use super::error::{FailureKind, HandlerError};
 use super::event::Event;
 use super::filter::Filter;
 use super::guard::Gate;
-use super::idempotency::{self, Begin, Ledger};
+use super::idempotency::{self, Begin, Ledger, Mode};
 use super::patterns::{Pattern, PatternError};
 use super::previous::Previous;
 
@@ -35,6 +35,8 @@ struct Route {
     previous: Option<Previous>,
     /// `collapseSeconds`: a record's burst of changes, held and sent once.
     collapse: Option<Collapse>,
+    /// How its sends are guarded in the ledger.
+    mode: Mode,
 }
 
 /// Which events a handler takes: event-name patterns (`person.*`), and, optionally, a
@@ -46,6 +48,7 @@ pub struct Selection {
     filter: Option<Filter>,
     previous: Option<Previous>,
     collapse: Option<Collapse>,
+    mode: Mode,
 }
 
 impl Selection {
@@ -55,7 +58,15 @@ impl Selection {
             filter: None,
             previous: None,
             collapse: None,
+            mode: Mode::Strict,
         }
+    }
+
+    /// How this handler's sends are guarded in the idempotency ledger: `Strict` unless
+    /// said (see `Mode`). `IDEMPOTENCY_MODE=strict` or `lean` overrides it.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// A record's changes this handler takes within the window of each other are held, and
@@ -196,8 +207,18 @@ impl Router {
             gate,
             previous: selection.previous,
             collapse: selection.collapse,
+            mode: selection.mode,
         });
         Ok(self)
+    }
+
+    /// Every handler registered so far guarded by `mode` (`IDEMPOTENCY_MODE=strict` or
+    /// `lean`), whatever its `Selection` said.
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        for route in &mut self.routes {
+            route.mode = mode;
+        }
+        self
     }
 
     /// Each handler's name and event-name patterns (as `*.*`, `person.*`...), for what
@@ -426,7 +447,10 @@ async fn once<L: Ledger + ?Sized>(route: Route, event: Arc<Event>, ledger: Arc<L
         None => None,
     };
     let key = ledger_key(&event, &route.name);
-    let not_run = match ledger.begin(&key, event.message_id.as_deref()).await {
+    let not_run = match ledger
+        .begin(&key, event.message_id.as_deref(), route.mode)
+        .await
+    {
         Ok(Begin::Proceed) => None,
         Ok(Begin::Done) => Some(Ok(Ran::Skipped)),
         Ok(Begin::Busy(left)) => Some(Err(HandlerError::deferred(
@@ -463,7 +487,7 @@ async fn once<L: Ledger + ?Sized>(route: Route, event: Arc<Event>, ledger: Arc<L
             (Ok(Ran::Handled), elapsed, recorded.is_err())
         }
         Err(mut failure) => {
-            match ledger.failed(&key).await {
+            match ledger.failed(&key, route.mode).await {
                 Ok(attempts) => failure.attempts = attempts,
                 Err(e) => {
                     warn!(key = %key, error = %e, "failed, and its in-progress mark stays until it expires")

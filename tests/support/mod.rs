@@ -651,3 +651,13 @@ pub fn sqs_event(
         .collect();
     serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
 }
+
+/// The `webhook-id` the worker gives `envelope` under the default `IDEMPOTENCY_MODE=auto`
+/// for an HTTP rule (`Mode::Lean`): the change's, or the envelope's id without a change.
+pub fn lean_webhook_id(envelope: &str) -> String {
+    use twenty_webhook::worker::{Event, Mode, Queued};
+    match Event::parse(envelope.to_owned()).expect("an envelope") {
+        Queued::Event(event) => event.delivery_id(Mode::Lean).to_owned(),
+        Queued::Claim(_) => panic!("a claim check, not an envelope"),
+    }
+}

@@ -2,7 +2,8 @@
 //! key `id` (string), `status` (`INPROGRESS` or `COMPLETED`; and ours, `FAILED` and
 //! `DEADLETTERED`), `expiration` (epoch seconds, the table's TTL attribute) and
 //! `in_progress_expiration` (epoch milliseconds), plus `attempts` (failures so far). Every
-//! change is a conditional write, so two workers racing on one key cannot both proceed.
+//! change is a conditional write: under `Mode::Strict`, two workers racing on one key cannot
+//! both proceed; under `Mode::Lean`, a consistent read stands for the in-progress mark.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -18,7 +19,7 @@ use super::table::{
 use crate::adapter::AdapterError;
 use crate::aws::lazy::LazySdk;
 use crate::clock::now;
-use crate::worker::idempotency::{Begin, Ledger, LedgerFuture};
+use crate::worker::idempotency::{Begin, Ledger, LedgerFuture, Mode};
 
 const IN_PROGRESS: &str = "INPROGRESS";
 const FAILED: &str = "FAILED";
@@ -29,10 +30,7 @@ pub struct DynamoLedger {
     /// How long an in-progress mark holds: a worker that died mid-way blocks its key no
     /// longer than this. Keep it above the worker function's timeout.
     in_progress: Duration,
-    /// `IDEMPOTENCY_MODE=lean`: no in-progress mark; a consistent read before a send, one
-    /// write after it.
-    lean: bool,
-    /// Lean: the keys this process is sending now, and since when. Twins in one batch, or
+    /// `Mode::Lean`: the keys this process is sending now, and since when. Twins in one batch, or
     /// a redelivery reaching the process still sending its message, wait for the first
     /// instead of racing it; only twins on two workers at once can both be sent.
     sending: Mutex<HashMap<String, Instant>>,
@@ -42,18 +40,10 @@ pub struct DynamoLedger {
 const TWIN_WAIT: Duration = Duration::from_secs(1);
 
 impl DynamoLedger {
-    /// Lean: a read before each send and one write after it, no in-progress mark (see
-    /// `Ledger::marks_in_progress`).
-    pub fn lean(mut self, lean: bool) -> Self {
-        self.lean = lean;
-        self
-    }
-
     pub fn with_sdk_config(shared: &SdkConfig, table: &str, in_progress: Duration) -> Self {
         Self {
             table: Table::ready(shared, table),
             in_progress,
-            lean: false,
             sending: Mutex::default(),
         }
     }
@@ -63,7 +53,6 @@ impl DynamoLedger {
         Self {
             table: Table::lazy(sdk, table),
             in_progress,
-            lean: false,
             sending: Mutex::default(),
         }
     }
@@ -128,19 +117,23 @@ impl DynamoLedger {
         None
     }
 
-    /// Lets `key` go: its send ended (or never began).
+    /// Lets `key` go: its send ended (or never began). Nothing to do for a `Strict` key,
+    /// never held here.
     fn release(&self, key: &str) {
-        if self.lean {
-            let mut sending = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
-            sending.remove(key);
-        }
+        let mut sending = self.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        sending.remove(key);
     }
 }
 
 impl Ledger for DynamoLedger {
-    fn begin<'a>(&'a self, key: &'a str, message_id: Option<&'a str>) -> LedgerFuture<'a, Begin> {
+    fn begin<'a>(
+        &'a self,
+        key: &'a str,
+        message_id: Option<&'a str>,
+        mode: Mode,
+    ) -> LedgerFuture<'a, Begin> {
         Box::pin(async move {
-            if self.lean {
+            if mode == Mode::Lean {
                 return self.begin_lean(key, message_id).await;
             }
             let now = now();
@@ -211,10 +204,6 @@ impl Ledger for DynamoLedger {
         Box::pin(async move { super::seen::mark(&self.table, change).await })
     }
 
-    fn marks_in_progress(&self) -> bool {
-        !self.lean
-    }
-
     fn let_go(&self, key: &str) {
         self.release(key);
     }
@@ -223,7 +212,7 @@ impl Ledger for DynamoLedger {
         Box::pin(async move { super::seen::publish_routes(&self.table, routes).await })
     }
 
-    fn failed<'a>(&'a self, key: &'a str) -> LedgerFuture<'a, Option<u32>> {
+    fn failed<'a>(&'a self, key: &'a str, mode: Mode) -> LedgerFuture<'a, Option<u32>> {
         Box::pin(async move {
             let update = self
                 .update_status(key)
@@ -239,7 +228,7 @@ impl Ledger for DynamoLedger {
                 .expression_attribute_values(":expiration", number((now() + KEEP).as_secs().into()))
                 .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew);
             // Lean marks nothing in progress: any record but a done one is ours to count.
-            let update = if self.lean {
+            let update = if mode == Mode::Lean {
                 update
                     .condition_expression("attribute_not_exists(id) OR #status <> :completed")
                     .expression_attribute_values(":completed", AttributeValue::S(COMPLETED.into()))

@@ -38,6 +38,10 @@ pub struct HttpTarget {
 }
 
 impl TargetSpec for HttpTarget {
+    fn acts_once_per_id(&self) -> bool {
+        true
+    }
+
     fn build(&self, clients: &Clients) -> Result<Arc<dyn Target>, &'static str> {
         let auth = match &self.auth {
             None => None,
@@ -182,6 +186,7 @@ impl Http {
     async fn post(&self, delivery: Delivery) -> Result<(), HandlerError> {
         let Delivery {
             event,
+            mode,
             timeout,
             retry_all_errors,
             transformed,
@@ -200,7 +205,7 @@ impl Http {
         };
         let headers = headers(
             &self.target,
-            event.delivery_id(),
+            event.delivery_id(mode),
             timestamp,
             content_type,
             &body,

@@ -31,6 +31,7 @@ use serde_json::{Map, Value};
 
 use super::error::HandlerError;
 use super::event::Event;
+use super::idempotency::Mode;
 use super::transform::Body;
 use crate::adapter::AdapterError;
 
@@ -39,6 +40,9 @@ pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError
 /// One event for one rule's target.
 pub struct Delivery {
     pub event: Arc<Event>,
+    /// How the rule's sends are guarded: under `Lean`, twins of one change may both be
+    /// sent, so they carry the change's id (`Delivery::id`).
+    pub mode: Mode,
     /// The rule's name (execution names and logs use it).
     pub rule: Arc<str>,
     /// How long the call may take: the rule's `timeoutMs`, or less if the invocation has
@@ -47,6 +51,15 @@ pub struct Delivery {
     pub retry_all_errors: bool,
     /// What the rule's `transform` made of the envelope: sent instead of it.
     pub transformed: Option<Body>,
+}
+
+impl Delivery {
+    /// The id the destination tells deliveries apart by (`webhook-id`, a Step Functions
+    /// execution's name): the envelope's, or under `Mode::Lean` the change's, the same for
+    /// every twin.
+    pub fn id(&self) -> &str {
+        self.event.delivery_id(self.mode)
+    }
 }
 
 /// A target: delivers one event, or says why not (and whether to retry).
@@ -82,6 +95,14 @@ pub trait TargetSpec: Any + Debug + Send + Sync {
     /// The target, with its client from `clients`; Err names the service the worker has no
     /// client for.
     fn build(&self, clients: &Clients) -> Result<Arc<dyn Target>, &'static str>;
+    /// Whether the destination acts once per delivery id, so that twins of one change sent
+    /// under one id are harmless: `IDEMPOTENCY_MODE=auto` guards it with `Mode::Lean` (one
+    /// table write per send), the others with `Mode::Strict`. Only HTTP says so: Standard
+    /// Webhooks asks its consumers to deduplicate on `webhook-id`. A Step Functions express
+    /// workflow, an EventBridge bus and an SQS standard queue do not.
+    fn acts_once_per_id(&self) -> bool {
+        false
+    }
 }
 
 /// The clients targets call through, one per service, by type: `Arc<dyn Executions>`,

@@ -76,7 +76,7 @@ impl Target for StateMachine {
                     "the input is over Step Functions' 256 KiB (an envelope not queued as a claim check, or a transformed body)",
                 ));
             };
-            let name = execution_name(delivery.event.delivery_id(), &delivery.rule);
+            let name = execution_name(delivery.id(), &delivery.rule);
             self.executions
                 .start(&self.arn, &name, input, delivery.timeout)
                 .await
