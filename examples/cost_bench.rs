@@ -4,7 +4,8 @@
 //! call, JSON logs at INFO), one rule to a destination that answers at once.
 //!
 //! Six runs: busy (the queue full: batches of ten) and trickle (one event at a time), each
-//! with the idempotency table (`IDEMPOTENCY_MODE` `strict`, then `lean`) and without. Counted: the ingest function's SQS requests and
+//! with the idempotency table (`IDEMPOTENCY_MODE` unset, the default `auto`: `lean` for this
+//! HTTP rule; then `strict`) and without. Counted: the ingest function's SQS requests and
 //! log bytes per event; the worker's DynamoDB reads and writes, its own SQS requests
 //! (visibility, dead-letter queue), the event source's receives and deletes (one each per
 //! batch, as Lambda's poller makes them), its log bytes and invocations. Assumed (not
@@ -114,7 +115,8 @@ async fn until_taken(dest: &Destination, n: usize) -> bool {
     true
 }
 
-async fn worker_run(events: usize, busy: bool, table: Option<&str>) -> Counted {
+/// `table`: without it, none; with it, its `IDEMPOTENCY_MODE` (unset when None).
+async fn worker_run(events: usize, busy: bool, table: Option<Option<&str>>) -> Counted {
     let sqs = support::sqs().await;
     let proxy = CountingProxy::start(support::moto_endpoint()).await;
     let url = support::new_queue(&sqs, false).await;
@@ -129,7 +131,9 @@ async fn worker_run(events: usize, busy: bool, table: Option<&str>) -> Counted {
     ];
     if let Some(mode) = table {
         env.push(("IDEMPOTENCY_TABLE", table_name));
-        env.push(("IDEMPOTENCY_MODE", mode.to_owned()));
+        if let Some(mode) = mode {
+            env.push(("IDEMPOTENCY_MODE", mode.to_owned()));
+        }
     }
     env.extend(JSON_LOGS.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let messages: Vec<Message> = (0..events).map(|i| message(&format!("c{i}"))).collect();
@@ -230,7 +234,8 @@ async fn main() {
         ingest.sqs, ingest.log_bytes
     );
     for (busy, label) in [(true, "busy"), (false, "trickle")] {
-        for table in [Some("strict"), Some("lean"), None] {
+        // The table with `IDEMPOTENCY_MODE` unset (the default), then `strict`; no table.
+        for table in [Some(None), Some(Some("strict")), None] {
             let n = if busy { events } else { events.min(100) };
             let c = worker_run(n, busy, table).await;
             let (total, parts) = dollars(&ingest, &c);
@@ -238,7 +243,10 @@ async fn main() {
                 "{label}, {}, {n} events: per event {:.2} table writes, {:.2} table reads, \
                  {:.2} worker SQS requests, {:.2} event-source SQS requests, {:.2} invocations, \
                  {:.0} worker log bytes",
-                table.map_or("without the table".to_owned(), |m| format!("table {m}")),
+                table.map_or("without the table".to_owned(), |m| format!(
+                    "table {}",
+                    m.unwrap_or("auto (the default: lean for HTTP)")
+                )),
                 c.dynamo_writes,
                 c.dynamo_reads,
                 c.worker_sqs,
