@@ -389,29 +389,45 @@ async fn a_redelivery_repeats_only_the_destination_that_failed() {
     );
 }
 
+/// A destination that answers after half a second: long enough for two workers to race.
+async fn slow_destination() -> Destination {
+    Destination::start(|_| Answer {
+        delay: Duration::from_millis(500),
+        ..Answer::status(200)
+    })
+    .await
+}
+
+/// Two workers, each with its own ledger on `table` and its rules made by `forwarder`,
+/// handle one SQS message carrying `body` at once; how many of the two report it failed.
+async fn race_on_one_message(
+    forwarder: impl Fn() -> Forwarder,
+    rules: &str,
+    table: &str,
+    body: &str,
+) -> usize {
+    let (w1, w2) = (
+        worker_in(forwarder(), rules, ledger(table).await)
+            .await
+            .build(),
+        worker_in(forwarder(), rules, ledger(table).await)
+            .await
+            .build(),
+    );
+    let event = || sqs_event(&[("m1", body, None)], false);
+    let (r1, r2) = tokio::join!(w1.handle(event()), w2.handle(event()));
+    failed(&r1.unwrap()).len() + failed(&r2.unwrap()).len()
+}
+
 /// `IDEMPOTENCY_MODE=strict`.
 #[tokio::test]
 async fn two_workers_racing_on_one_message_forward_it_once() {
     let table = new_table().await;
-    let slow = Destination::start(|_| Answer {
-        delay: Duration::from_millis(500),
-        ..Answer::status(200)
-    })
-    .await;
+    let slow = slow_destination().await;
     let rules = format!(r#"[{{"events":["*"],"url":"{}"}}]"#, slow.url);
     let strict = || Forwarder::default().with_mode(Some(Mode::Strict));
-    let (w1, w2) = (
-        worker_in(strict(), &rules, ledger(&table).await)
-            .await
-            .build(),
-        worker_in(strict(), &rules, ledger(&table).await)
-            .await
-            .build(),
-    );
     let m = one("person.updated", "p1");
-    let event = || sqs_event(&[("m1", &m.body, None)], false);
-    let (r1, r2) = tokio::join!(w1.handle(event()), w2.handle(event()));
-    let failures = failed(&r1.unwrap()).len() + failed(&r2.unwrap()).len();
+    let failures = race_on_one_message(strict, &rules, &table, &m.body).await;
     assert_eq!(slow.requests().len(), 1, "forwarded once");
     assert_eq!(failures, 1, "the loser is retried later, and then skips it");
 }
@@ -422,11 +438,7 @@ async fn two_workers_racing_on_one_message_forward_it_once() {
 #[tokio::test]
 async fn auto_guards_http_lean_and_a_queue_strict() {
     let table = new_table().await;
-    let slow = Destination::start(|_| Answer {
-        delay: Duration::from_millis(500),
-        ..Answer::status(200)
-    })
-    .await;
+    let slow = slow_destination().await;
     let sqs = sqs().await;
     let queue = new_queue(&sqs, false).await;
     let rules = format!(
@@ -435,19 +447,9 @@ async fn auto_guards_http_lean_and_a_queue_strict() {
     );
     let sdk = LazySdk::ready(sdk_config(moto_endpoint()).await);
     let auto = || Forwarder::default().with_clients(target_clients(&sdk, Default::default()));
-    let (w1, w2) = (
-        worker_in(auto(), &rules, ledger(&table).await)
-            .await
-            .build(),
-        worker_in(auto(), &rules, ledger(&table).await)
-            .await
-            .build(),
-    );
     let changed = r#"{"eventName":"person.updated","workspaceId":"ws","record":{"id":"p1","updatedAt":"2026-12-04T10:00:00.000Z"}}"#;
     let m = ingest_messages(changed, Target::default()).remove(0);
-    let event = || sqs_event(&[("m1", &m.body, None)], false);
-    let (r1, r2) = tokio::join!(w1.handle(event()), w2.handle(event()));
-    let failures = failed(&r1.unwrap()).len() + failed(&r2.unwrap()).len();
+    let failures = race_on_one_message(auto, &rules, &table, &m.body).await;
     let ids: Vec<String> = slow
         .requests()
         .iter()
